@@ -1,0 +1,344 @@
+//! The action registry: the one place that knows every action the server implements.
+//!
+//! Each entry names the action as the official Losant clients do (`resource.action`), gives
+//! its method and path (axum's `{param}` syntax, identical to the reference catalog), the
+//! permission family it belongs to, whether it only reads, the least organization role a user
+//! needs for it, and the reference JSON schemas of its request body and response.
+//!
+//! The router, the authorization layer, the console's custom-permission checklist, the OpenAPI
+//! document and the README's permission table all derive from this table. Adding an action is
+//! one entry here plus its handler (the server's handler table is an exhaustive `match`, so a
+//! missing handler does not compile). A test checks every entry against the reference
+//! `catalog.json`.
+
+use crate::role::Role;
+
+/// HTTP methods used by the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Who can be granted an action at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// No credentials needed (logging in).
+    Public,
+    /// A logged-in user acting for themselves (`all.User`).
+    User,
+    /// An organization, or the set of applications a user can see.
+    Organization,
+    /// Something inside one application: what application API tokens are for.
+    Application,
+}
+
+impl Family {
+    /// The name the reference catalog uses in `scopeFamily`.
+    pub fn catalog_name(self) -> &'static str {
+        match self {
+            Family::Public => "none",
+            Family::User => "user",
+            Family::Organization => "organization",
+            Family::Application => "application",
+        }
+    }
+}
+
+/// One registry entry.
+#[derive(Debug)]
+pub struct ActionDef {
+    pub action: Action,
+    /// `resource.action`, e.g. `device.sendState`.
+    pub name: &'static str,
+    pub method: Method,
+    /// Path template, e.g. `/applications/{applicationId}/devices/{deviceId}/state`.
+    pub path: &'static str,
+    pub family: Family,
+    /// True where `all.Application.read` grants it (the catalog's `readOnly`).
+    pub read_only: bool,
+    /// The least organization role a user needs (sandbox owners count as admin).
+    pub min_role: Role,
+    /// Status code of a successful response.
+    pub success: u16,
+    /// Reference schema of the request body, if the action takes one.
+    pub body: Option<&'static str>,
+    /// Reference schema of the successful response.
+    pub response: &'static str,
+    /// One line for the console's checklist and the OpenAPI document.
+    pub description: &'static str,
+}
+
+impl ActionDef {
+    /// The part before the dot: `device` for `device.sendState`.
+    pub fn resource(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(r, _)| r)
+    }
+
+    /// The part after the dot: `sendState` for `device.sendState`.
+    pub fn verb(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(_, v)| v)
+    }
+}
+
+macro_rules! registry {
+    ($(
+        $variant:ident: $name:literal $method:ident $path:literal,
+            $family:ident, read_only: $ro:literal, min_role: $role:ident, $success:literal,
+            body: $body:expr, response: $resp:literal,
+            $desc:literal;
+    )*) => {
+        /// Every action the server implements, in registry order. `action as usize` is its
+        /// bit in an [`ActionSet`](crate::ActionSet).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Action { $($variant),* }
+
+        /// The registry table, indexed by `Action as usize`.
+        pub static REGISTRY: &[ActionDef] = &[$(
+            ActionDef {
+                action: Action::$variant,
+                name: $name,
+                method: Method::$method,
+                path: $path,
+                family: Family::$family,
+                read_only: $ro,
+                min_role: Role::$role,
+                success: $success,
+                body: $body,
+                response: $resp,
+                description: $desc,
+            }
+        ),*];
+
+        impl Action {
+            /// All actions, in registry order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+        }
+    };
+}
+
+registry! {
+    // --- public ---
+    AuthAuthenticateUser: "auth.authenticateUser" Post "/auth/user",
+        Public, read_only: false, min_role: None, 200,
+        body: Some("userCredentials"), response: "authedUser",
+        "Authenticates a user using the provided credentials";
+
+    // --- the logged-in user ---
+    MeGet: "me.get" Get "/me",
+        User, read_only: true, min_role: None, 200,
+        body: None, response: "me",
+        "Retrieves information on the current user";
+    OrgsGet: "orgs.get" Get "/orgs",
+        User, read_only: true, min_role: None, 200,
+        body: None, response: "orgs",
+        "Returns the organizations associated with the current user";
+    OrgsPost: "orgs.post" Post "/orgs",
+        User, read_only: false, min_role: None, 201,
+        body: Some("orgPost"), response: "org",
+        "Create a new organization";
+
+    // --- organizations ---
+    OrgGet: "org.get" Get "/orgs/{orgId}",
+        Organization, read_only: true, min_role: View, 200,
+        body: None, response: "org",
+        "Retrieves information on an organization";
+    OrgPatch: "org.patch" Patch "/orgs/{orgId}",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: Some("orgPatch"), response: "org",
+        "Updates information about an organization";
+    OrgDelete: "org.delete" Delete "/orgs/{orgId}",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: None, response: "success",
+        "Deletes an organization";
+    OrgInviteMember: "org.inviteMember" Post "/orgs/{orgId}/invites",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: Some("orgInvitePost"), response: "org",
+        "Adds an existing user to an organization with the given role";
+    OrgModifyMember: "org.modifyMember" Patch "/orgs/{orgId}/member",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: Some("orgMemberPatch"), response: "org",
+        "Modifies a current org member's role";
+    OrgRemoveMember: "org.removeMember" Delete "/orgs/{orgId}/member",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: None, response: "org",
+        "Removes a member from the org";
+    ApplicationsGet: "applications.get" Get "/applications",
+        Organization, read_only: true, min_role: View, 200,
+        body: None, response: "applications",
+        "Returns the applications the current user has permission to see";
+    ApplicationsPost: "applications.post" Post "/applications",
+        Organization, read_only: false, min_role: Edit, 201,
+        body: Some("applicationPost"), response: "application",
+        "Create a new application";
+
+    // --- inside one application ---
+    ApplicationGet: "application.get" Get "/applications/{applicationId}",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "application",
+        "Retrieves information on an application";
+    ApplicationPatch: "application.patch" Patch "/applications/{applicationId}",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: Some("applicationPatch"), response: "application",
+        "Updates information about an application";
+    ApplicationDelete: "application.delete" Delete "/applications/{applicationId}",
+        Application, read_only: false, min_role: Edit, 200,
+        body: None, response: "success",
+        "Deletes an application and everything it owns";
+    ApplicationApiTokensGet: "applicationApiTokens.get" Get "/applications/{applicationId}/tokens",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "apiTokens",
+        "Returns the API tokens for an application";
+    ApplicationApiTokensPost: "applicationApiTokens.post" Post "/applications/{applicationId}/tokens",
+        Application, read_only: false, min_role: Edit, 201,
+        body: Some("applicationApiTokenPost"), response: "apiToken",
+        "Create a new API token for an application";
+    ApplicationApiTokenGet: "applicationApiToken.get" Get "/applications/{applicationId}/tokens/{apiTokenId}",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "apiToken",
+        "Retrieves information on an API token";
+    ApplicationApiTokenPatch: "applicationApiToken.patch" Patch "/applications/{applicationId}/tokens/{apiTokenId}",
+        Application, read_only: false, min_role: Edit, 200,
+        body: Some("apiTokenPatch"), response: "apiToken",
+        "Updates information about an API token";
+    ApplicationApiTokenDelete: "applicationApiToken.delete" Delete "/applications/{applicationId}/tokens/{apiTokenId}",
+        Application, read_only: false, min_role: Edit, 200,
+        body: None, response: "success",
+        "Deletes an API token";
+}
+
+/// Registry lookups.
+impl Action {
+    pub fn def(self) -> &'static ActionDef {
+        &REGISTRY[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The action called `name`, if the server implements it.
+    pub fn from_name(name: &str) -> Option<Action> {
+        REGISTRY.iter().find(|d| d.name == name).map(|d| d.action)
+    }
+
+    /// Actions an application API token can ever be granted, in registry order.
+    pub fn application_actions() -> impl Iterator<Item = &'static ActionDef> {
+        REGISTRY.iter().filter(|d| d.family == Family::Application)
+    }
+}
+
+/// True if some application action belongs to `resource`.
+pub fn is_application_resource(resource: &str) -> bool {
+    Action::application_actions().any(|d| d.resource() == resource)
+}
+
+/// Application actions grouped by resource, in registry order: what the console's custom
+/// permission checklist shows.
+pub fn application_resources() -> Vec<(&'static str, Vec<&'static ActionDef>)> {
+    let mut groups: Vec<(&'static str, Vec<&'static ActionDef>)> = Vec::new();
+    for def in Action::application_actions() {
+        match groups.iter_mut().find(|(r, _)| *r == def.resource()) {
+            Some((_, defs)) => defs.push(def),
+            None => groups.push((def.resource(), vec![def])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_indexed_by_action() {
+        for (i, def) in REGISTRY.iter().enumerate() {
+            assert_eq!(def.action as usize, i, "{} is out of place", def.name);
+        }
+        assert!(REGISTRY.len() <= crate::ActionSet::CAPACITY);
+    }
+
+    #[test]
+    fn names_and_routes_are_unique() {
+        for (i, a) in REGISTRY.iter().enumerate() {
+            for b in &REGISTRY[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} and {} share a route",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+    }
+
+    /// Every entry agrees with the reference catalog on method, path, family and read/write.
+    #[test]
+    fn registry_matches_reference_catalog() {
+        let text = include_str!("../../../reference/losant-api/catalog.json");
+        let catalog: serde_json::Value = serde_json::from_str(text).unwrap();
+        let actions = catalog["actions"].as_array().unwrap();
+        for def in REGISTRY {
+            let entry = actions
+                .iter()
+                .find(|a| a["name"] == def.name)
+                .unwrap_or_else(|| panic!("{} is not in the catalog", def.name));
+            assert_eq!(entry["method"], def.method.as_str(), "{}", def.name);
+            assert_eq!(entry["path"], def.path, "{}", def.name);
+            assert_eq!(
+                entry["scopeFamily"],
+                def.family.catalog_name(),
+                "{}",
+                def.name
+            );
+            assert_eq!(entry["readOnly"], def.read_only, "{}", def.name);
+            let codes: Vec<u64> = entry["responses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["code"].as_u64().unwrap())
+                .collect();
+            assert!(codes.contains(&u64::from(def.success)), "{}", def.name);
+        }
+    }
+
+    #[test]
+    fn reads_need_view_and_writes_need_more() {
+        for def in Action::application_actions() {
+            if def.read_only {
+                assert_eq!(def.min_role, Role::View, "{}", def.name);
+            } else {
+                assert!(def.min_role >= Role::Collaborate, "{}", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn resources_group_in_registry_order() {
+        let groups = application_resources();
+        let names: Vec<&str> = groups.iter().map(|(r, _)| *r).collect();
+        assert_eq!(names[0], "application");
+        assert!(names.contains(&"applicationApiTokens"));
+        let total: usize = groups.iter().map(|(_, d)| d.len()).sum();
+        assert_eq!(total, Action::application_actions().count());
+    }
+}
