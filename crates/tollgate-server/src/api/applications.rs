@@ -1,0 +1,162 @@
+//! Applications: `applications.*`, `application.*`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tollgate_core::Action;
+use tollgate_store::Id;
+use tollgate_store::applications::{APPLICATION_FIELDS, Application, ApplicationChange, Owner};
+
+use crate::api::{refuse_unsupported, success, with_extra};
+use crate::auth::{AppAccess, UserAccess, org_access};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, ListParams, Query, RequestBody};
+use crate::state::AppState;
+use crate::time::iso;
+
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("applicationTemplateId", "it has no application templates"),
+    ("archiveConfig", "it does not archive data to cloud storage"),
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationPost {
+    name: String,
+    #[serde(default)]
+    description: String,
+    org_id: Option<Id>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl RequestBody for ApplicationPost {
+    const SCHEMA: &'static str = "applicationPost";
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        refuse_unsupported(body, UNSUPPORTED)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ApplicationPatch {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl RequestBody for ApplicationPatch {
+    const SCHEMA: &'static str = "applicationPatch";
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        refuse_unsupported(body, UNSUPPORTED)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    #[serde(flatten)]
+    list: ListParams,
+    org_id: Option<String>,
+}
+
+pub fn application_json(app: &Application) -> Value {
+    with_extra(
+        json!({
+            "id": app.id,
+            "applicationId": app.id,
+            "name": app.name,
+            "description": app.description,
+            "ownerId": app.owner.id(),
+            "ownerType": app.owner.type_name(),
+            "creationDate": iso(app.creation_date),
+            "lastUpdated": iso(app.last_updated),
+        }),
+        &app.extra,
+    )
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    access: UserAccess,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let spec = query.list.spec(&APPLICATION_FIELDS)?;
+    let org = match query.org_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<Id>().map_err(|_| {
+            ApiError::validation("orgId is not valid: ids are 24 hexadecimal characters")
+        })?),
+        None => None,
+    };
+    let page = state
+        .store()
+        .list_applications_for_user(access.user_id(), org, &spec)
+        .await?;
+    let items = page.items.iter().map(application_json).collect();
+    Ok(Json(query.list.envelope(
+        &spec,
+        &APPLICATION_FIELDS,
+        items,
+        page.total,
+    )))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    access: UserAccess,
+    Body(body): Body<ApplicationPost>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let owner = match body.org_id {
+        // The organization named in the body gets the same decision a path would.
+        Some(org) => {
+            org_access(&state, access.user_id(), org, Action::ApplicationsPost).await?;
+            Owner::Organization(org)
+        }
+        None => Owner::User(access.user_id()),
+    };
+    let app = state
+        .store()
+        .create_application(owner, &body.name, &body.description, &body.extra)
+        .await?;
+    tracing::info!(application = %app.id, by = %access.user_id(), "application created");
+    Ok((StatusCode::CREATED, Json(application_json(&app))))
+}
+
+pub async fn get(State(state): State<AppState>, access: AppAccess) -> ApiResult<Json<Value>> {
+    let app = state
+        .store()
+        .application(access.application())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    Ok(Json(application_json(&app)))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Body(body): Body<ApplicationPatch>,
+) -> ApiResult<Json<Value>> {
+    let change = ApplicationChange {
+        name: body.name,
+        description: body.description,
+        extra: body.extra,
+    };
+    let app = state
+        .store()
+        .update_application(access.application(), &change)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    Ok(Json(application_json(&app)))
+}
+
+pub async fn delete(State(state): State<AppState>, access: AppAccess) -> ApiResult<Json<Value>> {
+    state
+        .store()
+        .delete_application(access.application())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    tracing::info!(application = %access.application(), "application deleted");
+    Ok(success())
+}

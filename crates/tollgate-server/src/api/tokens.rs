@@ -1,0 +1,242 @@
+//! Application API tokens: `applicationApiTokens.*`, `applicationApiToken.*`.
+//!
+//! The secret is generated here, returned in the creation response only, and stored as its
+//! SHA-256 digest. Scope and expiry are fixed at creation; a token (or user) can only create
+//! tokens no more powerful and no longer-lived than itself.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tollgate_core::Scope;
+use tollgate_core::secret::{Secret, SecretKind};
+use tollgate_store::tokens::{NewToken, TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
+use tollgate_store::{Id, now_ms};
+
+use crate::api::success;
+use crate::auth::AppAccess;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::state::AppState;
+use crate::time::{iso, parse_iso};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPost {
+    name: String,
+    #[serde(default)]
+    description: String,
+    expiration_date: Option<String>,
+    scope: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+impl RequestBody for TokenPost {
+    const SCHEMA: &'static str = "applicationApiTokenPost";
+}
+
+#[derive(Deserialize)]
+pub struct TokenPatch {
+    name: Option<String>,
+    description: Option<String>,
+    status: Option<String>,
+}
+
+impl RequestBody for TokenPatch {
+    const SCHEMA: &'static str = "apiTokenPatch";
+
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        let fixed: Vec<&str> = ["scope", "expirationDate"]
+            .into_iter()
+            .filter(|f| body.get(*f).is_some())
+            .collect();
+        if fixed.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(format!(
+                "{} cannot be changed: a token's scope and expiration date are fixed when it is created. \
+                 Create a new token with the scope and expiry you need, then delete this one",
+                fixed.join(" and ")
+            )))
+        }
+    }
+}
+
+fn status(s: Option<&str>) -> Result<Option<TokenStatus>, ApiError> {
+    s.map(|s| {
+        TokenStatus::parse(s)
+            .ok_or_else(|| ApiError::validation("status must be active or inactive"))
+    })
+    .transpose()
+}
+
+/// A token as the API shows it (never with its secret).
+pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
+    let summary = Scope::parse(&t.scope)
+        .map(|s| s.summary().label())
+        .unwrap_or("Custom permissions");
+    let mut v = json!({
+        "id": t.id,
+        "apiTokenId": t.id,
+        "ownerId": t.application_id,
+        "ownerType": "application",
+        "applicationId": t.application_id,
+        "name": t.name,
+        "description": t.description,
+        "scope": t.scope,
+        "scopeSummary": summary,
+        "status": t.status.as_str(),
+        "creatorType": t.creator.kind,
+        "creatorId": t.creator.id,
+        "creatorName": t.creator.name,
+        "creationDate": iso(t.creation_date),
+        "lastUpdated": iso(t.last_updated),
+    });
+    if let Some(e) = t.expiration_date {
+        v["expirationDate"] = json!(iso(e));
+    }
+    // This node may have seen a use the database has not been told of yet.
+    let last_used = t.last_used.max(state.credentials().last_used(t.id));
+    if let Some(u) = last_used {
+        v["lastUsedDate"] = json!(iso(u));
+    }
+    v
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let spec = params.spec(&TOKEN_FIELDS)?;
+    let page = state
+        .store()
+        .list_tokens(access.application(), &spec)
+        .await?;
+    let items = page.items.iter().map(|t| token_json(&state, t)).collect();
+    let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page.total);
+    out["ownerId"] = json!(access.application());
+    out["ownerType"] = json!("application");
+    Ok(Json(out))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Body(body): Body<TokenPost>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let scope = match &body.scope {
+        None => Scope::all(),
+        Some(items) => {
+            Scope::parse(items).map_err(|e| ApiError::validation(format!("Invalid scope: {e}")))?
+        }
+    };
+    let now = now_ms();
+    let expiration_date = match body.expiration_date.as_deref() {
+        None => None,
+        Some(s) => {
+            let at = parse_iso(s).ok_or_else(|| {
+                ApiError::validation(
+                    "expirationDate must be an ISO 8601 date-time, e.g. 2027-01-31T12:00:00.000Z",
+                )
+            })?;
+            if at <= now {
+                return Err(ApiError::validation(
+                    "expirationDate is in the past: choose a future date, or leave it out for a token that never expires",
+                ));
+            }
+            Some(at)
+        }
+    };
+    let (bound, bound_expiry) = access.creation_bound();
+    if let Err(excess) = scope.within(&bound) {
+        return Err(ApiError::forbidden(
+            access.action(),
+            format!(
+                "A token cannot be more powerful than its creator: {} would reach beyond the creator's scope ({})",
+                excess.join(", "),
+                bound.to_strings().join(", ")
+            ),
+        ));
+    }
+    if let Some(limit) = bound_expiry {
+        if expiration_date.is_none_or(|e| e > limit) {
+            return Err(ApiError::forbidden(
+                access.action(),
+                format!(
+                    "A token cannot outlive its creator, which expires at {}: set an expirationDate no later than that",
+                    iso(limit)
+                ),
+            ));
+        }
+    }
+    let secret = Secret::generate(SecretKind::ApplicationToken);
+    let scope_strings = scope.to_strings();
+    let record = state
+        .store()
+        .create_token(&NewToken {
+            application_id: access.application(),
+            digest: secret.digest(),
+            name: &body.name,
+            description: &body.description,
+            scope: &scope_strings,
+            status: status(body.status.as_deref())?.unwrap_or(TokenStatus::Active),
+            expiration_date,
+            creator: access.creator(&state).await?,
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    tracing::info!(token = %record.id, application = %record.application_id, creator = %record.creator.id, "API token created");
+    let mut out = token_json(&state, &record);
+    // The only response that ever carries the secret.
+    out["token"] = json!(secret.expose());
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, token_id)): Path<(Id, Id)>,
+) -> ApiResult<Json<Value>> {
+    let t = state
+        .store()
+        .token(access.application(), token_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "API token"))?;
+    Ok(Json(token_json(&state, &t)))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, token_id)): Path<(Id, Id)>,
+    Body(body): Body<TokenPatch>,
+) -> ApiResult<Json<Value>> {
+    let change = TokenChange {
+        name: body.name,
+        description: body.description,
+        status: status(body.status.as_deref())?,
+    };
+    let t = state
+        .store()
+        .update_token(access.application(), token_id, &change)
+        .await
+        .map_err(|e| ApiError::from_store(e, "API token"))?;
+    tracing::info!(token = %t.id, status = t.status.as_str(), "API token updated");
+    Ok(Json(token_json(&state, &t)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, token_id)): Path<(Id, Id)>,
+) -> ApiResult<Json<Value>> {
+    state
+        .store()
+        .delete_token(access.application(), token_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "API token"))?;
+    tracing::info!(token = %token_id, "API token deleted");
+    Ok(success())
+}

@@ -1,0 +1,366 @@
+//! The one authentication-and-authorization layer.
+//!
+//! Every route is wrapped in [`guard`] with the registry action it serves. The guard
+//! authenticates the bearer secret (user session or application token alike), resolves the
+//! application or organization the path names, decides whether the action is allowed, and
+//! hands the handler a *capability*: [`AppAccess`], [`OrgAccess`] or [`UserAccess`]. Their
+//! constructors are private to this module, so a handler cannot run without the decision
+//! having been made, and store calls for application data take the application id from the
+//! capability, not from the path.
+//!
+//! Order of answers: no or bad credentials → 401; malformed path ids → 400; an application or
+//! organization the caller cannot see (whether or not it exists) → 404; visible but not
+//! permitted → 403 naming the action.
+
+pub mod credentials;
+pub mod passwords;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tollgate_core::permissions::{role_actions, role_token_bound};
+use tollgate_core::{Action, Family, Role, Scope};
+use tollgate_store::tokens::Creator;
+use tollgate_store::{Id, StoreError};
+
+pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a route names as its target.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    None,
+    Org(Id),
+    Application(Id),
+}
+
+/// The middleware in front of every REST route.
+pub async fn guard(
+    State((state, action)): State<(AppState, Action)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match authorize_request(&state, action, &mut parts).await {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authorize_request(
+    state: &AppState,
+    action: Action,
+    parts: &mut Parts,
+) -> Result<(), ApiError> {
+    if action.def().family == Family::Public {
+        return Ok(());
+    }
+    let principal = state.credentials().verify(bearer(&parts.headers)?).await?;
+    let target = target_of(parts).await?;
+    match decide(state, principal, action, target).await? {
+        Access::App(a) => parts.extensions.insert(a).map(drop),
+        Access::Org(o) => parts.extensions.insert(o).map(drop),
+        Access::User(u) => parts.extensions.insert(u).map(drop),
+    };
+    Ok(())
+}
+
+/// The bearer secret of a request.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            "Authorization required: send an Authorization: Bearer <token> header",
+        )
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Invalid Authorization header"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized("Invalid Authorization header: expected Bearer <token>")
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized(
+            "Invalid Authorization header: expected Bearer <token>",
+        ));
+    }
+    Ok(token.trim())
+}
+
+async fn target_of(parts: &mut Parts) -> Result<Target, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))?;
+    for (name, value) in &params {
+        let parse = |what: &str| {
+            value.parse::<Id>().map_err(|_| {
+                ApiError::validation(format!(
+                    "{what} is not valid: ids are 24 hexadecimal characters"
+                ))
+            })
+        };
+        match name {
+            "applicationId" => return Ok(Target::Application(parse("applicationId")?)),
+            "orgId" => return Ok(Target::Org(parse("orgId")?)),
+            _ => {}
+        }
+    }
+    Ok(Target::None)
+}
+
+/// A decision's result: the capability the handler receives.
+pub enum Access {
+    App(AppAccess),
+    Org(OrgAccess),
+    User(UserAccess),
+}
+
+/// Decide whether `principal` may perform `action` on `target`.
+pub async fn decide(
+    state: &AppState,
+    principal: Principal,
+    action: Action,
+    target: Target,
+) -> Result<Access, ApiError> {
+    let def = action.def();
+    match (def.family, target, principal) {
+        (Family::Application, Target::Application(app), Principal::Token(token)) => {
+            if token.application_id != app {
+                // Another application: answer as if it did not exist, whether or not it does.
+                return Err(ApiError::not_found("Application"));
+            }
+            if !token.allowed.contains(action) {
+                return Err(token_forbidden(action));
+            }
+            Ok(Access::App(AppAccess {
+                application: app,
+                action,
+                who: Who::Token(token),
+            }))
+        }
+        (Family::Application, Target::Application(app), Principal::User(session)) => {
+            let (_, role) = state
+                .store()
+                .application_role(app, session.user_id)
+                .await
+                .map_err(|e| ApiError::from_store(e, "Application"))?;
+            if role == Role::None {
+                return Err(ApiError::not_found("Application"));
+            }
+            if !role_actions(role).contains(action) {
+                return Err(role_forbidden(action, role));
+            }
+            Ok(Access::App(AppAccess {
+                application: app,
+                action,
+                who: Who::User {
+                    user_id: session.user_id,
+                    role,
+                },
+            }))
+        }
+        (Family::Organization, Target::Org(org), Principal::User(session)) => Ok(Access::Org(
+            org_access(state, session.user_id, org, action).await?,
+        )),
+        (Family::User | Family::Organization, Target::None, Principal::User(session)) => {
+            Ok(Access::User(UserAccess {
+                user_id: session.user_id,
+                action,
+            }))
+        }
+        (_, _, Principal::Token(_)) => Err(ApiError::forbidden(
+            action,
+            format!(
+                "{} is not available to application API tokens: it needs a user's login (POST /auth/user)",
+                action.name()
+            ),
+        )),
+        _ => {
+            tracing::error!(action = action.name(), "route and registry family disagree");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// Decide whether `user` may perform `action` in organization `org` (also used for targets
+/// that arrive in a body, such as the `orgId` of a new application).
+pub async fn org_access(
+    state: &AppState,
+    user_id: Id,
+    org: Id,
+    action: Action,
+) -> Result<OrgAccess, ApiError> {
+    let role = match state.store().org_role(org, user_id).await {
+        Ok(Some(role)) => role,
+        Ok(None) | Err(StoreError::NotFound) => return Err(ApiError::not_found("Organization")),
+        Err(e) => return Err(e.into()),
+    };
+    if !role_actions(role).contains(action) {
+        return Err(role_forbidden(action, role));
+    }
+    Ok(OrgAccess {
+        org,
+        user_id,
+        role,
+        action,
+    })
+}
+
+fn token_forbidden(action: Action) -> ApiError {
+    let def = action.def();
+    let mut grants = vec![
+        def.name.to_owned(),
+        format!("{}.*", def.resource()),
+        "all.Application".to_owned(),
+    ];
+    if def.read_only {
+        grants.push("all.Application.read".to_owned());
+    }
+    ApiError::forbidden(
+        action,
+        format!(
+            "This API token's scope does not include {}: use a token whose scope has one of {}",
+            def.name,
+            grants.join(", ")
+        ),
+    )
+}
+
+fn role_forbidden(action: Action, role: Role) -> ApiError {
+    let def = action.def();
+    ApiError::forbidden(
+        action,
+        format!(
+            "Your role here ({role}) does not allow {}: it needs {} or above",
+            def.name, def.min_role
+        ),
+    )
+}
+
+/// Who acts inside an application.
+#[derive(Clone, Debug)]
+enum Who {
+    Token(Arc<TokenEntry>),
+    User { user_id: Id, role: Role },
+}
+
+/// Permission to perform one action inside one application.
+#[derive(Clone, Debug)]
+pub struct AppAccess {
+    application: Id,
+    action: Action,
+    who: Who,
+}
+
+impl AppAccess {
+    /// The application the action was granted in; store calls use this id.
+    pub fn application(&self) -> Id {
+        self.application
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The token acting, if it is a token.
+    pub fn token(&self) -> Option<&TokenEntry> {
+        match &self.who {
+            Who::Token(t) => Some(t),
+            Who::User { .. } => None,
+        }
+    }
+
+    /// The strongest scope and latest expiry a token created by this caller may have:
+    /// a token's own; a user's role's.
+    pub fn creation_bound(&self) -> (Scope, Option<i64>) {
+        match &self.who {
+            Who::Token(t) => (t.scope.clone(), t.expires),
+            Who::User { role, .. } => (role_token_bound(*role), None),
+        }
+    }
+
+    /// The creator recorded on things this caller creates.
+    pub async fn creator(&self, state: &AppState) -> Result<Creator, ApiError> {
+        match &self.who {
+            Who::Token(t) => Ok(Creator {
+                kind: "apiToken",
+                id: t.id,
+                name: t.name.clone(),
+            }),
+            Who::User { user_id, .. } => {
+                let user = state.store().user(*user_id).await?;
+                Ok(Creator {
+                    kind: "user",
+                    id: user.id,
+                    name: user.email,
+                })
+            }
+        }
+    }
+}
+
+/// Permission to perform one action on one organization.
+#[derive(Clone, Debug)]
+pub struct OrgAccess {
+    org: Id,
+    user_id: Id,
+    role: Role,
+    action: Action,
+}
+
+impl OrgAccess {
+    pub fn org(&self) -> Id {
+        self.org
+    }
+    pub fn user_id(&self) -> Id {
+        self.user_id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+/// A logged-in user acting for themselves (their profile, their organizations and
+/// applications list, creating organizations and applications).
+#[derive(Clone, Debug)]
+pub struct UserAccess {
+    user_id: Id,
+    action: Action,
+}
+
+impl UserAccess {
+    pub fn user_id(&self) -> Id {
+        self.user_id
+    }
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+macro_rules! capability_extractor {
+    ($t:ty) => {
+        impl<S: Send + Sync> FromRequestParts<S> for $t {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+                parts.extensions.get::<$t>().cloned().ok_or_else(|| {
+                    // Only reachable if a route was registered without the guard.
+                    tracing::error!(capability = stringify!($t), path = %parts.uri.path(), "unguarded route");
+                    ApiError::internal()
+                })
+            }
+        }
+    };
+}
+
+capability_extractor!(AppAccess);
+capability_extractor!(OrgAccess);
+capability_extractor!(UserAccess);

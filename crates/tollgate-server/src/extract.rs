@@ -1,0 +1,273 @@
+//! Our own extractors, so that every bad input gets the API's `{type, message}` 400 rather
+//! than a framework's plain-text rejection.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tollgate_store::list::{Fields, Filter, ListSpec};
+
+use crate::error::ApiError;
+use crate::schemas;
+
+/// A request body type, checked against the reference schema `SCHEMA` before it is
+/// deserialized.
+pub trait RequestBody: DeserializeOwned {
+    const SCHEMA: &'static str;
+
+    /// Checks that should answer before the schema does, with a more useful message.
+    fn precheck(_body: &Value) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// A JSON body valid against `T::SCHEMA`.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::validation(format!(
+                "Could not read the request body: {}",
+                e.body_text()
+            ))
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::validation("A JSON request body is required"));
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::validation(format!("The request body is not valid JSON: {e}"))
+        })?;
+        T::precheck(&value)?;
+        schemas::validate(T::SCHEMA, &value)?;
+        // The schema has accepted the shape; a failure here is a type the schema leaves open.
+        // The message does not echo values.
+        serde_json::from_value(value).map(Body).map_err(|e| {
+            ApiError::validation(format!(
+                "Invalid request: {}",
+                e.to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("unexpected shape")
+            ))
+        })
+    }
+}
+
+/// Query parameters, with the reference clients' bracket notation (`tagFilter[0][key]=…`).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_qs::Config::new()
+            .deserialize_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::validation(format!("Invalid query string: {e}")))
+    }
+}
+
+/// Path parameters; a malformed id is a 400 that says what an id looks like.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+/// The reference API's list parameters (all strings on the wire).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    pub sort_field: Option<String>,
+    pub sort_direction: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    pub filter_field: Option<String>,
+    pub filter: Option<String>,
+}
+
+/// Largest page the API serves.
+pub const MAX_PER_PAGE: i64 = 1000;
+const DEFAULT_PER_PAGE: i64 = 100;
+
+impl ListParams {
+    /// Check the parameters against a resource's fields.
+    pub fn spec(&self, fields: &Fields) -> Result<ListSpec, ApiError> {
+        let nonblank =
+            |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+        let sort_field =
+            nonblank(&self.sort_field).unwrap_or_else(|| fields.default_sort.to_owned());
+        let sort_column = lookup(fields.sortable, &sort_field).ok_or_else(|| {
+            ApiError::validation(format!(
+                "sortField must be one of {}",
+                names(fields.sortable)
+            ))
+        })?;
+        let descending = match nonblank(&self.sort_direction)
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(ApiError::validation("sortDirection must be asc or desc")),
+        };
+        let page = parse_int(&nonblank(&self.page), "page", 0)?;
+        let per_page = parse_int(&nonblank(&self.per_page), "perPage", DEFAULT_PER_PAGE)?;
+        if per_page < 1 || per_page > MAX_PER_PAGE {
+            return Err(ApiError::validation(format!(
+                "perPage must be between 1 and {MAX_PER_PAGE}"
+            )));
+        }
+        let filter = match (nonblank(&self.filter_field), nonblank(&self.filter)) {
+            (Some(field), Some(glob)) => {
+                let column = lookup(fields.filterable, &field).ok_or_else(|| {
+                    ApiError::validation(format!(
+                        "filterField must be one of {}",
+                        names(fields.filterable)
+                    ))
+                })?;
+                Some(Filter { column, glob })
+            }
+            (Some(field), None) if lookup(fields.filterable, &field).is_none() => {
+                return Err(ApiError::validation(format!(
+                    "filterField must be one of {}",
+                    names(fields.filterable)
+                )));
+            }
+            _ => None,
+        };
+        Ok(ListSpec {
+            sort_column,
+            descending,
+            page,
+            per_page,
+            filter,
+        })
+    }
+
+    /// The reference list envelope around one page of items.
+    pub fn envelope(
+        &self,
+        spec: &ListSpec,
+        fields: &Fields,
+        items: Vec<Value>,
+        total: i64,
+    ) -> Value {
+        let sort_field = fields
+            .sortable
+            .iter()
+            .find(|(_, c)| *c == spec.sort_column)
+            .map_or(fields.default_sort, |(n, _)| n);
+        let mut out = json!({
+            "items": items,
+            "count": items.len(),
+            "totalCount": total,
+            "perPage": spec.per_page,
+            "page": spec.page,
+            "sortField": sort_field,
+            "sortDirection": if spec.descending { "desc" } else { "asc" },
+        });
+        if let Some(f) = &spec.filter {
+            let field = fields
+                .filterable
+                .iter()
+                .find(|(_, c)| *c == f.column)
+                .map_or("", |(n, _)| n);
+            out["filterField"] = json!(field);
+            out["filter"] = json!(f.glob);
+        }
+        out
+    }
+}
+
+fn lookup(table: &[(&'static str, &'static str)], name: &str) -> Option<&'static str> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}
+
+fn names(table: &[(&str, &str)]) -> String {
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_int(value: &Option<String>, name: &str, default: i64) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::validation(format!("{name} must be a whole number of 0 or more"))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_store::tokens::TOKEN_FIELDS;
+
+    fn params(pairs: &[(&str, &str)]) -> ListParams {
+        let q: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        serde_qs::from_str(&q).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_accepted_values() {
+        let spec = params(&[]).spec(&TOKEN_FIELDS).unwrap();
+        assert_eq!(
+            (spec.sort_column, spec.descending, spec.page, spec.per_page),
+            ("name", false, 0, 100)
+        );
+        let spec = params(&[
+            ("sortField", "expirationDate"),
+            ("sortDirection", "DESC"),
+            ("page", "2"),
+            ("perPage", "5"),
+            ("filterField", "status"),
+            ("filter", "in*"),
+        ])
+        .spec(&TOKEN_FIELDS)
+        .unwrap();
+        assert_eq!(
+            (spec.sort_column, spec.descending, spec.page, spec.per_page),
+            ("expiration_date", true, 2, 5)
+        );
+        assert_eq!(spec.filter.unwrap().glob, "in*");
+    }
+
+    #[test]
+    fn bad_values_are_400s_that_say_what_is_accepted() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("sortField", "secret")],
+                "sortField must be one of name, status, id",
+            ),
+            (&[("sortDirection", "up")], "asc or desc"),
+            (&[("page", "-1")], "page must be"),
+            (&[("perPage", "0")], "between 1 and 1000"),
+            (&[("perPage", "abc")], "perPage must be"),
+            (
+                &[("filterField", "scope"), ("filter", "x")],
+                "filterField must be one of name, status",
+            ),
+        ];
+        for (p, expected) in cases {
+            let err = params(p).spec(&TOKEN_FIELDS).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(expected), "{p:?}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The router, derived from the action registry.
+//!
+//! Each registry entry becomes one route at its method and path, wrapped in the authorization
+//! guard for that action. `handler` is the only table from actions to handler functions: an
+//! exhaustive `match`, so a registry entry without a handler does not compile.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tollgate_core::{Action, Method, REGISTRY};
+
+use crate::api::{applications, login, me, orgs, tokens};
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn handler(action: Action) -> MethodRouter<AppState> {
+    use Action::*;
+    let m = match action.def().method {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+        Method::Patch => MethodFilter::PATCH,
+        Method::Delete => MethodFilter::DELETE,
+    };
+    match action {
+        AuthAuthenticateUser => on(m, login::authenticate_user),
+        MeGet => on(m, me::get),
+        OrgsGet => on(m, orgs::list),
+        OrgsPost => on(m, orgs::create),
+        OrgGet => on(m, orgs::get),
+        OrgPatch => on(m, orgs::patch),
+        OrgDelete => on(m, orgs::delete),
+        OrgInviteMember => on(m, orgs::invite_member),
+        OrgModifyMember => on(m, orgs::modify_member),
+        OrgRemoveMember => on(m, orgs::remove_member),
+        ApplicationsGet => on(m, applications::list),
+        ApplicationsPost => on(m, applications::create),
+        ApplicationGet => on(m, applications::get),
+        ApplicationPatch => on(m, applications::patch),
+        ApplicationDelete => on(m, applications::delete),
+        ApplicationApiTokensGet => on(m, tokens::list),
+        ApplicationApiTokensPost => on(m, tokens::create),
+        ApplicationApiTokenGet => on(m, tokens::get),
+        ApplicationApiTokenPatch => on(m, tokens::patch),
+        ApplicationApiTokenDelete => on(m, tokens::delete),
+    }
+}
+
+/// Every registry action at its route, each behind the authorization guard.
+pub fn api_router(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for def in REGISTRY {
+        let guarded = handler(def.action).layer(middleware::from_fn_with_state(
+            (state.clone(), def.action),
+            auth::guard,
+        ));
+        router = router.route(def.path, guarded);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("The requested path").into_response() })
+        .method_not_allowed_fallback(|| async {
+            let mut e = ApiError::validation("This path does not accept that method");
+            e.status = StatusCode::METHOD_NOT_ALLOWED;
+            e.kind = "MethodNotAllowed";
+            e.into_response()
+        })
+}

@@ -1,0 +1,131 @@
+//! Starting the server: open the store, make sure an administrator exists, run background
+//! work, serve until asked to stop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tollgate_core::secret::{Secret, SecretKind};
+use tollgate_store::users::NewUser;
+use tollgate_store::{Store, StoreError};
+
+use crate::auth::passwords;
+use crate::state::{AppState, Settings};
+
+/// Where the first administrator's credentials come from.
+pub struct AdminSeed {
+    pub email: Option<String>,
+    pub password: Option<String>,
+}
+
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@tollgate.local";
+
+/// On an empty database, create the first administrator. A generated password is printed
+/// once to the terminal (standard output), never to the logs.
+pub async fn ensure_admin(store: &Store, seed: AdminSeed) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let email = seed.email.unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+    let (password, generated) = match seed.password {
+        Some(p) => (p, false),
+        None => (
+            Secret::generate(SecretKind::UserSession).expose()[5..29].to_owned(),
+            true,
+        ),
+    };
+    if password.len() < 8 {
+        anyhow::bail!("TOLLGATE_ADMIN_PASSWORD must be at least 8 characters");
+    }
+    let hash = passwords::hash(password.clone()).await?;
+    let created = store
+        .create_user(&NewUser {
+            email: &email,
+            password_hash: &hash,
+            first_name: "Admin",
+            last_name: "",
+        })
+        .await;
+    match created {
+        Ok(user) => {
+            tracing::info!(user = %user.id, email = %user.email, "created the first administrator");
+            if generated {
+                println!(
+                    "\n  Tollgate created the first administrator.\n    email:    {email}\n    password: {password}\n  This password is shown once; it is not stored anywhere in clear.\n"
+                );
+            }
+            Ok(())
+        }
+        // Another node created it first.
+        Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Run background work: flush last-used times, purge expired sessions.
+pub fn spawn_background(state: &AppState, flush_every: Duration) {
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(flush_every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = s.credentials().flush_last_used().await {
+                tracing::warn!(error = %e, "could not record last-used times; will retry");
+            }
+        }
+    });
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match s
+                .store()
+                .purge_expired_sessions(tollgate_store::now_ms())
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(sessions = n, "purged expired sessions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
+            }
+        }
+    });
+}
+
+/// Serve on `listen` until SIGINT/SIGTERM; then flush last-used times.
+pub async fn serve(
+    store: Store,
+    settings: Settings,
+    listen: SocketAddr,
+    flush_every: Duration,
+) -> anyhow::Result<()> {
+    crate::schemas::preload();
+    let state = AppState::new(store, settings);
+    spawn_background(&state, flush_every);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "Tollgate is listening");
+    axum::serve(listener, crate::app(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    state.credentials().flush_last_used().await.ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,287 @@
+//! Applications, and who may see them.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::Role;
+
+use crate::ids::from_db;
+use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::notify::Change;
+use crate::{Id, Result, Store, StoreError};
+
+/// Who owns an application: a user (their sandbox) or an organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    User(Id),
+    Organization(Id),
+}
+
+impl Owner {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Owner::User(_) => "user",
+            Owner::Organization(_) => "organization",
+        }
+    }
+
+    pub fn id(self) -> Id {
+        match self {
+            Owner::User(id) | Owner::Organization(id) => id,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Application {
+    pub id: Id,
+    pub owner: Owner,
+    pub name: String,
+    pub description: String,
+    /// Other reference-schema fields the server keeps and returns (e.g. `globals`).
+    pub extra: Map<String, Value>,
+    pub creation_date: i64,
+    pub last_updated: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ApplicationChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+pub const APPLICATION_FIELDS: Fields = Fields {
+    sortable: &[
+        ("name", "name"),
+        ("id", "id"),
+        ("creationDate", "creation_date"),
+        ("lastUpdated", "last_updated"),
+        ("ownerId", "owner_id"),
+    ],
+    filterable: &[("name", "name")],
+    default_sort: "name",
+};
+
+const APP_COLUMNS: &str =
+    "id, owner_type, owner_id, name, description, extra, creation_date, last_updated";
+
+fn app_from_row(row: &AnyRow) -> Result<Application> {
+    let owner_id = from_db(&row.try_get::<String, _>("owner_id")?)?;
+    let owner = match row.try_get::<String, _>("owner_type")?.as_str() {
+        "user" => Owner::User(owner_id),
+        "organization" => Owner::Organization(owner_id),
+        other => return Err(StoreError::Corrupt(format!("bad owner type {other:?}"))),
+    };
+    Ok(Application {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        owner,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        extra: serde_json::from_str(&row.try_get::<String, _>("extra")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        creation_date: row.try_get("creation_date")?,
+        last_updated: row.try_get("last_updated")?,
+    })
+}
+
+/// Applications a user may see: their own, and their organizations' where their effective
+/// role (the per-application override if any, else the organization role) is not `none`.
+const VISIBLE_TO_USER: &str = " FROM applications a WHERE \
+    ((a.owner_type = 'user' AND a.owner_id = $1) OR \
+     (a.owner_type = 'organization' AND EXISTS (\
+        SELECT 1 FROM org_members m WHERE m.org_id = a.owner_id AND m.user_id = $1 AND \
+        COALESCE((SELECT r.role FROM member_application_roles r WHERE r.org_id = m.org_id \
+                  AND r.user_id = m.user_id AND r.application_id = a.id), m.role) <> 'none')))";
+
+impl Store {
+    pub async fn create_application(
+        &self,
+        owner: Owner,
+        name: &str,
+        description: &str,
+        extra: &Map<String, Value>,
+    ) -> Result<Application> {
+        let now = crate::now_ms();
+        let app = Application {
+            id: Id::generate(),
+            owner,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            extra: extra.clone(),
+            creation_date: now,
+            last_updated: now,
+        };
+        sqlx::query(
+            "INSERT INTO applications (id, owner_type, owner_id, name, description, extra, \
+             creation_date, last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app.id.to_hex())
+        .bind(owner.type_name())
+        .bind(owner.id().to_hex())
+        .bind(name)
+        .bind(description)
+        .bind(Value::Object(extra.clone()).to_string())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(app)
+    }
+
+    pub async fn application(&self, id: Id) -> Result<Application> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        app_from_row(&row)
+    }
+
+    /// The application and `user`'s effective role in it (`Role::None`: may not see it).
+    pub async fn application_role(&self, id: Id, user: Id) -> Result<(Application, Role)> {
+        let app = self.application(id).await?;
+        let role = match app.owner {
+            Owner::User(owner) if owner == user => Role::Admin,
+            Owner::User(_) => Role::None,
+            Owner::Organization(org) => {
+                let row = sqlx::query(
+                    "SELECT m.role AS org_role, r.role AS app_role FROM org_members m \
+                     LEFT JOIN member_application_roles r ON r.org_id = m.org_id \
+                       AND r.user_id = m.user_id AND r.application_id = $3 \
+                     WHERE m.org_id = $1 AND m.user_id = $2",
+                )
+                .bind(org.to_hex())
+                .bind(user.to_hex())
+                .bind(id.to_hex())
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    None => Role::None,
+                    Some(row) => {
+                        let app_role: Option<String> = row.try_get("app_role")?;
+                        let org_role: String = row.try_get("org_role")?;
+                        app_role
+                            .unwrap_or(org_role)
+                            .parse()
+                            .map_err(|_| StoreError::Corrupt("bad role".into()))?
+                    }
+                }
+            }
+        };
+        Ok((app, role))
+    }
+
+    /// The applications `user` may see, optionally only those of one organization.
+    pub async fn list_applications_for_user(
+        &self,
+        user: Id,
+        org: Option<Id>,
+        spec: &ListSpec,
+    ) -> Result<Page<Application>> {
+        let cond = match org {
+            Some(_) => {
+                format!("{VISIBLE_TO_USER} AND a.owner_type = 'organization' AND a.owner_id = $2")
+            }
+            None => VISIBLE_TO_USER.to_owned(),
+        };
+        let n = if org.is_some() { 2 } else { 1 };
+        let (list, count) = page_sql(
+            &format!("SELECT {APP_COLUMNS}{cond}"),
+            &format!("SELECT COUNT(*){cond}"),
+            n,
+            spec,
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(list)).bind(user.to_hex());
+        let mut c = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).bind(user.to_hex());
+        if let Some(org) = org {
+            q = q.bind(org.to_hex());
+            c = c.bind(org.to_hex());
+        }
+        if let Some(f) = &spec.filter {
+            q = q.bind(glob_to_like(&f.glob));
+            c = c.bind(glob_to_like(&f.glob));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let total: i64 = c.fetch_one(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(app_from_row).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    /// How many applications each owner has (for summaries).
+    pub async fn count_applications(&self, owner: Owner) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM applications WHERE owner_type = $1 AND owner_id = $2",
+        )
+        .bind(owner.type_name())
+        .bind(owner.id().to_hex())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn update_application(
+        &self,
+        id: Id,
+        change: &ApplicationChange,
+    ) -> Result<Application> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut app = app_from_row(&row)?;
+        if let Some(n) = &change.name {
+            app.name = n.clone();
+        }
+        if let Some(d) = &change.description {
+            app.description = d.clone();
+        }
+        for (k, v) in &change.extra {
+            // `null` clears a kept field (the reference allows null for e.g. archiveConfig).
+            if v.is_null() {
+                app.extra.remove(k);
+            } else {
+                app.extra.insert(k.clone(), v.clone());
+            }
+        }
+        app.last_updated = crate::now_ms();
+        sqlx::query(
+            "UPDATE applications SET name = $2, description = $3, extra = $4, last_updated = $5 \
+             WHERE id = $1",
+        )
+        .bind(id.to_hex())
+        .bind(&app.name)
+        .bind(&app.description)
+        .bind(Value::Object(app.extra.clone()).to_string())
+        .bind(app.last_updated)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    /// Delete an application and everything it owns; other nodes drop its tokens.
+    pub async fn delete_application(&self, id: Id) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        delete_application_in(&mut tx, id).await?;
+        self.commit_with(tx, &[Change::Application(id)]).await
+    }
+}
+
+/// Delete one application inside a caller's transaction. Everything it owns goes with it by
+/// `ON DELETE CASCADE`.
+pub(crate) async fn delete_application_in(conn: &mut sqlx::AnyConnection, id: Id) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM applications WHERE id = $1")
+        .bind(id.to_hex())
+        .execute(&mut *conn)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

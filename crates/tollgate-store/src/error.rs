@@ -1,0 +1,67 @@
+use thiserror::Error;
+
+/// What can go wrong in the store. Messages never include query parameters (which may hold
+/// digests or password hashes).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the string names what was duplicated.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The database could not be reached, or the pool gave up waiting for it.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The last administrator of an organization cannot be demoted or removed.
+    #[error("an organization must keep at least one administrator")]
+    LastAdmin,
+    /// A referenced record does not exist (or does not belong where it must).
+    #[error("{0} does not name a record here")]
+    UnknownReference(crate::Id),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("the database URL must start with sqlite: or postgres:")]
+    UnsupportedUrl,
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("migration failed")]
+    Migration(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("a record with the same unique value")
+            }
+            sqlx::Error::Database(db) => {
+                // PostgreSQL: class 08 (connection exception), 57P01..03 (shutdown), 53300
+                // (too many connections) mean "unavailable", not "bad query".
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                    StoreError::Unavailable(e)
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+
+    /// True when retrying later might succeed (the server answers 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from_sqlx(e)
+    }
+}

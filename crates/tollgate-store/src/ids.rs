@@ -1,0 +1,98 @@
+//! 24-hex-character ids, as the reference API uses: 4 bytes of creation time (seconds) then
+//! 8 random bytes, so ids sort roughly by creation and never collide in practice.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id([u8; 12]);
+
+impl Id {
+    pub fn generate() -> Id {
+        let mut bytes = [0u8; 12];
+        let secs = u32::try_from(crate::now_ms() / 1000).unwrap_or(u32::MAX);
+        bytes[..4].copy_from_slice(&secs.to_be_bytes());
+        rand::rng().fill_bytes(&mut bytes[4..]);
+        Id(bytes)
+    }
+
+    pub fn to_hex(self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({self})")
+    }
+}
+
+/// The error for a string that is not 24 hexadecimal characters.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("an id is 24 hexadecimal characters")]
+pub struct BadId;
+
+impl FromStr for Id {
+    type Err = BadId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        if b.len() != 24 {
+            return Err(BadId);
+        }
+        let mut out = [0u8; 12];
+        for (i, pair) in b.chunks(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16).ok_or(BadId)?;
+            let lo = (pair[1] as char).to_digit(16).ok_or(BadId)?;
+            out[i] = u8::try_from(hi * 16 + lo).map_err(|_| BadId)?;
+        }
+        Ok(Id(out))
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Decode an id read from the database.
+pub(crate) fn from_db(s: &str) -> crate::Result<Id> {
+    s.parse()
+        .map_err(|_| crate::StoreError::Corrupt(format!("bad id {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_bad_shapes() {
+        let id = Id::generate();
+        let s = id.to_string();
+        assert_eq!(s.len(), 24);
+        assert_eq!(s.parse::<Id>().unwrap(), id);
+        assert_eq!(s.to_uppercase().parse::<Id>().unwrap(), id);
+        assert_eq!("abc".parse::<Id>(), Err(BadId));
+        assert_eq!("zzzzzzzzzzzzzzzzzzzzzzzz".parse::<Id>(), Err(BadId));
+        assert_ne!(Id::generate(), Id::generate());
+    }
+}

@@ -1,0 +1,182 @@
+//! Tollgate's persistence.
+//!
+//! One [`Store`] serves both backends through sqlx's `Any` driver: the database URL picks
+//! SQLite (`sqlite://…`, the embedded default) or PostgreSQL (`postgres://…`). Every query is
+//! written once, in the SQL both understand (`$1` placeholders, `ON CONFLICT`, `RETURNING`),
+//! and the same test suite runs against both. Where the backends differ (connection set-up,
+//! migration locking, change notifications) the difference is confined to this module and
+//! [`notify`].
+
+pub mod applications;
+mod error;
+pub mod ids;
+pub mod list;
+mod migrate;
+pub mod notify;
+pub mod orgs;
+pub mod tokens;
+pub mod users;
+
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use error::StoreError;
+pub use ids::Id;
+pub use notify::Change;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+/// Called after commit with every change a write made (see [`Store::on_change`]).
+pub type ChangeHook = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// The database, with the schema migrated.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+    hook: Arc<RwLock<Option<ChangeHook>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Connect to `url`, create the SQLite file if needed, and apply pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, 16).await
+    }
+
+    /// As [`Store::connect`], with at most `max_connections` pooled connections.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite && !url.contains("mode=") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed while one writer commits; a busy timeout
+                        // makes concurrent writers (another `tollgate` process, say) wait
+                        // instead of failing; foreign keys give us ON DELETE CASCADE.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let store = Store {
+            pool,
+            backend,
+            url,
+            hook: Arc::default(),
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL this store was opened with (for the change listener). Holds credentials.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Does the database answer?
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Have `hook` called, right after commit, with every change this store's writes make,
+    /// so caches on this node are updated before the write returns.
+    pub fn on_change(&self, hook: ChangeHook) {
+        *self.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Announce `changes` to other nodes inside `tx`, commit, then tell this node's hook.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        changes: &[Change],
+    ) -> Result<()> {
+        for change in changes {
+            notify::send(self.backend, &mut tx, change).await?;
+        }
+        tx.commit().await?;
+        let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            for change in changes {
+                hook(change);
+            }
+        }
+        Ok(())
+    }
+
+    /// Close every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

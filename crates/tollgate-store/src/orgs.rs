@@ -1,0 +1,425 @@
+//! Organizations and their members.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::Role;
+
+use crate::ids::from_db;
+use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::notify::Change;
+use crate::{Id, Result, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct Org {
+    pub id: Id,
+    pub name: String,
+    pub description: String,
+    /// Other reference-schema fields the server keeps and returns (e.g. `iconColor`).
+    pub extra: Map<String, Value>,
+    pub creation_date: i64,
+    pub last_updated: i64,
+}
+
+/// A per-resource override of a member's role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRole {
+    pub resource_id: Id,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub user_id: Id,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub application_roles: Vec<ResourceRole>,
+    /// Stored and returned as given (the server has no dashboards).
+    pub dashboard_roles: Value,
+}
+
+/// What to change about a member; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct MemberChange {
+    pub role: Option<Role>,
+    pub application_roles: Option<Vec<ResourceRole>>,
+    pub dashboard_roles: Option<Value>,
+}
+
+/// What to change about an organization.
+#[derive(Clone, Debug, Default)]
+pub struct OrgChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+pub const ORG_FIELDS: Fields = Fields {
+    sortable: &[
+        ("name", "name"),
+        ("id", "id"),
+        ("creationDate", "creation_date"),
+        ("lastUpdated", "last_updated"),
+    ],
+    filterable: &[("name", "name")],
+    default_sort: "name",
+};
+
+fn parse_role(s: &str) -> Result<Role> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad role {s:?}")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn org_from_row(row: &AnyRow) -> Result<Org> {
+    Ok(Org {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        extra: parse_json(&row.try_get::<String, _>("extra")?)?,
+        creation_date: row.try_get("creation_date")?,
+        last_updated: row.try_get("last_updated")?,
+    })
+}
+
+const ORG_COLUMNS: &str = "id, name, description, extra, creation_date, last_updated";
+
+impl Store {
+    /// Create an organization with `creator` as its first administrator.
+    pub async fn create_org(
+        &self,
+        name: &str,
+        description: &str,
+        extra: &Map<String, Value>,
+        creator: Id,
+    ) -> Result<Org> {
+        let now = crate::now_ms();
+        let org = Org {
+            id: Id::generate(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            extra: extra.clone(),
+            creation_date: now,
+            last_updated: now,
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orgs (id, name, description, extra, creation_date, last_updated) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(org.id.to_hex())
+        .bind(name)
+        .bind(description)
+        .bind(Value::Object(extra.clone()).to_string())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, role, join_date) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org.id.to_hex())
+        .bind(creator.to_hex())
+        .bind(Role::Admin.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    pub async fn org(&self, id: Id) -> Result<Org> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        org_from_row(&row)
+    }
+
+    /// The organizations `user` belongs to.
+    pub async fn list_orgs_for_user(&self, user: Id, spec: &ListSpec) -> Result<Page<Org>> {
+        let cond = " FROM orgs WHERE id IN (SELECT org_id FROM org_members WHERE user_id = $1)";
+        let (list, count) = page_sql(
+            &format!("SELECT {ORG_COLUMNS}{cond}"),
+            &format!("SELECT COUNT(*){cond}"),
+            1,
+            spec,
+        );
+        let filter = spec.filter.as_ref().map(|f| glob_to_like(&f.glob));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(list)).bind(user.to_hex());
+        let mut c = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).bind(user.to_hex());
+        if let Some(f) = &filter {
+            q = q.bind(f.clone());
+            c = c.bind(f.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let total: i64 = c.fetch_one(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(org_from_row).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    pub async fn update_org(&self, id: Id, change: &OrgChange) -> Result<Org> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut org = org_from_row(&row)?;
+        if let Some(n) = &change.name {
+            org.name = n.clone();
+        }
+        if let Some(d) = &change.description {
+            org.description = d.clone();
+        }
+        org.extra
+            .extend(change.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        org.last_updated = crate::now_ms();
+        sqlx::query(
+            "UPDATE orgs SET name = $2, description = $3, extra = $4, last_updated = $5 WHERE id = $1",
+        )
+        .bind(id.to_hex())
+        .bind(&org.name)
+        .bind(&org.description)
+        .bind(Value::Object(org.extra.clone()).to_string())
+        .bind(org.last_updated)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    /// Delete an organization and every application it owns (with everything in them).
+    pub async fn delete_org(&self, id: Id) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let apps: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM applications WHERE owner_type = 'organization' AND owner_id = $1",
+        )
+        .bind(id.to_hex())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changes = Vec::with_capacity(apps.len());
+        for app in &apps {
+            let app = from_db(app)?;
+            crate::applications::delete_application_in(&mut tx, app).await?;
+            changes.push(Change::Application(app));
+        }
+        let deleted = sqlx::query("DELETE FROM orgs WHERE id = $1")
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.commit_with(tx, &changes).await
+    }
+
+    /// Members of an organization, with their user details, ordered by email.
+    pub async fn org_members(&self, org: Id) -> Result<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.email, u.first_name, u.last_name, m.role, m.dashboard_roles \
+             FROM org_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.org_id = $1 ORDER BY u.email",
+        )
+        .bind(org.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        let overrides = sqlx::query(
+            "SELECT user_id, application_id, role FROM member_application_roles \
+             WHERE org_id = $1 ORDER BY application_id",
+        )
+        .bind(org.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let user_id = from_db(&row.try_get::<String, _>("user_id")?)?;
+            let mut application_roles = Vec::new();
+            for o in &overrides {
+                if from_db(&o.try_get::<String, _>("user_id")?)? == user_id {
+                    application_roles.push(ResourceRole {
+                        resource_id: from_db(&o.try_get::<String, _>("application_id")?)?,
+                        role: parse_role(&o.try_get::<String, _>("role")?)?,
+                    });
+                }
+            }
+            members.push(Member {
+                user_id,
+                email: row.try_get("email")?,
+                first_name: row.try_get("first_name")?,
+                last_name: row.try_get("last_name")?,
+                role: parse_role(&row.try_get::<String, _>("role")?)?,
+                application_roles,
+                dashboard_roles: parse_json(&row.try_get::<String, _>("dashboard_roles")?)?,
+            });
+        }
+        Ok(members)
+    }
+
+    /// `user`'s role in `org`, or `None` if they are not a member.
+    pub async fn org_role(&self, org: Id, user: Id) -> Result<Option<Role>> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+                .bind(org.to_hex())
+                .bind(user.to_hex())
+                .fetch_optional(&self.pool)
+                .await?;
+        role.as_deref().map(parse_role).transpose()
+    }
+
+    /// Add an existing user to an organization. Already a member: `Conflict`.
+    pub async fn add_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, role, dashboard_roles, join_date) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(org.to_hex())
+        .bind(user.to_hex())
+        .bind(change.role.unwrap_or(Role::View).as_str())
+        .bind(
+            change
+                .dashboard_roles
+                .clone()
+                .unwrap_or_else(|| Value::Array(vec![]))
+                .to_string(),
+        )
+        .bind(crate::now_ms())
+        .execute(&mut *tx)
+        .await;
+        match inserted.map_err(StoreError::from_sqlx) {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(StoreError::Conflict("a member with this email"));
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(roles) = &change.application_roles {
+            replace_application_roles(&mut tx, org, user, roles).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Change a member's role or overrides. Not a member: `NotFound`. Demoting the last
+    /// administrator: `LastAdmin`.
+    pub async fn modify_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+                .bind(org.to_hex())
+                .bind(user.to_hex())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let current = parse_role(&current.ok_or(StoreError::NotFound)?)?;
+        if let Some(role) = change.role {
+            if current == Role::Admin && role != Role::Admin {
+                ensure_another_admin(&mut tx, org, user).await?;
+            }
+            sqlx::query("UPDATE org_members SET role = $3 WHERE org_id = $1 AND user_id = $2")
+                .bind(org.to_hex())
+                .bind(user.to_hex())
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(d) = &change.dashboard_roles {
+            sqlx::query(
+                "UPDATE org_members SET dashboard_roles = $3 WHERE org_id = $1 AND user_id = $2",
+            )
+            .bind(org.to_hex())
+            .bind(user.to_hex())
+            .bind(d.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(roles) = &change.application_roles {
+            replace_application_roles(&mut tx, org, user, roles).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remove a member. Not a member: `NotFound`. The last administrator: `LastAdmin`.
+    pub async fn remove_member(&self, org: Id, user: Id) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+                .bind(org.to_hex())
+                .bind(user.to_hex())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if parse_role(&current.ok_or(StoreError::NotFound)?)? == Role::Admin {
+            ensure_another_admin(&mut tx, org, user).await?;
+        }
+        sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org.to_hex())
+            .bind(user.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, org: Id, user: Id) -> Result<()> {
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND user_id <> $2 AND role = 'admin'",
+    )
+    .bind(org.to_hex())
+    .bind(user.to_hex())
+    .fetch_one(&mut *conn)
+    .await?;
+    if others == 0 {
+        Err(StoreError::LastAdmin)
+    } else {
+        Ok(())
+    }
+}
+
+async fn replace_application_roles(
+    conn: &mut sqlx::AnyConnection,
+    org: Id,
+    user: Id,
+    roles: &[ResourceRole],
+) -> Result<()> {
+    sqlx::query("DELETE FROM member_application_roles WHERE org_id = $1 AND user_id = $2")
+        .bind(org.to_hex())
+        .bind(user.to_hex())
+        .execute(&mut *conn)
+        .await?;
+    for r in roles {
+        // Overrides only make sense for the organization's own applications.
+        let owned: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM applications WHERE id = $1 AND owner_type = 'organization' AND owner_id = $2",
+        )
+        .bind(r.resource_id.to_hex())
+        .bind(org.to_hex())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if owned.is_none() {
+            return Err(StoreError::UnknownReference(r.resource_id));
+        }
+        sqlx::query(
+            "INSERT INTO member_application_roles (org_id, user_id, application_id, role) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, user_id, application_id) DO UPDATE SET role = $4",
+        )
+        .bind(org.to_hex())
+        .bind(user.to_hex())
+        .bind(r.resource_id.to_hex())
+        .bind(r.role.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Application API tokens. Only the SHA-256 digest of a token's secret is stored.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::ids::from_db;
+use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::notify::Change;
+use crate::{Id, Result, Store, StoreError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenStatus {
+    Active,
+    Inactive,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenStatus> {
+        match s {
+            "active" => Some(TokenStatus::Active),
+            "inactive" => Some(TokenStatus::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// Who created a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creator {
+    /// `user`, `apiToken` or `flow`.
+    pub kind: &'static str,
+    pub id: Id,
+    /// The user's email or the token's name, as it was at creation.
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    pub id: Id,
+    pub application_id: Id,
+    pub name: String,
+    pub description: String,
+    pub scope: Vec<String>,
+    pub status: TokenStatus,
+    pub expiration_date: Option<i64>,
+    pub creator: Creator,
+    pub creation_date: i64,
+    pub last_updated: i64,
+    pub last_used: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewToken<'a> {
+    pub application_id: Id,
+    pub digest: [u8; 32],
+    pub name: &'a str,
+    pub description: &'a str,
+    pub scope: &'a [String],
+    pub status: TokenStatus,
+    pub expiration_date: Option<i64>,
+    pub creator: Creator,
+}
+
+/// What a PATCH may change: nothing else about a token is mutable.
+#[derive(Clone, Debug, Default)]
+pub struct TokenChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<TokenStatus>,
+}
+
+pub const TOKEN_FIELDS: Fields = Fields {
+    sortable: &[
+        ("name", "name"),
+        ("status", "status"),
+        ("id", "id"),
+        ("creationDate", "creation_date"),
+        ("lastUpdated", "last_updated"),
+        ("expirationDate", "expiration_date"),
+    ],
+    filterable: &[("name", "name"), ("status", "status")],
+    default_sort: "name",
+};
+
+const TOKEN_COLUMNS: &str = "id, application_id, name, description, scope, status, \
+    expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used";
+
+fn creator_kind(s: &str) -> Result<&'static str> {
+    ["user", "apiToken", "flow"]
+        .into_iter()
+        .find(|k| *k == s)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad creator type {s:?}")))
+}
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(TokenRecord {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        application_id: from_db(&row.try_get::<String, _>("application_id")?)?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        scope: serde_json::from_str(&row.try_get::<String, _>("scope")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: TokenStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
+        expiration_date: row.try_get("expiration_date")?,
+        creator: Creator {
+            kind: creator_kind(&row.try_get::<String, _>("creator_type")?)?,
+            id: from_db(&row.try_get::<String, _>("creator_id")?)?,
+            name: row.try_get("creator_name")?,
+        },
+        creation_date: row.try_get("creation_date")?,
+        last_updated: row.try_get("last_updated")?,
+        last_used: row.try_get("last_used")?,
+    })
+}
+
+impl Store {
+    /// Store a new token; other nodes hear of it.
+    pub async fn create_token(&self, new: &NewToken<'_>) -> Result<TokenRecord> {
+        let now = crate::now_ms();
+        let record = TokenRecord {
+            id: Id::generate(),
+            application_id: new.application_id,
+            name: new.name.to_owned(),
+            description: new.description.to_owned(),
+            scope: new.scope.to_vec(),
+            status: new.status,
+            expiration_date: new.expiration_date,
+            creator: new.creator.clone(),
+            creation_date: now,
+            last_updated: now,
+            last_used: None,
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
+             expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+             WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2)",
+        )
+        .bind(record.id.to_hex())
+        .bind(new.application_id.to_hex())
+        .bind(new.digest.to_vec())
+        .bind(new.name)
+        .bind(new.description)
+        .bind(serde_json::to_string(new.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(new.status.as_str())
+        .bind(new.expiration_date)
+        .bind(new.creator.kind)
+        .bind(new.creator.id.to_hex())
+        .bind(&new.creator.name)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.commit_with(tx, &[Change::Token(record.id)]).await?;
+        Ok(record)
+    }
+
+    /// A token of `application`; a token of another application is `NotFound`.
+    pub async fn token(&self, application: Id, id: Id) -> Result<TokenRecord> {
+        let sql =
+            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND application_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        token_from_row(&row)
+    }
+
+    /// A token by id, whatever its application (for cache refreshes).
+    pub async fn token_by_id(&self, id: Id) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// The token whose secret has this digest.
+    pub async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE digest = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {
+        let cond = " FROM api_tokens WHERE application_id = $1";
+        let (list, count) = page_sql(
+            &format!("SELECT {TOKEN_COLUMNS}{cond}"),
+            &format!("SELECT COUNT(*){cond}"),
+            1,
+            spec,
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(list)).bind(application.to_hex());
+        let mut c = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).bind(application.to_hex());
+        if let Some(f) = &spec.filter {
+            q = q.bind(glob_to_like(&f.glob));
+            c = c.bind(glob_to_like(&f.glob));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let total: i64 = c.fetch_one(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(token_from_row).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    /// Change a token's name, description or status; other nodes hear of it.
+    pub async fn update_token(
+        &self,
+        application: Id,
+        id: Id,
+        change: &TokenChange,
+    ) -> Result<TokenRecord> {
+        let mut tx = self.pool.begin().await?;
+        let sql =
+            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND application_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut record = token_from_row(&row)?;
+        if let Some(n) = &change.name {
+            record.name = n.clone();
+        }
+        if let Some(d) = &change.description {
+            record.description = d.clone();
+        }
+        if let Some(s) = change.status {
+            record.status = s;
+        }
+        record.last_updated = crate::now_ms();
+        sqlx::query(
+            "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5 \
+             WHERE id = $1",
+        )
+        .bind(id.to_hex())
+        .bind(&record.name)
+        .bind(&record.description)
+        .bind(record.status.as_str())
+        .bind(record.last_updated)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_with(tx, &[Change::Token(id)]).await?;
+        Ok(record)
+    }
+
+    /// Delete a token; other nodes hear of it.
+    pub async fn delete_token(&self, application: Id, id: Id) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND application_id = $2")
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.commit_with(tx, &[Change::Token(id)]).await?;
+        Ok(())
+    }
+
+    /// Record when tokens were last used, in one transaction. Never moves a time backwards
+    /// (several nodes flush their own observations).
+    pub async fn record_last_used(&self, uses: &[(Id, i64)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used = $2 WHERE id = $1 \
+                 AND (last_used IS NULL OR last_used < $2)",
+            )
+            .bind(id.to_hex())
+            .bind(*at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many tokens an application has (for summaries).
+    pub async fn count_tokens(&self, application: Id) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE application_id = $1")
+                .bind(application.to_hex())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

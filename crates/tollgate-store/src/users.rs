@@ -1,0 +1,189 @@
+//! Users and their login sessions.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::ids::from_db;
+use crate::notify::Change;
+use crate::{Id, Result, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Id,
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub creation_date: i64,
+    pub last_updated: i64,
+    pub password_last_updated: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+}
+
+/// A login session: whose, and until when. The secret itself is never stored.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: Id,
+    pub user_id: Id,
+    pub expiration_date: i64,
+}
+
+/// Emails compare without regard to case or surrounding blanks.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, creation_date, \
+                            last_updated, password_last_updated";
+
+fn user_from_row(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        creation_date: row.try_get("creation_date")?,
+        last_updated: row.try_get("last_updated")?,
+        password_last_updated: row.try_get("password_last_updated")?,
+    })
+}
+
+impl Store {
+    /// Create a user. A second user with the same email is a `Conflict`.
+    pub async fn create_user(&self, new: &NewUser<'_>) -> Result<User> {
+        let now = crate::now_ms();
+        let user = User {
+            id: Id::generate(),
+            email: normalize_email(new.email),
+            password_hash: new.password_hash.to_owned(),
+            first_name: new.first_name.to_owned(),
+            last_name: new.last_name.to_owned(),
+            creation_date: now,
+            last_updated: now,
+            password_last_updated: now,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, first_name, last_name, creation_date, \
+             last_updated, password_last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(user.id.to_hex())
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(&user.first_name)
+        .bind(&user.last_name)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match inserted.map_err(StoreError::from_sqlx) {
+            Ok(_) => Ok(user),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict("a user with this email")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(normalize_email(email))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user(&self, id: Id) -> Result<User> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        user_from_row(&row)
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Record a new session by the digest of its secret.
+    pub async fn create_session(
+        &self,
+        digest: &[u8; 32],
+        user_id: Id,
+        expires: i64,
+    ) -> Result<Session> {
+        let session = Session {
+            id: Id::generate(),
+            user_id,
+            expiration_date: expires,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, digest, user_id, creation_date, expiration_date) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.id.to_hex())
+        .bind(digest.to_vec())
+        .bind(user_id.to_hex())
+        .bind(crate::now_ms())
+        .bind(expires)
+        .execute(&self.pool)
+        .await?;
+        Ok(session)
+    }
+
+    pub async fn session_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Session>> {
+        let row =
+            sqlx::query("SELECT id, user_id, expiration_date FROM sessions WHERE digest = $1")
+                .bind(digest.to_vec())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            Ok(Session {
+                id: from_db(&row.try_get::<String, _>("id")?)?,
+                user_id: from_db(&row.try_get::<String, _>("user_id")?)?,
+                expiration_date: row.try_get("expiration_date")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// End a session (logout). Other nodes hear of it.
+    pub async fn delete_session(&self, digest: &[u8; 32]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE digest = $1")
+            .bind(digest.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        self.commit_with(tx, &[Change::Session(hex(digest))])
+            .await?;
+        Ok(())
+    }
+
+    /// Forget sessions that expired before `now`.
+    pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE expiration_date < $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+/// Lowercase hex of a digest (the form used in change notifications).
+pub fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
