@@ -181,12 +181,12 @@ mod tests {
     fn messages_name_fields_and_never_echo_values() {
         let err = validate(
             "userCredentials",
-            &json!({ "email": "a@example.com", "password": "short-secret-1"[..5].to_string() }),
+            &json!({ "email": "a@example.com", "password": "zq9x" }),
         )
         .unwrap_err();
         assert_eq!(err.status, 400);
         assert!(err.message.contains("/password"), "{}", err.message);
-        assert!(!err.message.contains("short"), "{}", err.message);
+        assert!(!err.message.contains("zq9x"), "{}", err.message);
 
         let err = validate("orgPost", &json!({ "name": "x", "colour": 1 })).unwrap_err();
         assert!(err.message.contains("colour"), "{}", err.message);

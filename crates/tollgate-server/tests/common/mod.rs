@@ -1,0 +1,276 @@
+//! The in-process test application: the real router over a real database, called with
+//! `oneshot` (no sockets). SQLite in a temporary directory by default; PostgreSQL when
+//! `TOLLGATE_TEST_POSTGRES_URL` is set (each test gets a fresh database on that server).
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tollgate_core::secret::{Secret, SecretKind};
+use tollgate_server::{AppState, Settings};
+use tollgate_store::applications::Owner;
+use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
+use tollgate_store::users::NewUser;
+use tollgate_store::{Id, Store};
+use tower::ServiceExt;
+
+/// A response: status, parsed JSON body (Null when empty or not JSON) and headers.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Resp {
+    /// Panic with the body unless the status is `expected`.
+    #[track_caller]
+    pub fn expect(self, expected: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self.body
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    router: Router,
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A password hash computed once: Argon2 per test user would make the suite slow.
+pub const PASSWORD: &str = "correct horse battery";
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(PASSWORD.as_bytes())
+            .unwrap()
+            .to_string()
+    })
+}
+
+/// Create a fresh database for one test and return its URL.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("TOLLGATE_TEST_POSTGRES_URL") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("tg_test_{}", Id::generate());
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&server)
+                .await
+                .expect("connect to the PostgreSQL test server");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("tollgate.db").display()),
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database_url(dir.path()).await;
+        let store = Store::connect_with(&database_url, 4)
+            .await
+            .expect("open store");
+        let state = AppState::new(store, settings);
+        let router = tollgate_server::app(state.clone());
+        TestApp {
+            state,
+            router,
+            database_url,
+            _dir: dir,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.state.store()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Send one request. `body` is sent as JSON; `raw` bodies via [`TestApp::send_raw`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let raw = body.map(|b| b.to_string());
+        self.send_raw(method, path, token, raw.as_deref(), &[])
+            .await
+    }
+
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("accept", "application/json")
+            .header("accept-version", "^1.31.0");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// A user with [`PASSWORD`], created directly in the store.
+    pub async fn user(&self, email: &str) -> Id {
+        self.store()
+            .create_user(&NewUser {
+                email,
+                password_hash: password_hash(),
+                first_name: "Test",
+                last_name: "User",
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A user and a session token for them, obtained by logging in through the API.
+    pub async fn login(&self, email: &str) -> (Id, String) {
+        let id = self.user(email).await;
+        let body = self
+            .send(
+                Method::POST,
+                "/auth/user",
+                None,
+                Some(json!({ "email": email, "password": PASSWORD })),
+            )
+            .await
+            .expect(200);
+        (id, body["token"].as_str().unwrap().to_owned())
+    }
+
+    /// A session for an existing user, created directly in the store (fast).
+    pub async fn session_for(&self, user: Id) -> String {
+        let secret = Secret::generate(SecretKind::UserSession);
+        self.store()
+            .create_session(&secret.digest(), user, tollgate_store::now_ms() + 3_600_000)
+            .await
+            .unwrap();
+        secret.expose().to_owned()
+    }
+
+    /// An application owned by `user`, created directly in the store.
+    pub async fn app_of(&self, user: Id, name: &str) -> Id {
+        self.store()
+            .create_application(Owner::User(user), name, "", &Default::default())
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A token created directly in the store (bypassing the API's creation rules).
+    pub async fn raw_token(
+        &self,
+        app: Id,
+        scope: &[&str],
+        status: TokenStatus,
+        expires: Option<i64>,
+    ) -> (Id, String) {
+        let secret = Secret::generate(SecretKind::ApplicationToken);
+        let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+        let rec = self
+            .store()
+            .create_token(&NewToken {
+                application_id: app,
+                digest: secret.digest(),
+                name: "fixture",
+                description: "",
+                scope: &scope,
+                status,
+                expiration_date: expires,
+                creator: Creator {
+                    kind: "user",
+                    id: app,
+                    name: "fixture@example.com".into(),
+                },
+            })
+            .await
+            .unwrap();
+        (rec.id, secret.expose().to_owned())
+    }
+
+    /// A token created through the API by `creator`; returns the creation response.
+    pub async fn api_token(&self, creator: &str, app: Id, body: Value) -> Value {
+        self.post(&format!("/applications/{app}/tokens"), creator, body)
+            .await
+            .expect(201)
+    }
+}
+
+/// A well-formed (right prefix, length and checksum) token that was never issued.
+pub fn unknown_token() -> String {
+    Secret::generate(SecretKind::ApplicationToken)
+        .expose()
+        .to_owned()
+}
