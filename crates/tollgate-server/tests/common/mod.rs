@@ -3,6 +3,8 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set (each test gets a fresh database on that server).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::OnceLock;
 
 use axum::Router;
