@@ -171,16 +171,31 @@ mod tests {
         use Reported as R;
         assert_eq!(convert(Number, &R::Number(21.5)), Ok(Stored::Num(21.5)));
         assert_eq!(convert(Number, &R::Str(" 21.5 ")), Ok(Stored::Num(21.5)));
-        assert_eq!(convert(Number, &R::Str("warm")), Err(ValueError::NotANumber));
+        assert_eq!(
+            convert(Number, &R::Str("warm")),
+            Err(ValueError::NotANumber)
+        );
         assert_eq!(convert(Number, &R::Str("NaN")), Err(ValueError::NotANumber));
         assert_eq!(convert(Number, &R::Bool(true)), Err(ValueError::NotANumber));
         assert_eq!(convert(Boolean, &R::Bool(true)), Ok(Stored::Num(1.0)));
         assert_eq!(convert(Boolean, &R::Number(0.0)), Ok(Stored::Num(0.0)));
         assert_eq!(convert(Boolean, &R::Str("false")), Ok(Stored::Num(0.0)));
-        assert_eq!(convert(Boolean, &R::Number(2.0)), Err(ValueError::NotABoolean));
-        assert_eq!(convert(String, &R::Number(21.0)), Ok(Stored::Txt("21".into())));
-        assert_eq!(convert(String, &R::Number(0.5)), Ok(Stored::Txt("0.5".into())));
-        assert_eq!(convert(String, &R::Bool(false)), Ok(Stored::Txt("false".into())));
+        assert_eq!(
+            convert(Boolean, &R::Number(2.0)),
+            Err(ValueError::NotABoolean)
+        );
+        assert_eq!(
+            convert(String, &R::Number(21.0)),
+            Ok(Stored::Txt("21".into()))
+        );
+        assert_eq!(
+            convert(String, &R::Number(0.5)),
+            Ok(Stored::Txt("0.5".into()))
+        );
+        assert_eq!(
+            convert(String, &R::Bool(false)),
+            Ok(Stored::Txt("false".into()))
+        );
         let long = "x".repeat(MAX_STRING_BYTES + 1);
         assert_eq!(convert(String, &R::Str(&long)), Err(ValueError::TooLong));
         assert_eq!(
@@ -189,7 +204,10 @@ mod tests {
         );
         assert_eq!(convert(Gps, &R::Str("91,0")), Err(ValueError::NotGps));
         assert_eq!(convert(Gps, &R::Number(1.0)), Err(ValueError::NotGps));
-        assert_eq!(convert(Blob, &R::Str("aGk=")), Ok(Stored::Txt("aGk=".into())));
+        assert_eq!(
+            convert(Blob, &R::Str("aGk=")),
+            Ok(Stored::Txt("aGk=".into()))
+        );
         assert_eq!(convert(Blob, &R::Str("a*k=")), Err(ValueError::NotBase64));
         assert_eq!(convert(Blob, &R::Str("aGk")), Err(ValueError::NotBase64));
     }

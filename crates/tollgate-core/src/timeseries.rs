@@ -219,7 +219,14 @@ mod tests {
             resolution: 50,
         };
         // Out of time order on purpose; one point in the second bucket; one outside.
-        let pts = [(30, 4.0), (10, 1.0), (20, 7.0), (40, 2.0), (60, 10.0), (100, 99.0)];
+        let pts = [
+            (30, 4.0),
+            (10, 1.0),
+            (20, 7.0),
+            (40, 2.0),
+            (60, 10.0),
+            (100, 99.0),
+        ];
         let at = |agg| aggregate(&pts, &b, agg);
         assert_eq!(at(Aggregation::First), vec![(0, 1.0), (50, 10.0)]);
         assert_eq!(at(Aggregation::Last), vec![(0, 2.0), (50, 10.0)]);
@@ -230,7 +237,10 @@ mod tests {
         assert_eq!(at(Aggregation::Mean), vec![(0, 3.5), (50, 10.0)]);
         assert_eq!(at(Aggregation::Median), vec![(0, 3.0), (50, 10.0)]);
         // values 1,7,4,2: mean 3.5, squared deviations 6.25+12.25+0.25+2.25 = 21, /4 = 5.25
-        assert_eq!(at(Aggregation::StdDev), vec![(0, 5.25f64.sqrt()), (50, 0.0)]);
+        assert_eq!(
+            at(Aggregation::StdDev),
+            vec![(0, 5.25f64.sqrt()), (50, 0.0)]
+        );
     }
 
     #[test]
@@ -244,6 +254,10 @@ mod tests {
         assert_eq!(p.finish(Aggregation::Mean), Some(3.5));
         assert_eq!(p.finish(Aggregation::Count), Some(4.0));
         assert_eq!(p.finish(Aggregation::Median), None);
-        assert!(Aggregation::ALL.iter().all(|a| Aggregation::parse(a.as_str()) == Some(*a)));
+        assert!(
+            Aggregation::ALL
+                .iter()
+                .all(|a| Aggregation::parse(a.as_str()) == Some(*a))
+        );
     }
 }

@@ -39,6 +39,7 @@ schemas![
     "devicePatch",
     "devicePost",
     "deviceState",
+    "deviceStateOrStates",
     "deviceStates",
     "devices",
     "error",

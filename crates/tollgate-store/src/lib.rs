@@ -8,12 +8,15 @@
 //! [`notify`].
 
 pub mod applications;
+pub mod devices;
 mod error;
+pub mod flows;
 pub mod ids;
 pub mod list;
 mod migrate;
 pub mod notify;
 pub mod orgs;
+pub mod states;
 pub mod tokens;
 pub mod users;
 
