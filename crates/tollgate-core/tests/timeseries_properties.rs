@@ -34,7 +34,7 @@ fn naive(points: &[(i64, f64)], b: &Buckets, agg: Aggregation) -> Vec<(i64, f64)
                     let mut s = vals.clone();
                     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
                     let m = s.len() / 2;
-                    if s.len() % 2 == 0 {
+                    if s.len().is_multiple_of(2) {
                         (s[m - 1] + s[m]) / 2.0
                     } else {
                         s[m]

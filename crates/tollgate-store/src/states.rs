@@ -30,7 +30,7 @@ pub struct StoredReport {
     pub values: BTreeMap<String, Stored>,
 }
 
-/// Rows per multi-row INSERT: 5 values a row stays far below SQLite's 32766 and
+/// Rows per multi-row INSERT: at most 4 values a row stays far below SQLite's 32766 and
 /// PostgreSQL's 65535 bind parameters.
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -94,29 +94,33 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        let points: Vec<_> = points.into_iter().collect();
-        for chunk in points.chunks(ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = 2 + 4 * i;
-                    format!("($1, ${}, ${}, ${}, ${})", b, b + 1, b + 2, b + 3)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO device_points (device_id, attribute, time, num, txt) VALUES {} \
-                 ON CONFLICT (device_id, attribute, time) DO UPDATE \
-                 SET num = excluded.num, txt = excluded.txt",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
-            for ((attr, t), v) in chunk {
-                let (num, txt) = match v {
-                    Stored::Num(n) => (Some(*n), None),
-                    Stored::Txt(s) => (None, Some(s.clone())),
-                };
-                q = q.bind(attr.to_string()).bind(*t).bind(num).bind(txt);
+        // Numbers and texts go in separate statements so that no value parameter is ever
+        // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
+        // statement prepared with that type then rejects the next call's real `f64` there.
+        let (nums, txts): (Vec<_>, Vec<_>) = points
+            .into_iter()
+            .partition(|(_, v)| matches!(v, Stored::Num(_)));
+        for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("($1, ${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {} \
+                     ON CONFLICT (device_id, attribute, time) DO UPDATE \
+                     SET {column} = excluded.{column}, {other} = NULL",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
+                for ((attr, t), v) in chunk {
+                    q = q.bind(attr.to_string()).bind(*t);
+                    q = match v {
+                        Stored::Num(n) => q.bind(*n),
+                        Stored::Txt(s) => q.bind(s.clone()),
+                    };
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

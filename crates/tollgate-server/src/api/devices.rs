@@ -249,16 +249,16 @@ pub fn tag_pair(
 ) -> Result<(Option<String>, Option<String>), ApiError> {
     let key = key.filter(|k| !k.is_empty());
     let value = value.filter(|v| !v.is_empty());
-    if let Some(k) = &key {
-        if k.len() > 255
+    let bad_key = |k: &String| {
+        k.len() > 255
             || !k
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ApiError::validation(
-                "tag keys are 1 to 255 letters, digits, _ or -",
-            ));
-        }
+    };
+    if key.as_ref().is_some_and(bad_key) {
+        return Err(ApiError::validation(
+            "tag keys are 1 to 255 letters, digits, _ or -",
+        ));
     }
     if value.as_ref().is_some_and(|v| v.len() > 255) {
         return Err(ApiError::validation(

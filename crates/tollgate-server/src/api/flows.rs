@@ -27,6 +27,10 @@ pub struct FlowPost(Map<String, Value>);
 
 impl RequestBody for FlowPost {
     const SCHEMA: &'static str = "flowPost";
+
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        check_triggers(Self::SCHEMA, body)
+    }
 }
 
 #[derive(Deserialize)]
@@ -42,8 +46,44 @@ impl RequestBody for FlowPatch {
                 "defaultVersionId is not supported by this server: it has no workflow versions",
             ));
         }
-        Ok(())
+        check_triggers(Self::SCHEMA, body)
     }
+}
+
+/// Check each trigger against the one branch of the schema's `oneOf` for its type, so that a
+/// mistake is named ("triggers/0/config: ...") rather than reported as "matches no branch".
+fn check_triggers(schema: &str, body: &Value) -> Result<(), ApiError> {
+    let Some(triggers) = body.get("triggers").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    let branches = crate::schemas::raw(schema)
+        .and_then(|s| s.pointer("/properties/triggers/items/oneOf"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, trigger) in triggers.iter().enumerate() {
+        let Some(ty) = trigger.get("type").and_then(Value::as_str) else {
+            return Err(ApiError::validation(format!(
+                "triggers/{i}: a trigger needs a type"
+            )));
+        };
+        let branch = branches.iter().find(|b| {
+            b.pointer("/properties/type/enum")
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.iter().any(|t| t == ty))
+        });
+        let Some(branch) = branch else {
+            return Err(ApiError::validation(format!(
+                "triggers/{i}/type is not a trigger type of the reference (e.g. deviceId, deviceTag, timer, webhook, event)"
+            )));
+        };
+        crate::schemas::validate_with(branch, trigger).map_err(|e| {
+            let detail = e.message.trim_start_matches("Invalid request: ");
+            let sep = if detail.starts_with('/') { "" } else { ": " };
+            ApiError::validation(format!("Invalid request: /triggers/{i}{sep}{detail}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks the schema cannot express: node ids are unique and every output refers to a node
@@ -53,12 +93,12 @@ fn check_definition(def: &Map<String, Value>) -> Result<(), ApiError> {
     let list = |k: &str| def.get(k).and_then(Value::as_array).unwrap_or(&empty);
     let mut ids = HashSet::new();
     for (i, node) in list("nodes").iter().enumerate() {
-        if let Some(id) = node.get("id").and_then(Value::as_str) {
-            if !ids.insert(id) {
-                return Err(ApiError::validation(format!(
-                    "nodes/{i}: the node id {id} is used twice; node ids must be unique"
-                )));
-            }
+        if let Some(id) = node.get("id").and_then(Value::as_str)
+            && !ids.insert(id)
+        {
+            return Err(ApiError::validation(format!(
+                "nodes/{i}: the node id {id} is used twice; node ids must be unique"
+            )));
         }
     }
     for field in ["triggers", "nodes"] {
