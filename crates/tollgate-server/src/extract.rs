@@ -66,7 +66,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        // Form encoding: the official clients percent-encode the brackets
+        // (`tagFilter%5B0%5D%5Bkey%5D=floor`) and Python's sends spaces as `+`.
         serde_qs::Config::new()
+            .use_form_encoding(true)
             .deserialize_str(query)
             .map(Query)
             .map_err(|e| ApiError::validation(format!("Invalid query string: {e}")))

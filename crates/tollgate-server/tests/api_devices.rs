@@ -120,6 +120,15 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Basement", "Hall"]);
+    // As the official clients send it: brackets percent-encoded, spaces as `+`.
+    let encoded = t
+        .get(
+            &format!("{base}?tagFilter%5B0%5D%5Bkey%5D=floor&tagFilter%5B0%5D%5Bvalue%5D=3"),
+            &s,
+        )
+        .await
+        .expect(200);
+    assert_eq!(encoded, floor3);
     // Every entry must match; a value alone matches any key.
     let both = t
         .get(&format!("{base}?tagFilter[0][key]=floor&tagFilter[0][value]=3&tagFilter[1][value]=thermo&filterField=name&filter=h*"), &s)
