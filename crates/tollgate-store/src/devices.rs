@@ -163,7 +163,7 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (id, application_id, name, description, device_class, tags, \
              attributes, extra, creation_date, last_updated) \
@@ -350,7 +350,7 @@ impl Store {
         id: Id,
         fields: &DeviceFields,
     ) -> Result<Device> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

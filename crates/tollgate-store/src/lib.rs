@@ -178,6 +178,18 @@ impl Store {
         Ok(())
     }
 
+    /// Begin a transaction that reads and then writes. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a deferred transaction that has read and then tries to write
+    /// gets "database is locked" at once, without waiting, when another connection wrote
+    /// in between (found under concurrent state ingestion).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
     /// Close every pooled connection.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -65,7 +65,7 @@ impl Store {
             }
         }
         let dev = device.to_hex();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let found = sqlx::query("SELECT 1 FROM devices WHERE id = $1 AND application_id = $2")
             .bind(&dev)
             .bind(application.to_hex())
