@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
@@ -58,10 +58,10 @@ pub struct OrgChange {
 
 pub const ORG_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
     ],
     filterable: &[("name", "name")],
     default_sort: "name",
@@ -147,6 +147,7 @@ impl Store {
     pub async fn list_orgs_for_user(&self, user: Id, spec: &ListSpec) -> Result<Page<Org>> {
         let cond = " FROM orgs WHERE id IN (SELECT org_id FROM org_members WHERE user_id = $1)";
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {ORG_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             1,
