@@ -242,14 +242,7 @@ impl Store {
         if let Some(d) = &change.description {
             app.description = d.clone();
         }
-        for (k, v) in &change.extra {
-            // `null` clears a kept field (the reference allows null for e.g. archiveConfig).
-            if v.is_null() {
-                app.extra.remove(k);
-            } else {
-                app.extra.insert(k.clone(), v.clone());
-            }
-        }
+        crate::merge_extra(&mut app.extra, &change.extra);
         app.last_updated = crate::now_ms();
         sqlx::query(
             "UPDATE applications SET name = $2, description = $3, extra = $4, last_updated = $5 \

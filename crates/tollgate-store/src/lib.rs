@@ -78,6 +78,20 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Merge kept-but-uninterpreted fields from a PATCH into a record's; `null` removes a field.
+pub(crate) fn merge_extra(
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    change: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in change {
+        if v.is_null() {
+            target.remove(k);
+        } else {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 impl Store {
     /// Connect to `url`, create the SQLite file if needed, and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Store> {

@@ -183,8 +183,7 @@ impl Store {
         if let Some(d) = &change.description {
             org.description = d.clone();
         }
-        org.extra
-            .extend(change.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        crate::merge_extra(&mut org.extra, &change.extra);
         org.last_updated = crate::now_ms();
         sqlx::query(
             "UPDATE orgs SET name = $2, description = $3, extra = $4, last_updated = $5 WHERE id = $1",
@@ -316,13 +315,7 @@ impl Store {
     /// administrator: `LastAdmin`.
     pub async fn modify_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org.to_hex())
-                .bind(user.to_hex())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let current = parse_role(&current.ok_or(StoreError::NotFound)?)?;
+        let current = member_role(&mut tx, org, user).await?;
         if let Some(role) = change.role {
             if current == Role::Admin && role != Role::Admin {
                 ensure_another_admin(&mut tx, org, user).await?;
@@ -354,13 +347,7 @@ impl Store {
     /// Remove a member. Not a member: `NotFound`. The last administrator: `LastAdmin`.
     pub async fn remove_member(&self, org: Id, user: Id) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org.to_hex())
-                .bind(user.to_hex())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if parse_role(&current.ok_or(StoreError::NotFound)?)? == Role::Admin {
+        if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }
         sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
@@ -371,6 +358,17 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A member's role, inside a transaction; not a member: `NotFound`.
+async fn member_role(conn: &mut sqlx::AnyConnection, org: Id, user: Id) -> Result<Role> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org.to_hex())
+            .bind(user.to_hex())
+            .fetch_optional(&mut *conn)
+            .await?;
+    parse_role(&role.ok_or(StoreError::NotFound)?)
 }
 
 async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, org: Id, user: Id) -> Result<()> {
