@@ -152,6 +152,9 @@ fn store_options(timeout_ms: u64) -> StoreOptions {
 
 /// `tollgate db copy`.
 async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Result<()> {
+    if from == to {
+        anyhow::bail!("--from and --to name the same database");
+    }
     if Backend::from_url(from)? == Backend::Sqlite && !from.contains("mode=") {
         // The source must exist: opening it must not create an empty one to copy from.
         let path = from

@@ -228,11 +228,11 @@ async fn migration_versions(store: &Store) -> Result<Vec<i64>, StoreError> {
 }
 
 async fn count(conn: &mut AnyConnection, table: &str) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{table}\"")))
-            .fetch_one(conn)
-            .await?,
-    )
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM \"{table}\""
+    )))
+    .fetch_one(conn)
+    .await?)
 }
 
 async fn table_names(
@@ -478,7 +478,10 @@ mod tests {
                     .unwrap();
             for p in parents {
                 let at = TABLES.iter().position(|t| *t == p).unwrap();
-                assert!(at < i, "{table} references {p}, which comes later in TABLES");
+                assert!(
+                    at < i,
+                    "{table} references {p}, which comes later in TABLES"
+                );
             }
         }
         // The check is not vacuous: api_tokens does reference applications.
