@@ -250,11 +250,7 @@ struct Frozen(String);
 impl Frozen {
     fn new(pid: i32) -> Frozen {
         let pid = pid.to_string();
-        let ok = Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success();
+        let ok = signal("STOP", &pid);
         assert!(ok, "cannot stop backend {pid}");
         Frozen(pid)
     }
@@ -262,8 +258,16 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        signal("CONT", &self.0);
     }
+}
+
+/// Send a signal with the shell's built-in `kill` (procps may not be installed).
+fn signal(name: &str, pid: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 async fn listener_backend(server: &str, node: &ServerProcess) -> i32 {
