@@ -1,7 +1,8 @@
 //! `GET /health`: 200 when the database answers, 503 when it does not. No authentication.
 //! `cache` says whether this node answers credentials from memory: `single-node` (SQLite),
 //! `live`, `lease-lapsed` or `down` (the last two: every request goes to the database);
-//! `cachedTokens` how many verified tokens it holds in memory.
+//! `cachedTokens` how many verified tokens it holds in memory; `leaseLapses` how often the
+//! cache lease ran out while the change feed was up.
 
 use axum::Json;
 use axum::Router;
@@ -19,11 +20,12 @@ pub fn router() -> Router<AppState> {
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let cache = state.credentials().cache_state().as_str();
     let cached = state.credentials().cached_tokens();
+    let lapses = state.credentials().lease_lapses();
     match state.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(
-                json!({ "status": "ok", "database": "ok", "cache": cache, "cachedTokens": cached }),
+                json!({ "status": "ok", "database": "ok", "cache": cache, "cachedTokens": cached, "leaseLapses": lapses }),
             ),
         ),
         Err(e) => {
@@ -31,7 +33,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "status": "unavailable", "database": "unavailable", "cache": cache, "cachedTokens": cached }),
+                    json!({ "status": "unavailable", "database": "unavailable", "cache": cache, "cachedTokens": cached, "leaseLapses": lapses }),
                 ),
             )
         }

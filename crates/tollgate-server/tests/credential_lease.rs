@@ -57,8 +57,11 @@ async fn under_a_lease_the_cache_is_used_only_while_it_is_renewed() {
     assert!(refused.message.contains("inactive"), "{}", refused.message);
 
     // A heartbeat stamped too long ago does not renew the lease.
+    assert_eq!(creds.lease_lapses(), 0);
     creds.renew_lease(monotonic_us(Instant::now()) - 400_000);
     assert_eq!(creds.cache_state(), CacheState::LeaseLapsed);
+    // Each heartbeat that comes back after the lease ran out is counted as a lapse.
+    assert_eq!(creds.lease_lapses(), 1);
 
     // Losing the feed drops the cache and the lease; regaining it needs a fresh heartbeat.
     creds.renew_lease(monotonic_us(Instant::now()));

@@ -108,6 +108,8 @@ pub struct Credentials {
     lease_us: AtomicI64,
     /// The cache may be used until this time (microseconds on [`monotonic_us`]'s clock).
     lease_until: AtomicI64,
+    /// How often a heartbeat came back after the lease had already run out.
+    lease_lapses: AtomicU64,
     /// Tokens seen in use since the last flush: id → minute.
     used: Mutex<HashMap<Id, i64>>,
 }
@@ -124,6 +126,7 @@ impl Credentials {
             trusted: AtomicBool::new(true),
             lease_us: AtomicI64::new(0),
             lease_until: AtomicI64::new(0),
+            lease_lapses: AtomicU64::new(0),
             used: Mutex::default(),
         }
     }
@@ -329,7 +332,16 @@ impl Credentials {
     pub fn renew_lease(&self, sent_at: i64) {
         let lease = self.lease_us.load(Ordering::Acquire);
         let until = sent_at.saturating_add(lease);
-        self.lease_until.fetch_max(until, Ordering::AcqRel);
+        let before = self.lease_until.fetch_max(until, Ordering::AcqRel);
+        if before != 0 && before < monotonic_us(Instant::now()) {
+            self.lease_lapses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How often the lease ran out while the change feed was up (heartbeats too slow to come
+    /// back): each time, requests went to the database until the next heartbeat.
+    pub fn lease_lapses(&self) -> u64 {
+        self.lease_lapses.load(Ordering::Relaxed)
     }
 
     /// Whether cached answers may be used right now, and why not (for `/health`).
