@@ -65,9 +65,15 @@ async fn heartbeats(store: Store, channel: String, every: Duration) {
         tick.tick().await;
         // Stamped before sending: the stamp is never later than the notice's commit.
         let sent = monotonic_us(std::time::Instant::now());
-        if let Err(e) = store.send_heartbeat(&channel, &sent.to_string()).await {
+        // A send stuck on a dead connection must not stop the beat: a late heartbeat is
+        // worthless anyway (it renews the lease from its send time).
+        let payload = sent.to_string();
+        let send = store.send_heartbeat(&channel, &payload);
+        match tokio::time::timeout(every * 4, send).await {
+            Ok(Ok(())) => {}
             // The listener reports the consequences; one line per failed beat would flood.
-            tracing::debug!(error = %e, "heartbeat not sent");
+            Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not sent"),
+            Err(_) => tracing::debug!("heartbeat send timed out"),
         }
     }
 }

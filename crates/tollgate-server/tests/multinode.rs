@@ -294,12 +294,14 @@ async fn listener_backend(server: &str, node: &ServerProcess) -> i32 {
         .connect(server)
         .await
         .unwrap();
-    let pid: i32 =
-        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
-            .bind(format!("tollgate-listener-{}", node.pid()))
-            .fetch_one(&admin)
-            .await
-            .expect("the node's listener connection");
+    let pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             ORDER BY backend_start DESC LIMIT 1",
+    )
+    .bind(format!("tollgate-listener-{}", node.pid()))
+    .fetch_one(&admin)
+    .await
+    .expect("the node's listener connection");
     admin.close().await;
     pid
 }
