@@ -12,10 +12,6 @@ use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, http};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or(Value::Null)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_in_logs_responses_or_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,10 +20,9 @@ async fn no_secret_in_logs_responses_or_database() {
     let url = server.url.clone();
     let mut responses = Vec::new();
     let mut call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
-        let body = body.map(|b| b.to_string());
-        let (status, text) = http(&url, method, path, token, body.as_deref());
-        responses.push(text.clone());
-        (status, json_of(&text))
+        let reply = http::call(&url, method, path, token, body.as_ref());
+        responses.push(reply.body.to_string());
+        (reply.status, reply.body)
     };
 
     let (s, login) = call(

@@ -8,6 +8,7 @@
 //! [`notify`].
 
 pub mod applications;
+pub mod copy;
 mod error;
 pub mod ids;
 pub mod list;
@@ -45,6 +46,25 @@ impl Backend {
             Ok(Backend::Postgres)
         } else {
             Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+/// How the connection pool behaves.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Pooled connections, at most.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (including reconnecting to a database that is
+    /// down) before it fails as [`StoreError::Unavailable`], which the server answers with 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +120,19 @@ impl Store {
 
     /// As [`Store::connect`], with at most `max_connections` pooled connections.
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store> {
+        Self::open(
+            url,
+            &StoreOptions {
+                max_connections,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connect with `options`, create the SQLite file if needed (unless the URL says another
+    /// `mode=`), and apply pending migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let mut url = url.to_owned();
@@ -110,10 +143,10 @@ impl Store {
                 "?mode=rwc"
             });
         }
-        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -129,7 +162,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
         let store = Store {
