@@ -68,10 +68,10 @@ impl Conn {
             if line == "\r\n" || line.is_empty() {
                 break;
             }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap();
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
             }
         }
         let mut buf = vec![0u8; length];
@@ -174,7 +174,7 @@ async fn main() {
                 let report = |k: u64| {
                     json!({
                         "time": base + k as i64,
-                        "data": { "temperature": 20.0 + (k % 100) as f64 / 10.0, "humidity": (k % 60) as f64, "door": k % 2 == 0 }
+                        "data": { "temperature": 20.0 + (k % 100) as f64 / 10.0, "humidity": (k % 60) as f64, "door": k.is_multiple_of(2) }
                     })
                 };
                 let body = if batch == 1 {

@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod routes;
 pub mod schemas;
 pub mod serve;
@@ -26,6 +28,7 @@ pub const MAX_BODY: usize = 1 << 20;
 pub fn app(state: AppState) -> Router {
     routes::api_router(&state)
         .merge(health::router())
+        .merge(openapi::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // Logs method, path and status; never headers (they carry credentials) or bodies.
         .layer(

@@ -29,12 +29,15 @@ impl Lcg {
     }
 }
 
+/// A generated device: name, floor tag, and its temperature points `(time, value)`.
+type Generated = (String, String, Vec<(i64, f64)>);
+
 struct Fixture {
     t: TestApp,
     session: String,
     app: String,
-    /// device id → (name, floor, points of temperature (time, value))
-    devices: BTreeMap<String, (String, String, Vec<(i64, f64)>)>,
+    /// device id → what was generated for it
+    devices: BTreeMap<String, Generated>,
     /// Start of the generated hour (aligned to a minute, an hour and a half ago).
     base: i64,
 }
@@ -137,7 +140,7 @@ fn reference(points: &[(i64, f64)], start: i64, end: i64, res: i64, agg: &str) -
                 "MEAN" => mean,
                 "MEDIAN" => {
                     let m = sorted.len() / 2;
-                    if sorted.len() % 2 == 0 {
+                    if sorted.len().is_multiple_of(2) {
                         (sorted[m - 1] + sorted[m]) / 2.0
                     } else {
                         sorted[m]

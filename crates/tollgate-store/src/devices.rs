@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::attribute::DataType;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
 use crate::{Id, Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,10 +95,10 @@ pub struct DeviceFilter {
 
 pub const DEVICE_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
     ],
     filterable: &[("name", "name")],
     default_sort: "name",
@@ -270,7 +270,7 @@ impl Store {
         let dir = if spec.descending { "DESC" } else { "ASC" };
         let list = format!(
             "SELECT {DEVICE_COLUMNS}{cond} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
-            col = spec.sort_column,
+            col = spec.sort.expr(self.backend),
             limit = spec.per_page,
             offset = spec.page.saturating_mul(spec.per_page),
         );

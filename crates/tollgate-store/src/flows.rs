@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use crate::devices::{json_of, json_text};
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::{Id, Result, Store, StoreError};
 
 /// Who created or last changed a flow: `user` or `apiToken`, and its id.
@@ -32,10 +32,10 @@ pub struct Flow {
 
 pub const FLOW_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
     ],
     filterable: &[("name", "name")],
     default_sort: "name",
@@ -135,6 +135,7 @@ impl Store {
     ) -> Result<Page<Flow>> {
         let cond = " FROM flows WHERE application_id = $1 AND flow_class = $2";
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {FLOW_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             2,

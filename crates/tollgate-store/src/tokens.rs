@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
@@ -78,12 +78,12 @@ pub struct TokenChange {
 
 pub const TOKEN_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("status", "status"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
-        ("expirationDate", "expiration_date"),
+        ("name", Sort::Text("name")),
+        ("status", Sort::Text("status")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
+        ("expirationDate", Sort::NumberOrNever("expiration_date")),
     ],
     filterable: &[("name", "name"), ("status", "status")],
     default_sort: "name",
@@ -204,6 +204,7 @@ impl Store {
     pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {
         let cond = " FROM api_tokens WHERE application_id = $1";
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {TOKEN_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             1,

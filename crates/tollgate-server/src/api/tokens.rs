@@ -160,16 +160,16 @@ pub async fn create(
             ),
         ));
     }
-    if let Some(limit) = bound_expiry {
-        if expiration_date.is_none_or(|e| e > limit) {
-            return Err(ApiError::forbidden(
-                access.action(),
-                format!(
-                    "A token cannot outlive its creator, which expires at {}: set an expirationDate no later than that",
-                    iso(limit)
-                ),
-            ));
-        }
+    if let Some(limit) = bound_expiry
+        && expiration_date.is_none_or(|e| e > limit)
+    {
+        return Err(ApiError::forbidden(
+            access.action(),
+            format!(
+                "A token cannot outlive its creator, which expires at {}: set an expirationDate no later than that",
+                iso(limit)
+            ),
+        ));
     }
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope_strings = scope.to_strings();
