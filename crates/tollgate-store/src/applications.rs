@@ -228,7 +228,7 @@ impl Store {
         id: Id,
         change: &ApplicationChange,
     ) -> Result<Application> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
@@ -261,7 +261,7 @@ impl Store {
 
     /// Delete an application and everything it owns; other nodes drop its tokens.
     pub async fn delete_application(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         delete_application_in(&mut tx, id).await?;
         self.commit_with(tx, &[Change::Application(id)]).await
     }

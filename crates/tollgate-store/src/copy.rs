@@ -138,7 +138,7 @@ pub async fn copy(
             .execute(&mut *src)
             .await?;
     }
-    let mut dst = target.pool.begin().await?;
+    let mut dst = target.begin_write().await?;
 
     for table in TABLES {
         let rows = count(&mut dst, table).await?;

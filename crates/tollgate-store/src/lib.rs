@@ -225,7 +225,7 @@ impl Store {
         Ok(())
     }
 
-    /// Begin a transaction that reads and then writes. On SQLite it takes the write lock at
+    /// Begin a transaction that writes (every write transaction of the store uses this). On SQLite it takes the write lock at
     /// once (`BEGIN IMMEDIATE`): a deferred transaction that has read and then tries to write
     /// gets "database is locked" at once, without waiting, when another connection wrote
     /// in between (found under concurrent state ingestion).

@@ -107,7 +107,7 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO orgs (id, name, description, extra, creation_date, last_updated) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -169,7 +169,7 @@ impl Store {
     }
 
     pub async fn update_org(&self, id: Id, change: &OrgChange) -> Result<Org> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
@@ -201,7 +201,7 @@ impl Store {
 
     /// Delete an organization and every application it owns (with everything in them).
     pub async fn delete_org(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let apps: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM applications WHERE owner_type = 'organization' AND owner_id = $1",
         )
@@ -279,7 +279,7 @@ impl Store {
 
     /// Add an existing user to an organization. Already a member: `Conflict`.
     pub async fn add_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO org_members (org_id, user_id, role, dashboard_roles, join_date) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -314,7 +314,7 @@ impl Store {
     /// Change a member's role or overrides. Not a member: `NotFound`. Demoting the last
     /// administrator: `LastAdmin`.
     pub async fn modify_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current = member_role(&mut tx, org, user).await?;
         if let Some(role) = change.role {
             if current == Role::Admin && role != Role::Admin {
@@ -346,7 +346,7 @@ impl Store {
 
     /// Remove a member. Not a member: `NotFound`. The last administrator: `LastAdmin`.
     pub async fn remove_member(&self, org: Id, user: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }

@@ -139,7 +139,7 @@ impl Store {
             last_updated: now,
             last_used: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
@@ -231,7 +231,7 @@ impl Store {
         id: Id,
         change: &TokenChange,
     ) -> Result<TokenRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql =
             format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND application_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -268,7 +268,7 @@ impl Store {
 
     /// Delete a token; other nodes hear of it.
     pub async fn delete_token(&self, application: Id, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND application_id = $2")
             .bind(id.to_hex())
             .bind(application.to_hex())
@@ -287,7 +287,7 @@ impl Store {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (id, at) in uses {
             sqlx::query(
                 "UPDATE api_tokens SET last_used = $2 WHERE id = $1 \
