@@ -3,15 +3,15 @@
 //! Two tasks per node:
 //!
 //! * the **listener** keeps one dedicated connection that `LISTEN`s for change notices and
-//!   applies each to this node's caches ([`Credentials::apply`]). When the connection is lost
+//!   applies each to this node's caches ([`AppState::apply_change`]). When the connection is lost
 //!   (an error, or nothing at all heard for [`silence_limit`]), it stops cache use at once
-//!   ([`Credentials::set_trusted`]`(false)`: every request then goes to the database),
+//!   ([`AppState::set_change_feed`]`(false)`: every request then goes to the database),
 //!   reconnects with backoff, and once `LISTEN` is in place again drops every cache and
-//!   resumes ([`Credentials::set_trusted`]`(true)`). Notices missed in between cannot matter:
+//!   resumes ([`AppState::set_change_feed`]`(true)`). Notices missed in between cannot matter:
 //!   nothing was cached then, and nothing cached before survives.
 //! * the **heartbeat** sends a notice to this node's own channel every lease/3 through the
 //!   ordinary pool, stamped with its send time. When it comes back, the listener renews the
-//!   cache lease ([`Credentials::renew_lease`]) to that send time plus the lease: notices are
+//!   cache lease ([`Freshness::renew_lease`]) to that send time plus the lease: notices are
 //!   delivered in commit order, so every change committed before the stamp has been applied.
 //!
 //! Consequently a revocation committed through any node is refused by every node
@@ -26,7 +26,7 @@ use std::time::Duration;
 use tollgate_store::notify::{self, Listener, Notice};
 use tollgate_store::{Change, Store};
 
-use crate::auth::credentials::monotonic_us;
+use crate::freshness::monotonic_us;
 use crate::state::AppState;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -48,7 +48,8 @@ pub fn silence_limit(lease: Duration) -> Duration {
 /// Start the listener and heartbeat tasks, and make the caches wait for them.
 pub fn spawn(state: &AppState) {
     let lease = state.settings().change_lease;
-    state.credentials().require_lease(lease);
+    state.freshness().require_lease(lease);
+    state.clear_caches();
     let channel = notify::heartbeat_channel();
     tokio::spawn(heartbeats(
         state.store().clone(),
@@ -79,7 +80,6 @@ async fn heartbeats(store: Store, channel: String, every: Duration) {
 }
 
 async fn listen(state: AppState, channel: String, lease: Duration) {
-    let credentials = state.credentials_arc();
     // Shows in pg_stat_activity, to tell the nodes' listeners apart.
     let application_name = format!("tollgate-listener-{}", std::process::id());
     let connect_timeout = lease.max(Duration::from_secs(2));
@@ -100,7 +100,7 @@ async fn listen(state: AppState, channel: String, lease: Duration) {
         };
         // Every change committed from here on reaches this listener; whatever was cached
         // before may have missed some, so start from nothing.
-        credentials.set_trusted(true);
+        state.set_change_feed(true);
         backoff = MIN_BACKOFF;
         match down_since.take() {
             Some(t) => tracing::info!(
@@ -110,7 +110,7 @@ async fn listen(state: AppState, channel: String, lease: Duration) {
             None => tracing::info!("listening for changes from other nodes"),
         }
         let why = receive(&mut listener, &state, silence_limit(lease)).await;
-        credentials.set_trusted(false);
+        state.set_change_feed(false);
         down_since = Some(std::time::Instant::now());
         tracing::warn!(reason = %why,
             "lost the change feed: caches dropped, answering from the database until it is back");
@@ -119,7 +119,6 @@ async fn listen(state: AppState, channel: String, lease: Duration) {
 
 /// Apply notices until the connection fails or falls silent; say why it ended.
 async fn receive(listener: &mut Listener, state: &AppState, silence: Duration) -> String {
-    let credentials = state.credentials();
     loop {
         match tokio::time::timeout(silence, listener.recv()).await {
             Err(_) => return format!("nothing heard for {} ms", silence.as_millis()),
@@ -130,18 +129,19 @@ async fn receive(listener: &mut Listener, state: &AppState, silence: Duration) -
                     Change::Application(id) => {
                         tracing::debug!(application = %id, "change notice")
                     }
+                    Change::Device(id) => tracing::debug!(device = %id, "change notice"),
                     // A session digest is not a secret, but there is no need to log it.
                     Change::Session(_) => tracing::debug!("change notice: a session ended"),
                     Change::All => tracing::info!("change notice: drop every cache"),
                 }
-                credentials.apply(&change);
+                state.apply_change(&change);
             }
             Ok(Ok(Notice::Unknown)) => {
                 tracing::warn!("a change notice this version does not understand: caches dropped");
-                credentials.clear();
+                state.clear_caches();
             }
             Ok(Ok(Notice::Heartbeat(payload))) => match payload.parse::<i64>() {
-                Ok(sent) => credentials.renew_lease(sent),
+                Ok(sent) => state.freshness().renew_lease(sent),
                 Err(_) => tracing::warn!("malformed heartbeat ignored"),
             },
         }

@@ -18,9 +18,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let cache = state.credentials().cache_state().as_str();
+    let cache = state.freshness().state().as_str();
     let cached = state.credentials().cached_tokens();
-    let lapses = state.credentials().lease_lapses();
+    let lapses = state.freshness().lease_lapses();
     match state.store().ping().await {
         Ok(()) => (
             StatusCode::OK,

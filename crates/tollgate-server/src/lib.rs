@@ -5,9 +5,12 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod device_cache;
 pub mod error;
 pub mod extract;
+pub mod freshness;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod schemas;
@@ -29,7 +32,12 @@ pub fn app(state: AppState) -> Router {
     routes::api_router(&state)
         .merge(health::router())
         .merge(openapi::router())
+        .merge(metrics::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_responses,
+        ))
         // Logs method, path and status; never headers (they carry credentials) or bodies.
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

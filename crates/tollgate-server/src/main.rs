@@ -118,6 +118,10 @@ struct ServeArgs {
     /// milliseconds.
     #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
     change_lease_ms: u64,
+    /// Load every token into memory at start-up, so that even a token's first request is
+    /// answered without the database (single node; on PostgreSQL tokens load on first use).
+    #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS")]
+    preload_tokens: bool,
     /// Log format: text or json.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -223,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
                 change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
+                preload_tokens: args.preload_tokens,
             };
             serve(
                 store,

@@ -106,6 +106,19 @@ pub async fn serve(
         // answer every request from the database.
         crate::changes::spawn(&state);
     }
+    if state.settings().preload_tokens {
+        if state.freshness().usable() {
+            let started = std::time::Instant::now();
+            let loaded = state.credentials().preload().await?;
+            tracing::info!(
+                tokens = loaded,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "preloaded tokens"
+            );
+        } else {
+            tracing::info!("not preloading tokens: with several nodes they load on first use");
+        }
+    }
     spawn_background(&state, flush_every);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use tollgate_store::Store;
+use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
+use crate::device_cache::DeviceCache;
+use crate::freshness::Freshness;
+use crate::metrics::ResponseCounts;
 
 /// Settings that shape behaviour (not where to listen or store).
 #[derive(Clone, Debug)]
@@ -16,6 +19,8 @@ pub struct Settings {
     /// With several nodes (PostgreSQL): how long cached credentials may be used without
     /// proof that every change notice has arrived. Bounds revocation delay when notices stop.
     pub change_lease: std::time::Duration,
+    /// Load every token into the credential cache at start-up (single node).
+    pub preload_tokens: bool,
 }
 
 impl Default for Settings {
@@ -24,6 +29,7 @@ impl Default for Settings {
             session_ttl_ms: 30 * 24 * 3600 * 1000,
             secure_cookies: false,
             change_lease: std::time::Duration::from_millis(750),
+            preload_tokens: false,
         }
     }
 }
@@ -33,26 +39,72 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     store: Store,
+    freshness: Arc<Freshness>,
     credentials: Arc<Credentials>,
+    devices: DeviceCache,
+    responses: ResponseCounts,
     settings: Settings,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
-        let credentials = Arc::new(Credentials::new(store.clone()));
+        let freshness = Arc::new(Freshness::default());
+        let credentials = Arc::new(Credentials::new(store.clone(), freshness.clone()));
+        let devices = DeviceCache::new(store.clone(), freshness.clone());
+        let state = AppState(Arc::new(Inner {
+            store: store.clone(),
+            freshness,
+            credentials,
+            devices,
+            responses: ResponseCounts::default(),
+            settings,
+        }));
         // Writes made through this store update this node's caches before they return. A weak
-        // reference: the store outlives no one, and a cycle would leak both.
-        let weak = Arc::downgrade(&credentials);
+        // reference: the store would otherwise keep the state (and itself) alive forever.
+        let weak = Arc::downgrade(&state.0);
         store.on_change(Arc::new(move |change| {
-            if let Some(c) = weak.upgrade() {
-                c.apply(change);
+            if let Some(inner) = weak.upgrade() {
+                AppState(inner).apply_change(change);
             }
         }));
-        AppState(Arc::new(Inner {
-            store,
-            credentials,
-            settings,
-        }))
+        state
+    }
+
+    /// Apply a change (made here, or announced by another node) to every cache.
+    pub fn apply_change(&self, change: &Change) {
+        self.0.credentials.apply(change);
+        self.0.devices.apply(change);
+    }
+
+    /// Drop everything every cache holds.
+    pub fn clear_caches(&self) {
+        self.0.credentials.clear();
+        self.0.devices.clear();
+    }
+
+    /// The change feed went down or came back: caches stop answering at once when it goes
+    /// down, and start again empty when it comes back.
+    pub fn set_change_feed(&self, up: bool) {
+        if up {
+            self.clear_caches();
+            self.0.freshness.set_trusted(true);
+        } else {
+            self.0.freshness.set_trusted(false);
+            self.clear_caches();
+        }
+    }
+
+    /// Whether the caches may answer (the lease and the change feed).
+    pub fn freshness(&self) -> &Freshness {
+        &self.0.freshness
+    }
+
+    pub fn responses(&self) -> &ResponseCounts {
+        &self.0.responses
+    }
+
+    pub fn devices(&self) -> &DeviceCache {
+        &self.0.devices
     }
 
     pub fn store(&self) -> &Store {
@@ -61,10 +113,6 @@ impl AppState {
 
     pub fn credentials(&self) -> &Credentials {
         &self.0.credentials
-    }
-
-    pub fn credentials_arc(&self) -> Arc<Credentials> {
-        self.0.credentials.clone()
     }
 
     pub fn settings(&self) -> &Settings {

@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
-use tollgate_server::auth::CacheState;
-use tollgate_server::auth::credentials::monotonic_us;
+use tollgate_server::freshness::{CacheState, monotonic_us};
 use tollgate_store::tokens::TokenStatus;
 
 #[tokio::test]
@@ -20,24 +19,27 @@ async fn under_a_lease_the_cache_is_used_only_while_it_is_renewed() {
         .raw_token(app, &["all.Application"], TokenStatus::Active, None)
         .await;
     let creds = t.state.credentials();
-    assert_eq!(creds.cache_state(), CacheState::SingleNode);
+    assert_eq!(t.state.freshness().state(), CacheState::SingleNode);
 
     let lease = Duration::from_millis(300);
-    creds.require_lease(lease);
-    assert_eq!(creds.cache_state(), CacheState::FeedDown);
+    t.state.freshness().require_lease(lease);
+    t.state.clear_caches();
+    assert_eq!(t.state.freshness().state(), CacheState::FeedDown);
     // Feed down: verified against the database, not cached.
     creds.verify(&secret).await.unwrap();
     assert_eq!(creds.cached_tokens(), 0);
 
     // Feed up but no heartbeat back yet: still not cached.
-    creds.set_trusted(true);
-    assert_eq!(creds.cache_state(), CacheState::LeaseLapsed);
+    t.state.set_change_feed(true);
+    assert_eq!(t.state.freshness().state(), CacheState::LeaseLapsed);
     creds.verify(&secret).await.unwrap();
     assert_eq!(creds.cached_tokens(), 0);
 
     // A heartbeat came back: cached from now on.
-    creds.renew_lease(monotonic_us(Instant::now()));
-    assert_eq!(creds.cache_state(), CacheState::Live);
+    t.state
+        .freshness()
+        .renew_lease(monotonic_us(Instant::now()));
+    assert_eq!(t.state.freshness().state(), CacheState::Live);
     creds.verify(&secret).await.unwrap();
     assert_eq!(creds.cached_tokens(), 1);
 
@@ -51,20 +53,24 @@ async fn under_a_lease_the_cache_is_used_only_while_it_is_renewed() {
     assert!(creds.verify(&secret).await.is_ok());
     // ...and once it runs out, the database is asked.
     tokio::time::sleep(lease + Duration::from_millis(50)).await;
-    assert_eq!(creds.cache_state(), CacheState::LeaseLapsed);
+    assert_eq!(t.state.freshness().state(), CacheState::LeaseLapsed);
     let refused = creds.verify(&secret).await.unwrap_err();
     assert_eq!(refused.status, 401);
     assert!(refused.message.contains("inactive"), "{}", refused.message);
 
     // A heartbeat stamped too long ago does not renew the lease.
-    assert_eq!(creds.lease_lapses(), 0);
-    creds.renew_lease(monotonic_us(Instant::now()) - 400_000);
-    assert_eq!(creds.cache_state(), CacheState::LeaseLapsed);
+    assert_eq!(t.state.freshness().lease_lapses(), 0);
+    t.state
+        .freshness()
+        .renew_lease(monotonic_us(Instant::now()) - 400_000);
+    assert_eq!(t.state.freshness().state(), CacheState::LeaseLapsed);
     // Each heartbeat that comes back after the lease ran out is counted as a lapse.
-    assert_eq!(creds.lease_lapses(), 1);
+    assert_eq!(t.state.freshness().lease_lapses(), 1);
 
     // Losing the feed drops the cache and the lease; regaining it needs a fresh heartbeat.
-    creds.renew_lease(monotonic_us(Instant::now()));
+    t.state
+        .freshness()
+        .renew_lease(monotonic_us(Instant::now()));
     sqlx::query("UPDATE api_tokens SET status = 'active' WHERE id = $1")
         .bind(id.to_hex())
         .execute(t.store().pool())
@@ -72,9 +78,9 @@ async fn under_a_lease_the_cache_is_used_only_while_it_is_renewed() {
         .unwrap();
     creds.verify(&secret).await.unwrap();
     assert_eq!(creds.cached_tokens(), 1);
-    creds.set_trusted(false);
+    t.state.set_change_feed(false);
     assert_eq!(creds.cached_tokens(), 0);
-    assert_eq!(creds.cache_state(), CacheState::FeedDown);
-    creds.set_trusted(true);
-    assert_eq!(creds.cache_state(), CacheState::LeaseLapsed);
+    assert_eq!(t.state.freshness().state(), CacheState::FeedDown);
+    t.state.set_change_feed(true);
+    assert_eq!(t.state.freshness().state(), CacheState::LeaseLapsed);
 }

@@ -259,6 +259,50 @@ fn three_nodes_share_tokens_and_revocations() {
     for n in &nodes {
         use_token(&n.url, &app, &tokens[0]).expect(200);
     }
+
+    // Devices are cached too, and dropped on the same feed: a rename or deletion through A is
+    // what B and C answer within the bound.
+    let device = http::post(
+        &a.url,
+        &format!("/applications/{app}/devices"),
+        &session,
+        json!({ "name": "pump", "attributes": [{ "name": "rpm", "dataType": "number" }] }),
+    )
+    .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device_path = format!("/applications/{app}/devices/{device}");
+    for n in others {
+        assert_eq!(
+            http::get(&n.url, &device_path, &session).expect(200)["name"],
+            "pump"
+        );
+    }
+    http::patch(&a.url, &device_path, &session, json!({ "name": "pump 2" })).expect(200);
+    let deadline = Instant::now() + BOUND;
+    for n in others {
+        while http::get(&n.url, &device_path, &session).expect(200)["name"] != "pump 2" {
+            assert!(
+                Instant::now() < deadline,
+                "a device rename did not reach {}",
+                n.url
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    http::delete(&a.url, &device_path, &session).expect(200);
+    let deadline = Instant::now() + BOUND;
+    for n in others {
+        while http::get(&n.url, &device_path, &session).status != 404 {
+            assert!(
+                Instant::now() < deadline,
+                "a device deletion did not reach {}",
+                n.url
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Freezes one PostgreSQL backend process (SIGSTOP) until dropped: its client sees a

@@ -10,6 +10,7 @@ use tollgate_core::attribute::DataType;
 
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
+use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -407,7 +408,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit_with(tx, &[Change::Device(id)]).await?;
         Ok(Device {
             name: fields.name.clone(),
             description: fields.description.clone(),
@@ -422,15 +423,16 @@ impl Store {
 
     /// Delete a device; its tags, state and commands go with it (ON DELETE CASCADE).
     pub async fn delete_device(&self, application: Id, id: Id) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM devices WHERE id = $1 AND application_id = $2")
             .bind(id.to_hex())
             .bind(application.to_hex())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        self.commit_with(tx, &[Change::Device(id)]).await
     }
 
     /// Record a command sent to a device of `application`.

@@ -29,6 +29,8 @@ pub enum Change {
     Token(Id),
     /// An application and everything in it were deleted.
     Application(Id),
+    /// A device was changed or deleted.
+    Device(Id),
     /// A login session ended (logout); carried as the hex digest of its secret.
     Session(String),
     /// Anything may have changed (bulk copy): drop every cache.
@@ -40,6 +42,7 @@ impl fmt::Display for Change {
         match self {
             Change::Token(id) => write!(f, "token:{id}"),
             Change::Application(id) => write!(f, "application:{id}"),
+            Change::Device(id) => write!(f, "device:{id}"),
             Change::Session(d) => write!(f, "session:{d}"),
             Change::All => f.write_str("all"),
         }
@@ -54,6 +57,7 @@ impl FromStr for Change {
         match kind {
             "token" => arg.parse().map(Change::Token).map_err(|_| ()),
             "application" => arg.parse().map(Change::Application).map_err(|_| ()),
+            "device" => arg.parse().map(Change::Device).map_err(|_| ()),
             "session" => Ok(Change::Session(arg.to_owned())),
             "all" => Ok(Change::All),
             _ => Err(()),
@@ -205,6 +209,7 @@ mod tests {
         for c in [
             Change::Token(id),
             Change::Application(id),
+            Change::Device(id),
             Change::Session("ab12".into()),
             Change::All,
         ] {

@@ -181,6 +181,22 @@ impl Store {
         token_from_row(&row)
     }
 
+    /// Call `f` with the digest and record of every stored token, streaming (for preloading
+    /// the credential cache; a million tokens do not have to fit in one result set).
+    pub async fn for_each_token(&self, mut f: impl FnMut([u8; 32], TokenRecord)) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let sql = format!("SELECT digest, {TOKEN_COLUMNS} FROM api_tokens");
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let digest: Vec<u8> = row.try_get("digest")?;
+            let digest: [u8; 32] = digest
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))?;
+            f(digest, token_from_row(&row)?);
+        }
+        Ok(())
+    }
+
     /// A token by id, whatever its application (for cache refreshes).
     pub async fn token_by_id(&self, id: Id) -> Result<Option<TokenRecord>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");

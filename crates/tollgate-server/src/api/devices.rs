@@ -4,6 +4,7 @@
 //! another application is a 404 exactly like one that does not exist.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -375,10 +376,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(device_json(&device))))
 }
 
-async fn load(state: &AppState, access: &AppAccess, id: Id) -> Result<Device, ApiError> {
+async fn load(state: &AppState, access: &AppAccess, id: Id) -> Result<Arc<Device>, ApiError> {
     state
-        .store()
-        .device(access.application(), id)
+        .devices()
+        .get(access.application(), id)
         .await
         .map_err(|e| ApiError::from_store(e, "Device"))
 }
@@ -390,7 +391,8 @@ pub async fn get(
     Query(repr): Query<Representation>,
 ) -> ApiResult<Json<Value>> {
     repr.check()?;
-    Ok(Json(device_json(&load(&state, &access, id).await?)))
+    let device = load(&state, &access, id).await?;
+    Ok(Json(device_json(&device)))
 }
 
 pub async fn patch(
@@ -402,7 +404,7 @@ pub async fn patch(
 ) -> ApiResult<Json<Value>> {
     repr.check()?;
     let old = load(&state, &access, id).await?;
-    let mut fields = DeviceFields::from(&old);
+    let mut fields = DeviceFields::from(&*old);
     if let Some(v) = body.name {
         fields.name = v;
     }

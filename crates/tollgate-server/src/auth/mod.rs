@@ -27,7 +27,7 @@ use tollgate_core::{Action, Family, Role, Scope};
 use tollgate_store::tokens::Creator;
 use tollgate_store::{Id, StoreError};
 
-pub use credentials::{CacheState, Credentials, Principal, SessionEntry, TokenEntry};
+pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -134,7 +134,7 @@ pub async fn decide(
                 // Another application: answer as if it did not exist, whether or not it does.
                 return Err(ApiError::not_found("Application"));
             }
-            if !token.allowed.contains(action) {
+            if !token.allowed().contains(action) {
                 return Err(token_forbidden(action));
             }
             Ok(Access::App(AppAccess {
@@ -279,7 +279,7 @@ impl AppAccess {
     /// a token's own; a user's role's.
     pub fn creation_bound(&self) -> (Scope, Option<i64>) {
         match &self.who {
-            Who::Token(t) => (t.scope.clone(), t.expires),
+            Who::Token(t) => (t.scope.scope.clone(), t.expires),
             Who::User { role, .. } => (role_token_bound(*role), None),
         }
     }
@@ -290,7 +290,7 @@ impl AppAccess {
             Who::Token(t) => Ok(Creator {
                 kind: "apiToken",
                 id: t.id,
-                name: t.name.clone(),
+                name: t.name.to_string(),
             }),
             Who::User { user_id, .. } => {
                 let user = state.store().user(*user_id).await?;

@@ -1,0 +1,184 @@
+//! Seed a Tollgate database for the load benchmark (`scripts/bench-load.sh`), fast: straight
+//! into the store, not through a million HTTP calls.
+//!
+//! ```text
+//! cargo run --release --example bench_seed -- DATABASE_URL OUT_DIR [TOKENS] [APPS] [DEVICES]
+//! ```
+//!
+//! Creates one user, APPS applications (1,000), DEVICES devices spread over them (10,000,
+//! each with a `temperature` attribute and a `floor` tag) and TOKENS application tokens
+//! (1,000,000) spread over them with a mix of scopes. All but the few named below have random
+//! secrets that are never known (only digests are stored, as always). Writes into OUT_DIR the
+//! secrets and ids the benchmark uses: `valid.token` (custom scope: device.get, devices.get,
+//! device.sendState), `inactive.token`, `unknown.token` (well-formed, never issued),
+//! `malformed.token`, `app.id`, `device.id`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::Rng;
+use serde_json::{Map, json};
+use tollgate_core::secret::{Secret, SecretKind};
+use tollgate_store::applications::Owner;
+use tollgate_store::devices::{DeviceFields, Tag};
+use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
+use tollgate_store::users::NewUser;
+use tollgate_store::{Id, Store};
+
+const SCOPES: &[&str] = &[
+    r#"["all.Application"]"#,
+    r#"["all.Application.read"]"#,
+    r#"["device.get","devices.get","device.sendState"]"#,
+    r#"["data.timeSeriesQuery","data.lastValueQuery"]"#,
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args.get(1).expect("DATABASE_URL");
+    let out = PathBuf::from(args.get(2).expect("OUT_DIR"));
+    let tokens: usize = args.get(3).map_or(Ok(1_000_000), |s| s.parse())?;
+    let apps: usize = args.get(4).map_or(Ok(1_000), |s| s.parse())?;
+    let devices: usize = args.get(5).map_or(Ok(10_000), |s| s.parse())?;
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    let store = Store::connect(url).await?;
+
+    let user = store
+        .create_user(&NewUser {
+            email: "bench@example.com",
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2VlZA$unusable",
+            first_name: "Bench",
+            last_name: "",
+        })
+        .await?;
+    let mut app_ids = Vec::with_capacity(apps);
+    for i in 0..apps {
+        let app = store
+            .create_application(Owner::User(user.id), &format!("app {i}"), "", &Map::new())
+            .await?;
+        app_ids.push(app.id);
+    }
+    let attributes = vec![
+        json!({ "name": "temperature", "dataType": "number" })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    ];
+    let mut device_ids = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let fields = DeviceFields {
+            name: format!("device {i}"),
+            description: String::new(),
+            device_class: "standalone".into(),
+            tags: vec![Tag {
+                key: "floor".into(),
+                value: (i % 10).to_string(),
+            }],
+            attributes: attributes.clone(),
+            extra: Map::new(),
+        };
+        device_ids.push(store.create_device(app_ids[i % apps], &fields).await?.id);
+    }
+    eprintln!(
+        "{apps} applications, {devices} devices in {:?}",
+        started.elapsed()
+    );
+
+    // The named tokens, through the store's own path.
+    let app = app_ids[0];
+    let valid = named_token(&store, app, user.id, TokenStatus::Active).await?;
+    let inactive = named_token(&store, app, user.id, TokenStatus::Inactive).await?;
+
+    // The rest in bulk: 500 rows per statement, one transaction per 100,000.
+    let bulk = tokens.saturating_sub(2);
+    let now = tollgate_store::now_ms();
+    let mut rng = rand::rng();
+    let mut done = 0;
+    while done < bulk {
+        let mut tx = store.pool().begin().await?;
+        let chunk_end = (done + 100_000).min(bulk);
+        while done < chunk_end {
+            let rows = (chunk_end - done).min(500);
+            let mut sql = String::from(
+                "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, \
+                 status, expiration_date, creator_type, creator_id, creator_name, creation_date, \
+                 last_updated) VALUES ",
+            );
+            for r in 0..rows {
+                let b = r * 8;
+                if r > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, '', ${}, 'active', NULL, 'user', ${}, 'bench@example.com', ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                ));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in 0..rows {
+                let i = done + r;
+                let mut digest = [0u8; 32];
+                rng.fill_bytes(&mut digest);
+                q = q
+                    .bind(Id::generate().to_hex())
+                    .bind(app_ids[i % apps].to_hex())
+                    .bind(digest.to_vec())
+                    .bind(format!("token {i}"))
+                    .bind(SCOPES[i % SCOPES.len()])
+                    .bind(user.id.to_hex())
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            done += rows;
+        }
+        tx.commit().await?;
+        eprintln!("{done} tokens ({:?})", started.elapsed());
+    }
+
+    let unknown = Secret::generate(SecretKind::ApplicationToken);
+    let malformed = format!("{}x", &valid.expose()[..40]);
+    for (name, value) in [
+        ("valid.token", valid.expose().to_owned()),
+        ("inactive.token", inactive.expose().to_owned()),
+        ("unknown.token", unknown.expose().to_owned()),
+        ("malformed.token", malformed),
+        ("app.id", app.to_string()),
+        ("device.id", device_ids[0].to_string()),
+    ] {
+        std::fs::write(out.join(name), value)?;
+    }
+    eprintln!("seeded {tokens} tokens in {:?}", started.elapsed());
+    Ok(())
+}
+
+/// A token whose secret the benchmark knows, with the custom scope it uses.
+async fn named_token(
+    store: &Store,
+    app: Id,
+    user: Id,
+    status: TokenStatus,
+) -> anyhow::Result<Secret> {
+    let secret = Secret::generate(SecretKind::ApplicationToken);
+    let scope: Vec<String> = ["device.get", "devices.get", "device.sendState"]
+        .map(String::from)
+        .to_vec();
+    store
+        .create_token(&NewToken {
+            application_id: app,
+            digest: secret.digest(),
+            name: "bench",
+            description: "",
+            scope: &scope,
+            status,
+            expiration_date: None,
+            creator: Creator {
+                kind: "user",
+                id: user,
+                name: "bench@example.com".into(),
+            },
+        })
+        .await?;
+    Ok(secret)
+}

@@ -1,0 +1,91 @@
+//! `GET /metrics`: counters in the Prometheus text format (no credentials; no secrets or ids
+//! in it). The load benchmark reads `tollgate_credential_checks_total` to show that rejected
+//! tokens never reach the database on repeat.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// Responses by status class (index: 1xx..5xx).
+#[derive(Default)]
+pub struct ResponseCounts([AtomicU64; 5]);
+
+impl ResponseCounts {
+    fn count(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+/// Middleware counting every response by status class.
+pub async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    state.responses().count(response.status().as_u16());
+    response
+}
+
+async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let c = &state.credentials().counts;
+    let mut out = String::new();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_credential_checks_total Bearer secrets checked, by where the answer came from."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_credential_checks_total counter");
+    for (result, v) in [
+        ("malformed", load(&c.malformed)),
+        ("cache", load(&c.from_cache)),
+        ("unknown_cached", load(&c.unknown_from_cache)),
+        ("database", load(&c.from_database)),
+    ] {
+        let _ = writeln!(
+            out,
+            "tollgate_credential_checks_total{{result=\"{result}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_http_responses_total HTTP responses, by status class."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_http_responses_total counter");
+    for (i, n) in state.responses().0.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "tollgate_http_responses_total{{class=\"{}xx\"}} {}",
+            i + 1,
+            load(n)
+        );
+    }
+    let _ = writeln!(out, "# TYPE tollgate_cached_tokens gauge");
+    let _ = writeln!(
+        out,
+        "tollgate_cached_tokens {}",
+        state.credentials().cached_tokens()
+    );
+    let _ = writeln!(out, "# TYPE tollgate_cached_devices gauge");
+    let _ = writeln!(out, "tollgate_cached_devices {}", state.devices().cached());
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_cache_lease_lapses_total Heartbeats that came back after the cache lease ran out."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_cache_lease_lapses_total counter");
+    let _ = writeln!(
+        out,
+        "tollgate_cache_lease_lapses_total {}",
+        state.freshness().lease_lapses()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
