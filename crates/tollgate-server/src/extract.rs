@@ -126,7 +126,7 @@ impl ListParams {
         };
         let page = parse_int(&nonblank(&self.page), "page", 0)?;
         let per_page = parse_int(&nonblank(&self.per_page), "perPage", DEFAULT_PER_PAGE)?;
-        if per_page < 1 || per_page > MAX_PER_PAGE {
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
             return Err(ApiError::validation(format!(
                 "perPage must be between 1 and {MAX_PER_PAGE}"
             )));

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -26,6 +27,7 @@ pub const MAX_BODY: usize = 1 << 20;
 pub fn app(state: AppState) -> Router {
     routes::api_router(&state)
         .merge(health::router())
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // Logs method, path and status; never headers (they carry credentials) or bodies.
         .layer(

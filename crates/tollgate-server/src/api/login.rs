@@ -31,12 +31,12 @@ pub async fn authenticate_user(
     State(state): State<AppState>,
     Body(body): Body<UserCredentials>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(scopes) = &body.requested_scopes {
-        if scopes.iter().any(|s| s != "all.User") {
-            return Err(ApiError::validation(
-                "This server issues only all.User session tokens: for narrower access create an application API token",
-            ));
-        }
+    if let Some(scopes) = &body.requested_scopes
+        && scopes.iter().any(|s| s != "all.User")
+    {
+        return Err(ApiError::validation(
+            "This server issues only all.User session tokens: for narrower access create an application API token",
+        ));
     }
     let ttl = body
         .token_ttl

@@ -224,10 +224,10 @@ pub async fn create_token(
             bound: bound.to_strings(),
         });
     }
-    if let Some(limit) = bound_expiry {
-        if request.expiration_date.is_none_or(|e| e > limit) {
-            return Err(CreateTokenError::OutlivesCreator { limit });
-        }
+    if let Some(limit) = bound_expiry
+        && request.expiration_date.is_none_or(|e| e > limit)
+    {
+        return Err(CreateTokenError::OutlivesCreator { limit });
     }
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope_strings = scope.to_strings();

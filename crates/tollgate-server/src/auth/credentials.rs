@@ -12,6 +12,7 @@
 //!   cached (the `epoch` check);
 //! * while this node cannot hear change notifications (`trusted == false`), nothing is served
 //!   from cache at all, and everything is dropped when it hears them again.
+//!
 //! Expiry and status are checked on every request against the current time.
 
 use std::collections::{HashMap, HashSet};
@@ -182,10 +183,10 @@ impl Credentials {
     }
 
     async fn session(&self, digest: &Digest) -> Result<Arc<SessionEntry>, ApiError> {
-        if self.cache_usable() {
-            if let Some(s) = read(&self.sessions).get(digest) {
-                return Ok(s.clone());
-            }
+        if self.cache_usable()
+            && let Some(s) = read(&self.sessions).get(digest)
+        {
+            return Ok(s.clone());
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let session = self.store.session_by_digest(digest).await?.ok_or_else(|| {
