@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the pure parts of a token check: `cargo bench -p tollgate-core`.
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate_core::secret::{self, Secret, SecretKind};
 use tollgate_core::{Action, Scope};
 
