@@ -94,8 +94,12 @@
     dialog.showModal();
     secret.focus();
     secret.select();
+    // Escape does not close it before the box is ticked (and if the browser closes it
+    // anyway, it opens again: the token must not vanish unconfirmed).
     dialog.addEventListener('cancel', function (e) { if (!saved.checked) e.preventDefault(); });
-    dialog.addEventListener('close', leave);
+    dialog.addEventListener('close', function () {
+      if (saved.checked) leave(); else dialog.showModal();
+    });
     saved.addEventListener('change', function () { close.disabled = !saved.checked; });
     close.addEventListener('click', function () { if (saved.checked) dialog.close(); });
 

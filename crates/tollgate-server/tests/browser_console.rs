@@ -695,6 +695,21 @@ async fn owner_flow() {
         !close.is_enabled().await.unwrap(),
         "Close Window starts disabled"
     );
+    // Escape does not dismiss it either, however often.
+    for _ in 0..2 {
+        b.find("#reveal-token")
+            .await
+            .send_keys("\u{E00C}")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            b.prop("#reveal", "open").await,
+            "true",
+            "Escape closed the dialog"
+        );
+    }
+    assert_eq!(b.prop("#reveal-token", "value").await, secret);
     b.shot("token-reveal").await;
 
     b.click("#reveal-copy").await;

@@ -214,6 +214,10 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
 
     // The cookie is an ordinary session: the REST API accepts it as a bearer token too.
     t.get("/me", secret_of(&cookie)).await.expect(200);
+    // The login page sends someone already logged in straight on.
+    let r = get(&t, "/console/login?next=/console/applications/new", &cookie).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location(), "/console/applications/new");
     let apps = get(&t, "/console/applications", &cookie).await;
     assert_eq!(apps.status, 200);
     assert!(apps.is_html());
@@ -399,6 +403,7 @@ async fn creating_an_application_opens_it() {
     assert!(overview.body.contains("Greenhouse"));
     assert!(overview.body.contains("Sensors in the east wing"));
     assert!(overview.body.contains("Your sandbox"));
+    assert!(overview.body.contains("This application has 0 API tokens."));
     let list = get(&t, "/console/applications", &cookie).await;
     assert!(list.body.contains("1 application"));
     assert!(list.body.contains(">Greenhouse</a>"));

@@ -65,7 +65,17 @@ fn login_response(
     res
 }
 
-pub async fn login_page(State(state): State<AppState>, query: QueryData) -> Response {
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: QueryData,
+) -> Response {
+    // Already logged in: straight on.
+    if let Some(secret) = session::session_secret(state.settings(), &headers)
+        && let Ok(crate::auth::Principal::User(_)) = state.credentials().verify(secret).await
+    {
+        return see_other(&safe_next(query.get("next")));
+    }
     let notice = if query.get("expired").is_some() {
         Some("Your session has ended: log in again to continue.")
     } else if query.get("loggedout").is_some() {
