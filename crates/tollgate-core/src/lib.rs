@@ -3,11 +3,13 @@
 //! (table tests and property tests) and benchmarked in `benches/core.rs`.
 
 pub mod actionset;
+pub mod attribute;
 pub mod permissions;
 pub mod registry;
 pub mod role;
 pub mod scope;
 pub mod secret;
+pub mod timeseries;
 
 pub use actionset::ActionSet;
 pub use registry::{Action, ActionDef, Family, Method, REGISTRY};

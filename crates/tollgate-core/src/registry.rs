@@ -219,6 +219,80 @@ registry! {
         Application, read_only: false, min_role: Edit, 200,
         body: None, response: "success",
         "Deletes an API token";
+
+    // --- devices ---
+    DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "devices",
+        "Returns the devices for an application";
+    DevicesPost: "devices.post" Post "/applications/{applicationId}/devices",
+        Application, read_only: false, min_role: Collaborate, 201,
+        body: Some("devicePost"), response: "device",
+        "Create a new device for an application";
+    DeviceGet: "device.get" Get "/applications/{applicationId}/devices/{deviceId}",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "device",
+        "Retrieves information on a device";
+    DevicePatch: "device.patch" Patch "/applications/{applicationId}/devices/{deviceId}",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: Some("devicePatch"), response: "device",
+        "Updates information about a device";
+    DeviceDelete: "device.delete" Delete "/applications/{applicationId}/devices/{deviceId}",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: None, response: "success",
+        "Deletes a device and its state and commands";
+    DeviceSendState: "device.sendState" Post "/applications/{applicationId}/devices/{deviceId}/state",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: Some("deviceStateOrStates"), response: "success",
+        "Send the current state of the device (one report or an array of timed reports)";
+    DeviceGetState: "device.getState" Get "/applications/{applicationId}/devices/{deviceId}/state",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "deviceStates",
+        "Retrieve the last known state(s) of the device";
+    DeviceGetCompositeState: "device.getCompositeState" Get "/applications/{applicationId}/devices/{deviceId}/compositeState",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "compositeDeviceState",
+        "Retrieve the composite last complete state of the device";
+    DeviceSendCommand: "device.sendCommand" Post "/applications/{applicationId}/devices/{deviceId}/command",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: Some("deviceCommand"), response: "success",
+        "Send a command to a device";
+    DeviceGetCommand: "device.getCommand" Get "/applications/{applicationId}/devices/{deviceId}/command",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "deviceCommands",
+        "Retrieve the last known command(s) sent to the device";
+
+    // --- data queries ---
+    DataTimeSeriesQuery: "data.timeSeriesQuery" Post "/applications/{applicationId}/data/time-series-query",
+        Application, read_only: true, min_role: View, 200,
+        body: Some("timeSeriesQuery"), response: "timeSeriesData",
+        "Returns the data for the given query";
+    DataLastValueQuery: "data.lastValueQuery" Post "/applications/{applicationId}/data/last-value-query",
+        Application, read_only: true, min_role: View, 200,
+        body: Some("lastValueQuery"), response: "lastValueData",
+        "Returns the last known data for the given attribute";
+
+    // --- workflows (stored definitions) ---
+    FlowsGet: "flows.get" Get "/applications/{applicationId}/flows",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "flows",
+        "Returns the flows for an application";
+    FlowsPost: "flows.post" Post "/applications/{applicationId}/flows",
+        Application, read_only: false, min_role: Collaborate, 201,
+        body: Some("flowPost"), response: "flow",
+        "Create a new flow for an application";
+    FlowGet: "flow.get" Get "/applications/{applicationId}/flows/{flowId}",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "flow",
+        "Retrieves information on a flow";
+    FlowPatch: "flow.patch" Patch "/applications/{applicationId}/flows/{flowId}",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: Some("flowPatch"), response: "flow",
+        "Updates information about a flow";
+    FlowDelete: "flow.delete" Delete "/applications/{applicationId}/flows/{flowId}",
+        Application, read_only: false, min_role: Collaborate, 200,
+        body: None, response: "success",
+        "Deletes a flow";
 }
 
 /// Registry lookups.

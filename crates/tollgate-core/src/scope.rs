@@ -176,7 +176,7 @@ impl Scope {
             match parse_grant(s) {
                 Some(g) if !grants.contains(&g) => grants.push(g),
                 Some(_) => {}
-                None => unknown.push(s.to_owned()),
+                None => unknown.push(shown(s)),
             }
         }
         if !unknown.is_empty() {
@@ -232,6 +232,22 @@ impl Scope {
     }
 }
 
+/// How an unknown scope string is named in an error: as given, unless it looks like a bearer
+/// secret pasted by mistake (never echoed) or is too long to be a scope name.
+fn shown(s: &str) -> String {
+    let prefixes = [
+        crate::secret::SecretKind::ApplicationToken.prefix(),
+        crate::secret::SecretKind::UserSession.prefix(),
+    ];
+    if prefixes.iter().any(|p| s.starts_with(p)) {
+        "(a token secret, which is not a scope: it was not echoed)".to_owned()
+    } else if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
 fn parse_grant(s: &str) -> Option<Grant<Action>> {
     match s {
         ALL_APPLICATION => return Some(Grant::All),
@@ -284,6 +300,10 @@ mod tests {
         );
         assert!(err.to_string().contains("nope, all.Device, orgs.get, me.*"));
         assert_eq!(Scope::parse::<&str>(&[]).unwrap_err(), ScopeError::Empty);
+        let pasted = crate::secret::Secret::generate(crate::secret::SecretKind::ApplicationToken);
+        let err = Scope::parse(&[pasted.expose()]).unwrap_err().to_string();
+        assert!(!err.contains(&pasted.expose()[5..]), "{err}");
+        assert!(err.contains("not echoed"), "{err}");
     }
 
     #[test]

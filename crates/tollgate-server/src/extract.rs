@@ -66,7 +66,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        // Form encoding: the official clients percent-encode the brackets
+        // (`tagFilter%5B0%5D%5Bkey%5D=floor`) and Python's sends spaces as `+`.
         serde_qs::Config::new()
+            .use_form_encoding(true)
             .deserialize_str(query)
             .map(Query)
             .map_err(|e| ApiError::validation(format!("Invalid query string: {e}")))
@@ -110,7 +113,7 @@ impl ListParams {
             |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
         let sort_field =
             nonblank(&self.sort_field).unwrap_or_else(|| fields.default_sort.to_owned());
-        let sort_column = lookup(fields.sortable, &sort_field).ok_or_else(|| {
+        let sort = lookup(fields.sortable, &sort_field).ok_or_else(|| {
             ApiError::validation(format!(
                 "sortField must be one of {}",
                 names(fields.sortable)
@@ -150,7 +153,7 @@ impl ListParams {
             _ => None,
         };
         Ok(ListSpec {
-            sort_column,
+            sort,
             descending,
             page,
             per_page,
@@ -169,7 +172,7 @@ impl ListParams {
         let sort_field = fields
             .sortable
             .iter()
-            .find(|(_, c)| *c == spec.sort_column)
+            .find(|(_, c)| *c == spec.sort)
             .map_or(fields.default_sort, |(n, _)| n);
         let mut out = json!({
             "items": items,
@@ -193,11 +196,11 @@ impl ListParams {
     }
 }
 
-fn lookup(table: &[(&'static str, &'static str)], name: &str) -> Option<&'static str> {
+fn lookup<T: Copy>(table: &[(&'static str, T)], name: &str) -> Option<T> {
     table.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
 }
 
-fn names(table: &[(&str, &str)]) -> String {
+fn names<T>(table: &[(&str, T)]) -> String {
     table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
@@ -213,6 +216,7 @@ fn parse_int(value: &Option<String>, name: &str, default: i64) -> Result<i64, Ap
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_store::list::Sort;
     use tollgate_store::tokens::TOKEN_FIELDS;
 
     fn params(pairs: &[(&str, &str)]) -> ListParams {
@@ -228,8 +232,8 @@ mod tests {
     fn defaults_and_accepted_values() {
         let spec = params(&[]).spec(&TOKEN_FIELDS).unwrap();
         assert_eq!(
-            (spec.sort_column, spec.descending, spec.page, spec.per_page),
-            ("name", false, 0, 100)
+            (spec.sort, spec.descending, spec.page, spec.per_page),
+            (Sort::Text("name"), false, 0, 100)
         );
         let spec = params(&[
             ("sortField", "expirationDate"),
@@ -242,8 +246,8 @@ mod tests {
         .spec(&TOKEN_FIELDS)
         .unwrap();
         assert_eq!(
-            (spec.sort_column, spec.descending, spec.page, spec.per_page),
-            ("expiration_date", true, 2, 5)
+            (spec.sort, spec.descending, spec.page, spec.per_page),
+            (Sort::NumberOrNever("expiration_date"), true, 2, 5)
         );
         assert_eq!(spec.filter.unwrap().glob, "in*");
     }

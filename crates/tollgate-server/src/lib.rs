@@ -4,10 +4,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod console;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod routes;
 pub mod schemas;
 pub mod serve;
@@ -27,6 +29,7 @@ pub const MAX_BODY: usize = 1 << 20;
 pub fn app(state: AppState) -> Router {
     routes::api_router(&state)
         .merge(health::router())
+        .merge(openapi::router())
         .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // Logs method, path and status; never headers (they carry credentials) or bodies.

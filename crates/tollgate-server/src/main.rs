@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use tollgate_server::Settings;
 use tollgate_server::auth::passwords;
 use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
+use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::users::NewUser;
-use tollgate_store::{Store, StoreError};
+use tollgate_store::{Backend, Store, StoreError, StoreOptions};
 
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
@@ -33,6 +34,33 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Move a deployment between databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy every record from one database to another, e.g. from the embedded SQLite file to
+    /// PostgreSQL when moving to several nodes. Stop the servers first.
+    ///
+    /// Both databases are brought to the current schema first. The target is written in one
+    /// transaction and row counts are compared per table before it commits: on any error or
+    /// difference the target is left as it was. A target that holds any data is refused
+    /// unless --replace-target is given. Password hashes and token digests are copied as they
+    /// are (no secret is stored in clear anywhere). URLs are never printed.
+    Copy {
+        /// The database to copy from, e.g. sqlite://./data/tollgate.db (must exist).
+        #[arg(long, env = "TOLLGATE_COPY_FROM")]
+        from: String,
+        /// The database to copy into, e.g. postgres://tollgate:PASSWORD@db.internal/tollgate.
+        #[arg(long, env = "TOLLGATE_COPY_TO")]
+        to: String,
+        /// Delete everything the target holds (in the same transaction) instead of refusing
+        /// a target that is not empty.
+        #[arg(long)]
+        replace_target: bool,
+    },
 }
 
 #[derive(Args)]
@@ -44,6 +72,10 @@ struct DbArgs {
     /// the data directory.
     #[arg(long, env = "TOLLGATE_DATABASE_URL")]
     database_url: Option<String>,
+    /// How long a request waits for a database connection before answering 503, in
+    /// milliseconds.
+    #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000)]
+    db_timeout_ms: u64,
 }
 
 impl DbArgs {
@@ -58,7 +90,7 @@ impl DbArgs {
             }
         };
         // Never print the URL: it may hold a password.
-        Store::connect(&url)
+        Store::open(&url, &store_options(self.db_timeout_ms))
             .await
             .context("cannot open the database")
     }
@@ -80,6 +112,12 @@ struct ServeArgs {
     /// How often last-used times of tokens are written to the database, in seconds.
     #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60)]
     last_used_flush_secs: u64,
+    /// With several nodes on PostgreSQL: how long this node may answer from its credential
+    /// cache without proof (a heartbeat through the database) that it has heard every change.
+    /// The most a revocation can take to reach this node if change notices stop, in
+    /// milliseconds.
+    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
+    change_lease_ms: u64,
     /// Log format: text or json.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -103,6 +141,54 @@ enum UserCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+fn store_options(timeout_ms: u64) -> StoreOptions {
+    StoreOptions {
+        acquire_timeout: Duration::from_millis(timeout_ms.max(1)),
+        ..StoreOptions::default()
+    }
+}
+
+/// `tollgate db copy`.
+async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Result<()> {
+    if from == to {
+        anyhow::bail!("--from and --to name the same database");
+    }
+    if Backend::from_url(from)? == Backend::Sqlite && !from.contains("mode=") {
+        // The source must exist: opening it must not create an empty one to copy from.
+        let path = from
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!("the source database file {path} does not exist");
+        }
+    }
+    // Never print the URLs: they may hold passwords.
+    let options = store_options(5000);
+    let source = Store::open(from, &options)
+        .await
+        .context("cannot open the source database")?;
+    let target = Store::open(to, &options)
+        .await
+        .context("cannot open the target database")?;
+    let counts = copy::copy(&source, &target, &CopyOptions { replace_target })
+        .await
+        .context("copy failed; the target was not changed")?;
+    println!("{:<28} {:>10} {:>10}", "table", "source", "target");
+    let mut total = 0;
+    for c in &counts {
+        println!("{:<28} {:>10} {:>10}", c.table, c.source, c.target);
+        total += c.target;
+    }
+    println!(
+        "copied {total} rows in {} tables; every count matches",
+        counts.len()
+    );
+    source.close().await;
+    target.close().await;
+    Ok(())
 }
 
 fn init_logs(format: &str) {
@@ -136,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
+                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
             };
             serve(
                 store,
@@ -144,6 +231,14 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(args.last_used_flush_secs.max(1)),
             )
             .await
+        }
+        Command::Db(DbCommand::Copy {
+            from,
+            to,
+            replace_target,
+        }) => {
+            init_logs("text");
+            copy_database(&from, &to, replace_target).await
         }
         Command::User(UserCommand::Add {
             email,

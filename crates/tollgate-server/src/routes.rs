@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
-use crate::api::{applications, login, me, orgs, tokens};
+use crate::api::{applications, data, devices, flows, login, me, orgs, tokens};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,6 +45,23 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenGet => on(m, tokens::get),
         ApplicationApiTokenPatch => on(m, tokens::patch),
         ApplicationApiTokenDelete => on(m, tokens::delete),
+        DevicesGet => on(m, devices::list),
+        DevicesPost => on(m, devices::create),
+        DeviceGet => on(m, devices::get),
+        DevicePatch => on(m, devices::patch),
+        DeviceDelete => on(m, devices::delete),
+        DeviceSendState => on(m, devices::send_state),
+        DeviceGetState => on(m, devices::get_state),
+        DeviceGetCompositeState => on(m, devices::get_composite_state),
+        DeviceSendCommand => on(m, devices::send_command),
+        DeviceGetCommand => on(m, devices::get_command),
+        DataTimeSeriesQuery => on(m, data::time_series_query),
+        DataLastValueQuery => on(m, data::last_value_query),
+        FlowsGet => on(m, flows::list),
+        FlowsPost => on(m, flows::create),
+        FlowGet => on(m, flows::get),
+        FlowPatch => on(m, flows::patch),
+        FlowDelete => on(m, flows::delete),
     }
 }
 

@@ -39,6 +39,7 @@ schemas![
     "devicePatch",
     "devicePost",
     "deviceState",
+    "deviceStateOrStates",
     "deviceStates",
     "devices",
     "error",
@@ -128,6 +129,20 @@ pub fn validate(name: &str, instance: &Value) -> Result<(), ApiError> {
         .validators
         .get(name)
         .unwrap_or_else(|| panic!("no embedded schema {name}"));
+    report(validator, instance)
+}
+
+/// Check `instance` against a part of an embedded schema (compiled on each call: for rare,
+/// small checks such as one workflow trigger's branch).
+pub fn validate_with(schema: &Value, instance: &Value) -> Result<(), ApiError> {
+    let validator = jsonschema::options().build(schema).map_err(|e| {
+        tracing::error!(error = %e, "embedded schema part does not compile");
+        ApiError::internal()
+    })?;
+    report(&validator, instance)
+}
+
+fn report(validator: &Validator, instance: &Value) -> Result<(), ApiError> {
     let problems: Vec<String> = validator
         .iter_errors(instance)
         .take(5)

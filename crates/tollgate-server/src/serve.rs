@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::users::NewUser;
-use tollgate_store::{Store, StoreError};
+use tollgate_store::{Backend, Store, StoreError};
 
 use crate::auth::passwords;
 use crate::state::{AppState, Settings};
@@ -101,6 +101,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     crate::schemas::preload();
     let state = AppState::new(store, settings);
+    if state.store().backend() == Backend::Postgres {
+        // Other nodes may share this database: hear their changes, and until the feed is up
+        // answer every request from the database.
+        crate::changes::spawn(&state);
+    }
     spawn_background(&state, flush_every);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

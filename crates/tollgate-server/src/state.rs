@@ -13,6 +13,9 @@ pub struct Settings {
     pub session_ttl_ms: i64,
     /// Whether cookies must be sent over TLS only (`Secure`): set when served behind HTTPS.
     pub secure_cookies: bool,
+    /// With several nodes (PostgreSQL): how long cached credentials may be used without
+    /// proof that every change notice has arrived. Bounds revocation delay when notices stop.
+    pub change_lease: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -20,6 +23,7 @@ impl Default for Settings {
         Settings {
             session_ttl_ms: 30 * 24 * 3600 * 1000,
             secure_cookies: false,
+            change_lease: std::time::Duration::from_millis(750),
         }
     }
 }

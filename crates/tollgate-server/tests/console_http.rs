@@ -587,7 +587,7 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
 
 fn default_spec() -> tollgate_store::list::ListSpec {
     tollgate_store::list::ListSpec {
-        sort_column: "name",
+        sort: tollgate_store::list::Sort::Text("name"),
         descending: false,
         page: 0,
         per_page: 100,

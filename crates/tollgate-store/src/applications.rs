@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
@@ -53,11 +53,11 @@ pub struct ApplicationChange {
 
 pub const APPLICATION_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
-        ("ownerId", "owner_id"),
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
+        ("ownerId", Sort::Number("owner_id")),
     ],
     filterable: &[("name", "name")],
     default_sort: "name",
@@ -188,6 +188,7 @@ impl Store {
         };
         let n = if org.is_some() { 2 } else { 1 };
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {APP_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             n,
@@ -227,7 +228,7 @@ impl Store {
         id: Id,
         change: &ApplicationChange,
     ) -> Result<Application> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
@@ -241,14 +242,7 @@ impl Store {
         if let Some(d) = &change.description {
             app.description = d.clone();
         }
-        for (k, v) in &change.extra {
-            // `null` clears a kept field (the reference allows null for e.g. archiveConfig).
-            if v.is_null() {
-                app.extra.remove(k);
-            } else {
-                app.extra.insert(k.clone(), v.clone());
-            }
-        }
+        crate::merge_extra(&mut app.extra, &change.extra);
         app.last_updated = crate::now_ms();
         sqlx::query(
             "UPDATE applications SET name = $2, description = $3, extra = $4, last_updated = $5 \
@@ -267,7 +261,7 @@ impl Store {
 
     /// Delete an application and everything it owns; other nodes drop its tokens.
     pub async fn delete_application(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         delete_application_in(&mut tx, id).await?;
         self.commit_with(tx, &[Change::Application(id)]).await
     }

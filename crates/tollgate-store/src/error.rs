@@ -65,3 +65,34 @@ impl From<sqlx::Error> for StoreError {
         StoreError::from_sqlx(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    /// A database that is down, restarting or unreachable must be a 503 (retry), not a 500.
+    #[test]
+    fn lost_connections_and_pool_timeouts_are_unavailable() {
+        for kind in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::TimedOut,
+        ] {
+            let e = StoreError::from_sqlx(sqlx::Error::Io(Error::from(kind)));
+            assert!(e.is_unavailable(), "{kind:?}");
+        }
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            assert!(StoreError::from_sqlx(e).is_unavailable());
+        }
+        assert!(matches!(
+            StoreError::from_sqlx(sqlx::Error::RowNotFound),
+            StoreError::NotFound
+        ));
+        assert!(!StoreError::from_sqlx(sqlx::Error::ColumnNotFound("x".into())).is_unavailable());
+    }
+}

@@ -1,8 +1,12 @@
-//! 24-hex-character ids, as the reference API uses: 4 bytes of creation time (seconds) then
-//! 8 random bytes, so ids sort roughly by creation and never collide in practice.
+//! 24-hex-character ids, as the reference API uses, laid out like MongoDB's ObjectId:
+//! 4 bytes of creation time (seconds), 5 random bytes chosen once per process, and a 3-byte
+//! counter. Ids made by one process therefore sort in creation order (lists break ties by
+//! id), and ids from different processes do not collide.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::Rng;
 
@@ -11,10 +15,21 @@ pub struct Id([u8; 12]);
 
 impl Id {
     pub fn generate() -> Id {
+        static PROCESS: OnceLock<[u8; 5]> = OnceLock::new();
+        static COUNTER: OnceLock<AtomicU32> = OnceLock::new();
+        let process = PROCESS.get_or_init(|| {
+            let mut p = [0u8; 5];
+            rand::rng().fill_bytes(&mut p);
+            p
+        });
+        let counter = COUNTER
+            .get_or_init(|| AtomicU32::new(rand::rng().next_u32()))
+            .fetch_add(1, Ordering::Relaxed);
         let mut bytes = [0u8; 12];
         let secs = u32::try_from(crate::now_ms() / 1000).unwrap_or(u32::MAX);
         bytes[..4].copy_from_slice(&secs.to_be_bytes());
-        rand::rng().fill_bytes(&mut bytes[4..]);
+        bytes[4..9].copy_from_slice(process);
+        bytes[9..].copy_from_slice(&counter.to_be_bytes()[1..]);
         Id(bytes)
     }
 
@@ -94,5 +109,9 @@ mod tests {
         assert_eq!("abc".parse::<Id>(), Err(BadId));
         assert_eq!("zzzzzzzzzzzzzzzzzzzzzzzz".parse::<Id>(), Err(BadId));
         assert_ne!(Id::generate(), Id::generate());
+        // Within a second, a process's ids increase (unless the 24-bit counter wraps).
+        let ids: Vec<Id> = (0..100).map(|_| Id::generate()).collect();
+        let increasing = ids.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!(increasing >= 98, "{increasing}");
     }
 }

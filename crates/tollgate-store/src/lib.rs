@@ -8,12 +8,16 @@
 //! [`notify`].
 
 pub mod applications;
+pub mod copy;
+pub mod devices;
 mod error;
+pub mod flows;
 pub mod ids;
 pub mod list;
 mod migrate;
 pub mod notify;
 pub mod orgs;
+pub mod states;
 pub mod tokens;
 pub mod users;
 
@@ -49,6 +53,25 @@ impl Backend {
     }
 }
 
+/// How the connection pool behaves.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Pooled connections, at most.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (including reconnecting to a database that is
+    /// down) before it fails as [`StoreError::Unavailable`], which the server answers with 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Called after commit with every change a write made (see [`Store::on_change`]).
 pub type ChangeHook = Arc<dyn Fn(&Change) + Send + Sync>;
 
@@ -78,6 +101,20 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Merge kept-but-uninterpreted fields from a PATCH into a record's; `null` removes a field.
+pub(crate) fn merge_extra(
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    change: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in change {
+        if v.is_null() {
+            target.remove(k);
+        } else {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 impl Store {
     /// Connect to `url`, create the SQLite file if needed, and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -86,6 +123,19 @@ impl Store {
 
     /// As [`Store::connect`], with at most `max_connections` pooled connections.
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store> {
+        Self::open(
+            url,
+            &StoreOptions {
+                max_connections,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connect with `options`, create the SQLite file if needed (unless the URL says another
+    /// `mode=`), and apply pending migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let mut url = url.to_owned();
@@ -96,10 +146,10 @@ impl Store {
                 "?mode=rwc"
             });
         }
-        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -115,7 +165,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
         let store = Store {
@@ -173,6 +223,18 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Begin a transaction that writes (every write transaction of the store uses this). On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a deferred transaction that has read and then tries to write
+    /// gets "database is locked" at once, without waiting, when another connection wrote
+    /// in between (found under concurrent state ingestion).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
     }
 
     /// Close every pooled connection.

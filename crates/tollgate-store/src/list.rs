@@ -1,10 +1,34 @@
 //! Paged, sorted, glob-filtered lists: the reference API's list envelope, in SQL.
 
+use crate::Backend;
+
+/// How a field sorts. The same order on both backends: text compares case-insensitively and
+/// byte-wise on the lowercased text (PostgreSQL's collation is pinned to "C"); an absent
+/// optional time (a token that never expires) sorts after every present one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    Text(&'static str),
+    Number(&'static str),
+    /// A nullable number where NULL means "never" (later than any time).
+    NumberOrNever(&'static str),
+}
+
+impl Sort {
+    pub(crate) fn expr(self, backend: Backend) -> String {
+        match (self, backend) {
+            (Sort::Text(c), Backend::Postgres) => format!("LOWER({c}) COLLATE \"C\""),
+            (Sort::Text(c), Backend::Sqlite) => format!("LOWER({c})"),
+            (Sort::Number(c), _) => c.to_owned(),
+            (Sort::NumberOrNever(c), _) => format!("COALESCE({c}, {})", i64::MAX),
+        }
+    }
+}
+
 /// A list request, already checked against the resource's sortable and filterable fields.
 /// Column names are `'static` strings from the resource's own field table, never user input.
 #[derive(Clone, Debug)]
 pub struct ListSpec {
-    pub sort_column: &'static str,
+    pub sort: Sort,
     pub descending: bool,
     /// Zero-based page number.
     pub page: i64,
@@ -28,7 +52,7 @@ pub struct Page<T> {
 
 /// A resource's API field names and the columns they sort or filter on.
 pub struct Fields {
-    pub sortable: &'static [(&'static str, &'static str)],
+    pub sortable: &'static [(&'static str, Sort)],
     pub filterable: &'static [(&'static str, &'static str)],
     pub default_sort: &'static str,
 }
@@ -53,6 +77,7 @@ pub fn glob_to_like(glob: &str) -> String {
 /// uses `$1..$n`. The filter, when present, is bound as `$n+1`; `id` breaks ties so pages are
 /// stable.
 pub(crate) fn page_sql(
+    backend: Backend,
     select_where: &str,
     count_where: &str,
     n: usize,
@@ -69,7 +94,7 @@ pub(crate) fn page_sql(
     let dir = if spec.descending { "DESC" } else { "ASC" };
     let list = format!(
         "{select_where}{filter} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
-        col = spec.sort_column,
+        col = spec.sort.expr(backend),
         limit = spec.per_page,
         offset = spec.page.saturating_mul(spec.per_page),
     );

@@ -9,7 +9,10 @@ use sqlx::Acquire;
 
 use crate::{Backend, Result, Store, StoreError};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_devices.sql")),
+];
 
 const LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 

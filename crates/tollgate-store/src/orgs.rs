@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
@@ -58,10 +58,10 @@ pub struct OrgChange {
 
 pub const ORG_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
     ],
     filterable: &[("name", "name")],
     default_sort: "name",
@@ -107,7 +107,7 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO orgs (id, name, description, extra, creation_date, last_updated) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -147,6 +147,7 @@ impl Store {
     pub async fn list_orgs_for_user(&self, user: Id, spec: &ListSpec) -> Result<Page<Org>> {
         let cond = " FROM orgs WHERE id IN (SELECT org_id FROM org_members WHERE user_id = $1)";
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {ORG_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             1,
@@ -168,7 +169,7 @@ impl Store {
     }
 
     pub async fn update_org(&self, id: Id, change: &OrgChange) -> Result<Org> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
@@ -182,8 +183,7 @@ impl Store {
         if let Some(d) = &change.description {
             org.description = d.clone();
         }
-        org.extra
-            .extend(change.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        crate::merge_extra(&mut org.extra, &change.extra);
         org.last_updated = crate::now_ms();
         sqlx::query(
             "UPDATE orgs SET name = $2, description = $3, extra = $4, last_updated = $5 WHERE id = $1",
@@ -201,7 +201,7 @@ impl Store {
 
     /// Delete an organization and every application it owns (with everything in them).
     pub async fn delete_org(&self, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let apps: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM applications WHERE owner_type = 'organization' AND owner_id = $1",
         )
@@ -279,7 +279,7 @@ impl Store {
 
     /// Add an existing user to an organization. Already a member: `Conflict`.
     pub async fn add_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO org_members (org_id, user_id, role, dashboard_roles, join_date) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -314,14 +314,8 @@ impl Store {
     /// Change a member's role or overrides. Not a member: `NotFound`. Demoting the last
     /// administrator: `LastAdmin`.
     pub async fn modify_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org.to_hex())
-                .bind(user.to_hex())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let current = parse_role(&current.ok_or(StoreError::NotFound)?)?;
+        let mut tx = self.begin_write().await?;
+        let current = member_role(&mut tx, org, user).await?;
         if let Some(role) = change.role {
             if current == Role::Admin && role != Role::Admin {
                 ensure_another_admin(&mut tx, org, user).await?;
@@ -352,14 +346,8 @@ impl Store {
 
     /// Remove a member. Not a member: `NotFound`. The last administrator: `LastAdmin`.
     pub async fn remove_member(&self, org: Id, user: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org.to_hex())
-                .bind(user.to_hex())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if parse_role(&current.ok_or(StoreError::NotFound)?)? == Role::Admin {
+        let mut tx = self.begin_write().await?;
+        if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }
         sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
@@ -370,6 +358,17 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A member's role, inside a transaction; not a member: `NotFound`.
+async fn member_role(conn: &mut sqlx::AnyConnection, org: Id, user: Id) -> Result<Role> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org.to_hex())
+            .bind(user.to_hex())
+            .fetch_optional(&mut *conn)
+            .await?;
+    parse_role(&role.ok_or(StoreError::NotFound)?)
 }
 
 async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, org: Id, user: Id) -> Result<()> {

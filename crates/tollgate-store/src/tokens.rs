@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::ids::from_db;
-use crate::list::{Fields, ListSpec, Page, glob_to_like, page_sql};
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
 use crate::{Id, Result, Store, StoreError};
 
@@ -78,12 +78,12 @@ pub struct TokenChange {
 
 pub const TOKEN_FIELDS: Fields = Fields {
     sortable: &[
-        ("name", "name"),
-        ("status", "status"),
-        ("id", "id"),
-        ("creationDate", "creation_date"),
-        ("lastUpdated", "last_updated"),
-        ("expirationDate", "expiration_date"),
+        ("name", Sort::Text("name")),
+        ("status", Sort::Text("status")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
+        ("expirationDate", Sort::NumberOrNever("expiration_date")),
     ],
     filterable: &[("name", "name"), ("status", "status")],
     default_sort: "name",
@@ -139,7 +139,7 @@ impl Store {
             last_updated: now,
             last_used: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
@@ -204,6 +204,7 @@ impl Store {
     pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {
         let cond = " FROM api_tokens WHERE application_id = $1";
         let (list, count) = page_sql(
+            self.backend,
             &format!("SELECT {TOKEN_COLUMNS}{cond}"),
             &format!("SELECT COUNT(*){cond}"),
             1,
@@ -230,7 +231,7 @@ impl Store {
         id: Id,
         change: &TokenChange,
     ) -> Result<TokenRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql =
             format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND application_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -267,7 +268,7 @@ impl Store {
 
     /// Delete a token; other nodes hear of it.
     pub async fn delete_token(&self, application: Id, id: Id) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND application_id = $2")
             .bind(id.to_hex())
             .bind(application.to_hex())
@@ -286,7 +287,7 @@ impl Store {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (id, at) in uses {
             sqlx::query(
                 "UPDATE api_tokens SET last_used = $2 WHERE id = $1 \

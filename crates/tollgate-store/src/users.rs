@@ -161,7 +161,7 @@ impl Store {
 
     /// End a session (logout). Other nodes hear of it.
     pub async fn delete_session(&self, digest: &[u8; 32]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM sessions WHERE digest = $1")
             .bind(digest.to_vec())
             .execute(&mut *tx)

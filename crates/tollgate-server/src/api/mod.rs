@@ -2,6 +2,9 @@
 //! receive a capability from the authorization layer (`crate::auth`).
 
 pub mod applications;
+pub mod data;
+pub mod devices;
+pub mod flows;
 pub mod login;
 pub mod me;
 pub mod orgs;

@@ -11,13 +11,21 @@
 //! * a load from the database that raced with a change is used for that one request but not
 //!   cached (the `epoch` check);
 //! * while this node cannot hear change notifications (`trusted == false`), nothing is served
-//!   from cache at all, and everything is dropped when it hears them again.
+//!   from cache at all, and everything is dropped when it hears them again;
+//! * with several nodes (PostgreSQL), the cache is also used only under a *lease*: the change
+//!   listener renews it each time one of this node's heartbeats comes back through the
+//!   database, to the heartbeat's send time plus the lease length. Notifications arrive in
+//!   commit order, so every change committed before that send time has been applied. Whatever
+//!   goes wrong (a connection that dies without a word, a stalled listener, a database gone),
+//!   an answer from cache is never older than the lease: after it, every request goes to the
+//!   database, which answers or fails (503), never a cached "yes".
 //!
 //! Expiry and status are checked on every request against the current time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use tollgate_core::secret::{self, Digest, SecretKind};
 use tollgate_core::{ActionSet, Scope};
@@ -96,12 +104,19 @@ pub struct Credentials {
     epoch: AtomicU64,
     /// False while this node may be missing change notifications.
     trusted: AtomicBool,
+    /// Length of the cache lease in microseconds; 0 when no lease is needed (one node).
+    lease_us: AtomicI64,
+    /// The cache may be used until this time (microseconds on [`monotonic_us`]'s clock).
+    lease_until: AtomicI64,
+    /// How often a heartbeat came back after the lease had already run out.
+    lease_lapses: AtomicU64,
     /// Tokens seen in use since the last flush: id → minute.
     used: Mutex<HashMap<Id, i64>>,
 }
 
 impl Credentials {
     pub fn new(store: Store) -> Credentials {
+        monotonic_us(Instant::now());
         Credentials {
             store,
             tokens: RwLock::default(),
@@ -109,6 +124,9 @@ impl Credentials {
             unknown: RwLock::default(),
             epoch: AtomicU64::new(0),
             trusted: AtomicBool::new(true),
+            lease_us: AtomicI64::new(0),
+            lease_until: AtomicI64::new(0),
+            lease_lapses: AtomicU64::new(0),
             used: Mutex::default(),
         }
     }
@@ -145,7 +163,11 @@ impl Credentials {
     }
 
     fn cache_usable(&self) -> bool {
-        self.trusted.load(Ordering::Acquire)
+        if !self.trusted.load(Ordering::Acquire) {
+            return false;
+        }
+        let lease = self.lease_us.load(Ordering::Acquire);
+        lease == 0 || monotonic_us(Instant::now()) < self.lease_until.load(Ordering::Acquire)
     }
 
     async fn token(&self, digest: &Digest) -> Result<Arc<TokenEntry>, ApiError> {
@@ -279,10 +301,13 @@ impl Credentials {
     }
 
     /// Mark whether change notifications are being received. Losing them stops all cache
-    /// use; regaining them starts from an empty cache.
+    /// use; regaining them starts from an empty cache (and, under a lease, with no lease until
+    /// the first heartbeat on the new connection comes back).
     pub fn set_trusted(&self, trusted: bool) {
         if trusted {
             self.clear();
+        } else {
+            self.lease_until.store(0, Ordering::Release);
         }
         self.trusted.store(trusted, Ordering::Release);
         if !trusted {
@@ -290,10 +315,84 @@ impl Credentials {
         }
     }
 
+    /// Other nodes change the database too: answer from cache only while the change feed is
+    /// up ([`Credentials::set_trusted`]) and under a lease of `lease`, renewed by
+    /// [`Credentials::renew_lease`]. Until then nothing is served from cache.
+    pub fn require_lease(&self, lease: Duration) {
+        let us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX).max(1);
+        self.trusted.store(false, Ordering::Release);
+        self.lease_until.store(0, Ordering::Release);
+        self.lease_us.store(us, Ordering::Release);
+        self.clear();
+    }
+
+    /// A heartbeat sent at `sent_at` (on [`monotonic_us`]'s clock) came back through the
+    /// change feed: every change committed before `sent_at` has been applied, so cached
+    /// answers are good until `sent_at` plus the lease.
+    pub fn renew_lease(&self, sent_at: i64) {
+        let lease = self.lease_us.load(Ordering::Acquire);
+        let until = sent_at.saturating_add(lease);
+        let before = self.lease_until.fetch_max(until, Ordering::AcqRel);
+        if before != 0 && before < monotonic_us(Instant::now()) {
+            self.lease_lapses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How often the lease ran out while the change feed was up (heartbeats too slow to come
+    /// back): each time, requests went to the database until the next heartbeat.
+    pub fn lease_lapses(&self) -> u64 {
+        self.lease_lapses.load(Ordering::Relaxed)
+    }
+
+    /// Whether cached answers may be used right now, and why not (for `/health`).
+    pub fn cache_state(&self) -> CacheState {
+        if self.lease_us.load(Ordering::Acquire) == 0 {
+            CacheState::SingleNode
+        } else if !self.trusted.load(Ordering::Acquire) {
+            CacheState::FeedDown
+        } else if self.cache_usable() {
+            CacheState::Live
+        } else {
+            CacheState::LeaseLapsed
+        }
+    }
+
     /// How many verified tokens are cached (for metrics and tests).
     pub fn cached_tokens(&self) -> usize {
         read(&self.tokens).by_digest.len()
     }
+}
+
+/// Whether this node answers from its credential cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheState {
+    /// One node (SQLite): every change is made here and applied at once.
+    SingleNode,
+    /// The change feed is up and the lease is current: the cache is used.
+    Live,
+    /// The change feed is up but no heartbeat came back within the lease: every request goes
+    /// to the database until one does.
+    LeaseLapsed,
+    /// The change feed is down: every request goes to the database.
+    FeedDown,
+}
+
+impl CacheState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheState::SingleNode => "single-node",
+            CacheState::Live => "live",
+            CacheState::LeaseLapsed => "lease-lapsed",
+            CacheState::FeedDown => "down",
+        }
+    }
+}
+
+/// Microseconds since a fixed instant of this process (a monotonic clock for leases).
+pub fn monotonic_us(at: Instant) -> i64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    i64::try_from(at.saturating_duration_since(base).as_micros()).unwrap_or(i64::MAX)
 }
 
 fn unknown_token() -> ApiError {

@@ -27,7 +27,7 @@ use tollgate_core::{Action, Family, Role, Scope};
 use tollgate_store::tokens::Creator;
 use tollgate_store::{Id, StoreError};
 
-pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
+pub use credentials::{CacheState, Credentials, Principal, SessionEntry, TokenEntry};
 
 use crate::error::ApiError;
 use crate::state::AppState;

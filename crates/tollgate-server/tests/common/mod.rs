@@ -68,24 +68,27 @@ fn password_hash() -> &'static str {
 /// Create a fresh database for one test and return its URL.
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match std::env::var("TOLLGATE_TEST_POSTGRES_URL") {
-        Ok(server) if !server.is_empty() => {
-            let name = format!("tg_test_{}", Id::generate());
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::any::AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&server)
-                .await
-                .expect("connect to the PostgreSQL test server");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .expect("create test database");
-            admin.close().await;
-            let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-            format!("{base}/{name}")
-        }
+        Ok(server) if !server.is_empty() => fresh_pg_database(&server).await,
         _ => format!("sqlite://{}", dir.join("tollgate.db").display()),
     }
+}
+
+/// Create a fresh, empty database on the PostgreSQL server `server` and return its URL.
+pub async fn fresh_pg_database(server: &str) -> String {
+    let name = format!("tg_test_{}", Id::generate());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(server)
+        .await
+        .expect("connect to the PostgreSQL test server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+    format!("{base}/{name}")
 }
 
 impl TestApp {

@@ -109,3 +109,168 @@ pub fn require_env(name: &str, what: &str) -> Option<String> {
         }
     }
 }
+
+impl ServerProcess {
+    /// The operating-system process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A small blocking HTTP/1.1 client for tests that talk to server processes (one connection
+/// per request, `Connection: close`).
+pub mod http {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: u16,
+        pub body: Value,
+    }
+
+    impl Reply {
+        #[track_caller]
+        pub fn expect(self, status: u16) -> Value {
+            assert_eq!(
+                self.status, status,
+                "unexpected status; body: {}",
+                self.body
+            );
+            self.body
+        }
+    }
+
+    /// Send one request to `base` (`http://127.0.0.1:PORT`). Connection failures panic.
+    pub fn call(
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let addr = base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the server");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.set_nodelay(true).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read the response");
+        let text = String::from_utf8_lossy(&raw);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null))
+            .unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    pub fn get(base: &str, path: &str, token: &str) -> Reply {
+        call(base, "GET", path, Some(token), None)
+    }
+    pub fn post(base: &str, path: &str, token: &str, body: Value) -> Reply {
+        call(base, "POST", path, Some(token), Some(&body))
+    }
+    pub fn patch(base: &str, path: &str, token: &str, body: Value) -> Reply {
+        call(base, "PATCH", path, Some(token), Some(&body))
+    }
+    pub fn delete(base: &str, path: &str, token: &str) -> Reply {
+        call(base, "DELETE", path, Some(token), None)
+    }
+
+    /// Log in as the seeded administrator; returns the session token.
+    pub fn admin_session(base: &str) -> String {
+        let body = serde_json::json!({
+            "email": super::ADMIN_EMAIL,
+            "password": super::ADMIN_PASSWORD,
+        });
+        let r = call(base, "POST", "/auth/user", None, Some(&body)).expect(200);
+        r["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (`scripts/pg-throwaway.sh`), which it can halt and
+/// resume. Removed on drop.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    /// The server URL (database `postgres`).
+    pub url: String,
+}
+
+fn pg_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let dir = tempfile::tempdir().unwrap();
+        // The server runs as the `postgres` user when the tests run as root: let it in.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let port = free_port().to_string();
+        let out = Command::new(pg_script())
+            .arg("start")
+            .arg(dir.path().join("pg"))
+            .arg(&port)
+            .output()
+            .expect("run pg-throwaway.sh");
+        assert!(
+            out.status.success(),
+            "cannot start a PostgreSQL cluster: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        PgCluster { dir, url }
+    }
+
+    fn run(&self, cmd: &str) {
+        let out = Command::new(pg_script())
+            .arg(cmd)
+            .arg(self.dir.path().join("pg"))
+            .output()
+            .expect("run pg-throwaway.sh");
+        assert!(
+            out.status.success(),
+            "pg-throwaway.sh {cmd} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stop the server (fast shutdown: sessions are terminated), keeping the data.
+    pub fn halt(&self) {
+        self.run("halt");
+    }
+
+    /// Start it again on the same port.
+    pub fn resume(&self) {
+        self.run("resume");
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(pg_script())
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .output();
+    }
+}

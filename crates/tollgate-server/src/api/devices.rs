@@ -1,0 +1,805 @@
+//! Devices, device state and commands: `devices.*`, `device.*`.
+//!
+//! Every store call takes the application from the `AppAccess` capability, so a device id of
+//! another application is a 404 exactly like one that does not exist.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tollgate_core::attribute::{DataType, Reported, Stored, convert};
+use tollgate_store::devices::{
+    Command, DEVICE_FIELDS, Device, DeviceFields, DeviceFilter, HistoryQuery, Tag,
+};
+use tollgate_store::states::Report;
+use tollgate_store::{Id, now_ms};
+
+use crate::api::{success, with_extra};
+use crate::auth::AppAccess;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::state::AppState;
+use crate::time::{iso, relative_ms, report_time};
+
+/// Most reports one `device.sendState` request may carry.
+pub const MAX_REPORTS: usize = 1000;
+/// Most entries `device.getState` and `device.getCommand` return.
+pub const MAX_HISTORY: i64 = 1000;
+/// The reference ignores reports older than 30 days or more than a day ahead; this server
+/// refuses them, so the sender knows.
+pub const MAX_AGE_MS: i64 = 30 * 86_400_000;
+pub const MAX_AHEAD_MS: i64 = 86_400_000;
+
+/// Fields kept and returned but not interpreted, besides the ones with columns.
+const EXTRA_FIELDS: &[&str] = &["gatewayId", "parentId", "systemInterval", "keepDuplicates"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePost {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    attributes: Vec<Map<String, Value>>,
+    device_class: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl RequestBody for DevicePost {
+    const SCHEMA: &'static str = "devicePost";
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePatch {
+    name: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<Tag>>,
+    attributes: Option<Vec<Map<String, Value>>>,
+    device_class: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl RequestBody for DevicePatch {
+    const SCHEMA: &'static str = "devicePatch";
+}
+
+/// Checks the schema cannot express: unique attribute names, and device references that
+/// name devices of this application.
+async fn check_fields(
+    state: &AppState,
+    access: &AppAccess,
+    fields: &DeviceFields,
+    this: Option<Id>,
+) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for a in &fields.attributes {
+        let name = a.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !seen.insert(name) {
+            return Err(ApiError::validation(format!(
+                "attributes: {name} is declared twice; attribute names must be unique"
+            )));
+        }
+    }
+    for field in ["gatewayId", "parentId"] {
+        let Some(id) = fields.extra.get(field).and_then(Value::as_str) else {
+            continue;
+        };
+        let id: Id = id.parse().map_err(|_| {
+            ApiError::validation(format!(
+                "{field} is not valid: ids are 24 hexadecimal characters"
+            ))
+        })?;
+        if Some(id) == this {
+            return Err(ApiError::validation(format!(
+                "{field} cannot name the device itself"
+            )));
+        }
+        let found = state
+            .store()
+            .existing_devices(access.application(), &[id])
+            .await?;
+        if found.is_empty() {
+            return Err(ApiError::validation(format!(
+                "{field} does not name a device of this application"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn apply_extra(extra: &mut Map<String, Value>, changes: Map<String, Value>) {
+    for (k, v) in changes {
+        if EXTRA_FIELDS.contains(&k.as_str()) {
+            if v.is_null() {
+                extra.remove(&k);
+            } else {
+                extra.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A device as the API shows it.
+pub fn device_json(d: &Device) -> Value {
+    with_extra(
+        json!({
+            "id": d.id,
+            "deviceId": d.id,
+            "applicationId": d.application_id,
+            "name": d.name,
+            "description": d.description,
+            "deviceClass": d.device_class,
+            "tags": d.tags,
+            "attributes": d.attributes,
+            "creationDate": iso(d.creation_date),
+            "lastUpdated": iso(d.last_updated),
+        }),
+        &d.extra,
+    )
+}
+
+/// A stored value as JSON, by the attribute's declared type.
+pub fn value_json(ty: DataType, v: &Stored) -> Value {
+    match (ty, v) {
+        (DataType::Boolean, Stored::Num(n)) => json!(*n != 0.0),
+        (_, Stored::Num(n)) => number_json(*n),
+        (_, Stored::Txt(s)) => json!(s),
+    }
+}
+
+/// Whole numbers as integers (`21`, not `21.0`), as JavaScript would write them.
+pub fn number_json(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        json!(n as i64)
+    } else {
+        json!(n)
+    }
+}
+
+/// Query flags are strings on the wire: "true", "1".
+fn flag(v: &Option<String>) -> bool {
+    matches!(
+        v.as_deref().map(str::to_ascii_lowercase).as_deref(),
+        Some("true" | "1" | "yes")
+    )
+}
+
+/// Refuse query options this server does not implement, when they are switched on.
+fn refuse_flags(flags: &[(&str, &Option<String>)]) -> Result<(), ApiError> {
+    for (name, v) in flags {
+        if flag(v) {
+            return Err(ApiError::validation(format!(
+                "{name} is not supported by this server: leave it out"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+    /// `deviceClass[0]=a&deviceClass[1]=b` as some encoders send it.
+    Indexed(BTreeMap<String, String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) if s.is_empty() => vec![],
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+            OneOrMany::Indexed(m) => m.into_values().collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TagQuery {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum TagFilter {
+    List(Vec<TagQuery>),
+    Indexed(BTreeMap<String, TagQuery>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    #[serde(flatten)]
+    list: ListParams,
+    device_class: Option<OneOrMany>,
+    tag_filter: Option<TagFilter>,
+    query: Option<String>,
+    parent_id: Option<String>,
+    exclude_connection_info: Option<String>,
+    tags_as_object: Option<String>,
+    attributes_as_object: Option<String>,
+    query_deleted: Option<String>,
+}
+
+const DEVICE_CLASSES: &[&str] = &[
+    "standalone",
+    "gateway",
+    "peripheral",
+    "floating",
+    "edgeCompute",
+    "system",
+    "embedded",
+];
+
+/// A tag filter entry: a key and/or a value, each checked as the reference's tags are.
+pub fn tag_pair(
+    key: Option<String>,
+    value: Option<String>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let key = key.filter(|k| !k.is_empty());
+    let value = value.filter(|v| !v.is_empty());
+    let bad_key = |k: &String| {
+        k.len() > 255
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if key.as_ref().is_some_and(bad_key) {
+        return Err(ApiError::validation(
+            "tag keys are 1 to 255 letters, digits, _ or -",
+        ));
+    }
+    if value.as_ref().is_some_and(|v| v.len() > 255) {
+        return Err(ApiError::validation(
+            "tag values are at most 255 characters",
+        ));
+    }
+    if key.is_none() && value.is_none() {
+        return Err(ApiError::validation(
+            "each tag filter needs a key, a value, or both",
+        ));
+    }
+    Ok((key, value))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    if query.query.as_deref().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::validation(
+            "query (advanced device queries) is not supported by this server: use filterField/filter, tagFilter and deviceClass",
+        ));
+    }
+    if query.parent_id.as_deref().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::validation(
+            "parentId filtering is not supported by this server",
+        ));
+    }
+    refuse_flags(&[
+        ("tagsAsObject", &query.tags_as_object),
+        ("attributesAsObject", &query.attributes_as_object),
+        ("queryDeleted", &query.query_deleted),
+    ])?;
+    let _ = &query.exclude_connection_info; // connection info is never returned
+    let spec = query.list.spec(&DEVICE_FIELDS)?;
+    let classes = query
+        .device_class
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
+    if classes
+        .iter()
+        .any(|c| !DEVICE_CLASSES.contains(&c.as_str()))
+    {
+        return Err(ApiError::validation(format!(
+            "deviceClass must be one of {}",
+            DEVICE_CLASSES.join(", ")
+        )));
+    }
+    let tags = match query.tag_filter {
+        None => vec![],
+        Some(TagFilter::List(v)) => v,
+        Some(TagFilter::Indexed(m)) => m.into_values().collect(),
+    };
+    let tags = tags
+        .into_iter()
+        .map(|t| tag_pair(t.key, t.value))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = DeviceFilter { tags, classes };
+    let page = state
+        .store()
+        .list_devices(access.application(), &filter, &spec)
+        .await?;
+    let items = page.items.iter().map(device_json).collect();
+    let mut out = query
+        .list
+        .envelope(&spec, &DEVICE_FIELDS, items, page.total);
+    out["applicationId"] = json!(access.application());
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Representation {
+    tags_as_object: Option<String>,
+    attributes_as_object: Option<String>,
+    exclude_connection_info: Option<String>,
+}
+
+impl Representation {
+    fn check(&self) -> Result<(), ApiError> {
+        let _ = &self.exclude_connection_info; // connection info is never returned
+        refuse_flags(&[
+            ("tagsAsObject", &self.tags_as_object),
+            ("attributesAsObject", &self.attributes_as_object),
+        ])
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Query(repr): Query<Representation>,
+    Body(body): Body<DevicePost>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    repr.check()?;
+    let mut extra = Map::new();
+    apply_extra(&mut extra, body.extra);
+    let fields = DeviceFields {
+        name: body.name,
+        description: body.description,
+        device_class: body.device_class.unwrap_or_else(|| "standalone".into()),
+        tags: body.tags,
+        attributes: body.attributes,
+        extra,
+    };
+    check_fields(&state, &access, &fields, None).await?;
+    let device = state
+        .store()
+        .create_device(access.application(), &fields)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    tracing::info!(device = %device.id, application = %device.application_id, "device created");
+    Ok((StatusCode::CREATED, Json(device_json(&device))))
+}
+
+async fn load(state: &AppState, access: &AppAccess, id: Id) -> Result<Device, ApiError> {
+    state
+        .store()
+        .device(access.application(), id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Device"))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(repr): Query<Representation>,
+) -> ApiResult<Json<Value>> {
+    repr.check()?;
+    Ok(Json(device_json(&load(&state, &access, id).await?)))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(repr): Query<Representation>,
+    Body(body): Body<DevicePatch>,
+) -> ApiResult<Json<Value>> {
+    repr.check()?;
+    let old = load(&state, &access, id).await?;
+    let mut fields = DeviceFields::from(&old);
+    if let Some(v) = body.name {
+        fields.name = v;
+    }
+    if let Some(v) = body.description {
+        fields.description = v;
+    }
+    if let Some(v) = body.tags {
+        fields.tags = v;
+    }
+    if let Some(v) = body.attributes {
+        fields.attributes = v;
+    }
+    if let Some(v) = body.device_class {
+        fields.device_class = v;
+    }
+    apply_extra(&mut fields.extra, body.extra);
+    check_fields(&state, &access, &fields, Some(id)).await?;
+    let device = state
+        .store()
+        .update_device(access.application(), id, &fields)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Device"))?;
+    Ok(Json(device_json(&device)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+) -> ApiResult<Json<Value>> {
+    state
+        .store()
+        .delete_device(access.application(), id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Device"))?;
+    tracing::info!(device = %id, "device deleted");
+    Ok(success())
+}
+
+/// `device.sendState`'s body: one report or an array of them (`deviceStateOrStates`).
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct StateBody(Value);
+
+impl RequestBody for StateBody {
+    const SCHEMA: &'static str = "deviceStateOrStates";
+
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        match body {
+            Value::Array(a) if a.is_empty() => Err(ApiError::validation(
+                "The array of state reports is empty: send at least one",
+            )),
+            Value::Array(a) if a.len() > MAX_REPORTS => Err(ApiError::validation(format!(
+                "Too many state reports in one request: at most {MAX_REPORTS}"
+            ))),
+            // The two halves of the `oneOf`, so that a problem is named by its place rather
+            // than as "matches neither".
+            Value::Array(_) => crate::schemas::validate("deviceStates", body),
+            Value::Object(_) => crate::schemas::validate("deviceState", body),
+            _ => Err(ApiError::validation(
+                "The body must be a state report ({\"data\": {...}}) or an array of them",
+            )),
+        }
+    }
+}
+
+/// Check one report against the device's attributes and convert its values.
+fn check_report(
+    device: &Device,
+    report: &Value,
+    label: &str,
+    now: i64,
+) -> Result<Report, ApiError> {
+    let time = match report.get("time") {
+        None | Some(Value::Null) => now,
+        Some(t) => report_time(t, now).ok_or_else(|| {
+            ApiError::validation(format!(
+                "{label}time cannot be read: use milliseconds or seconds since the epoch, an ISO 8601 date, or {{\"$date\": \"<ISO date>\"}}"
+            ))
+        })?,
+    };
+    if time < now - MAX_AGE_MS {
+        return Err(ApiError::validation(format!(
+            "{label}time is more than 30 days in the past: such state is not recorded"
+        )));
+    }
+    if time > now + MAX_AHEAD_MS {
+        return Err(ApiError::validation(format!(
+            "{label}time is more than a day in the future: such state is not recorded"
+        )));
+    }
+    let data = report
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::validation(format!("{label}data must be an object")))?;
+    let mut values = Vec::new();
+    let mut unknown = Vec::new();
+    for (name, raw) in data {
+        let Some(ty) = device.attribute_type(name) else {
+            unknown.push(name.as_str());
+            continue;
+        };
+        let reported = match raw {
+            Value::Number(n) => Reported::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => Reported::Str(s),
+            Value::Bool(b) => Reported::Bool(*b),
+            _ => {
+                return Err(ApiError::validation(format!(
+                    "{label}data.{name}: values are numbers, strings or booleans"
+                )));
+            }
+        };
+        let stored = convert(ty, &reported).map_err(|e| {
+            ApiError::validation(format!("{label}data.{name} is a {ty} attribute: {e}"))
+        })?;
+        values.push((name.clone(), stored));
+    }
+    if values.is_empty() {
+        let declared: Vec<&str> = device.attribute_types().iter().map(|(n, _)| *n).collect();
+        let declared = if declared.is_empty() {
+            "the device declares no attributes: add some with device.patch".to_owned()
+        } else {
+            format!("its attributes are {}", declared.join(", "))
+        };
+        let got = if unknown.is_empty() {
+            "data is empty".to_owned()
+        } else {
+            format!(
+                "{} {} not an attribute of this device",
+                unknown
+                    .iter()
+                    .take(5)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unknown.len() == 1 { "is" } else { "are" }
+            )
+        };
+        return Err(ApiError::validation(format!(
+            "{label}nothing to record: {got}; {declared}"
+        )));
+    }
+    Ok(Report {
+        time,
+        meta: report.get("meta").cloned(),
+        values,
+    })
+}
+
+pub async fn send_state(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Body(StateBody(body)): Body<StateBody>,
+) -> ApiResult<Json<Value>> {
+    let device = load(&state, &access, id).await?;
+    let now = now_ms();
+    let reports = match &body {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| check_report(&device, r, &format!("/{i}/"), now))
+            .collect::<Result<Vec<_>, _>>()?,
+        single => vec![check_report(&device, single, "", now)?],
+    };
+    state
+        .store()
+        .insert_reports(access.application(), id, &reports)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Device"))?;
+    Ok(success())
+}
+
+/// Query parameters of `device.getState` and `device.getCommand`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryParams {
+    limit: Option<String>,
+    since: Option<String>,
+    sort_direction: Option<String>,
+    duration: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+fn int_param(v: &Option<String>, name: &str) -> Result<Option<i64>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::validation(format!("{name} must be a whole number of milliseconds"))
+        }),
+    }
+}
+
+impl HistoryParams {
+    fn resolve(&self, now: i64) -> Result<HistoryQuery, ApiError> {
+        let limit = match self
+            .limit
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => 1,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_HISTORY).contains(n))
+                .ok_or_else(|| {
+                    ApiError::validation(format!("limit must be between 1 and {MAX_HISTORY}"))
+                })?,
+        };
+        let descending = match self
+            .sort_direction
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("" | "desc") => true,
+            Some("asc") => false,
+            Some(_) => return Err(ApiError::validation("sortDirection must be asc or desc")),
+        };
+        let end = int_param(&self.end, "end")?.map_or(now, |e| relative_ms(e, now));
+        let duration = int_param(&self.duration, "duration")?;
+        if duration.is_some_and(|d| d <= 0) {
+            return Err(ApiError::validation("duration must be more than 0"));
+        }
+        let start = match (
+            int_param(&self.start, "start")?,
+            duration,
+            int_param(&self.since, "since")?,
+        ) {
+            (Some(s), _, _) => relative_ms(s, now),
+            (None, Some(d), _) => end - d,
+            (None, None, Some(s)) => relative_ms(s, now),
+            (None, None, None) => 0,
+        };
+        if start > end {
+            return Err(ApiError::validation("start must not be after end"));
+        }
+        Ok(HistoryQuery {
+            start,
+            end,
+            limit,
+            descending,
+        })
+    }
+}
+
+pub async fn get_state(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult<Json<Value>> {
+    let q = params.resolve(now_ms())?;
+    let device = load(&state, &access, id).await?;
+    let types = device.attribute_types();
+    let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
+    let reports = state.store().states(id, &names, &q).await?;
+    let out: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let data: Map<String, Value> = types
+                .iter()
+                .filter_map(|(n, ty)| {
+                    r.values
+                        .get(*n)
+                        .map(|v| ((*n).to_owned(), value_json(*ty, v)))
+                })
+                .collect();
+            let mut item = json!({ "time": iso(r.time), "data": data });
+            if let Some(m) = &r.meta {
+                item["meta"] = m.clone();
+            }
+            item
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+pub struct CompositeParams {
+    start: Option<String>,
+    end: Option<String>,
+    attributes: Option<String>,
+}
+
+pub async fn get_composite_state(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(params): Query<CompositeParams>,
+) -> ApiResult<Json<Value>> {
+    let now = now_ms();
+    let start = int_param(&params.start, "start")?.map_or(1, |s| relative_ms(s, now));
+    let end = int_param(&params.end, "end")?.map_or(now, |e| relative_ms(e, now));
+    if start > end {
+        return Err(ApiError::validation("start must not be after end"));
+    }
+    let device = load(&state, &access, id).await?;
+    let types = device.attribute_types();
+    let wanted: Option<Vec<&str>> = params
+        .attributes
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+    if let Some(w) = &wanted {
+        let unknown: Vec<&str> = w
+            .iter()
+            .copied()
+            .filter(|n| !types.iter().any(|(t, _)| t == n))
+            .take(5)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::validation(format!(
+                "attributes: {} not an attribute of this device",
+                unknown.join(", ")
+            )));
+        }
+    }
+    let mut out = Map::new();
+    for (name, ty) in &types {
+        if wanted.as_ref().is_some_and(|w| !w.contains(name)) {
+            continue;
+        }
+        if let Some((time, v)) = state.store().last_value(id, name, start, end).await? {
+            out.insert(
+                (*name).to_owned(),
+                json!({ "value": value_json(*ty, &v), "time": iso(time) }),
+            );
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+#[derive(Deserialize)]
+pub struct CommandBody {
+    time: Option<Value>,
+    name: String,
+    payload: Option<Value>,
+}
+
+impl RequestBody for CommandBody {
+    const SCHEMA: &'static str = "deviceCommand";
+}
+
+pub async fn send_command(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Body(body): Body<CommandBody>,
+) -> ApiResult<Json<Value>> {
+    let now = now_ms();
+    let time = match &body.time {
+        None | Some(Value::Null) => now,
+        Some(t) => report_time(t, now).ok_or_else(|| {
+            ApiError::validation(
+                "time cannot be read: use milliseconds or seconds since the epoch, an ISO 8601 date, or {\"$date\": \"<ISO date>\"}",
+            )
+        })?,
+    };
+    let cmd = Command {
+        time,
+        name: body.name,
+        payload: body.payload,
+    };
+    state
+        .store()
+        .insert_command(access.application(), id, &cmd)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Device"))?;
+    Ok(success())
+}
+
+pub async fn get_command(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult<Json<Value>> {
+    let q = params.resolve(now_ms())?;
+    load(&state, &access, id).await?;
+    let commands = state.store().commands(id, &q).await?;
+    let out: Vec<Value> = commands
+        .iter()
+        .map(|c| {
+            let mut item = json!({ "time": iso(c.time), "name": c.name });
+            if let Some(p) = &c.payload {
+                item["payload"] = p.clone();
+            }
+            item
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}

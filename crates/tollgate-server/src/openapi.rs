@@ -1,0 +1,127 @@
+//! The OpenAPI document of what this server implements, generated from the action registry and
+//! the reference schemas (served at `GET /openapi.json`; a snapshot test keeps
+//! `docs/openapi.json` in step).
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use tollgate_core::{Family, REGISTRY};
+
+use crate::schemas;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(document()) }))
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    let mut used = std::collections::BTreeSet::from(["error"]);
+    for def in REGISTRY {
+        let params: Vec<Value> = def
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| {
+                json!({
+                    "name": name, "in": "path", "required": true,
+                    "schema": { "type": "string", "pattern": "^[A-Fa-f\\d]{24}$" }
+                })
+            })
+            .collect();
+        let mut responses = Map::new();
+        used.insert(def.response);
+        responses.insert(
+            def.success.to_string(),
+            json!({ "description": "Success", "content": { "application/json": {
+                "schema": { "$ref": format!("#/components/schemas/{}", def.response) } } } }),
+        );
+        let mut errors = vec![("400", "Malformed request")];
+        if def.family != Family::Public {
+            errors.push((
+                "401",
+                "Missing, malformed, unknown, expired or inactive credentials",
+            ));
+            errors.push((
+                "403",
+                "Valid credentials without this action (named in X-Tollgate-Required-Action)",
+            ));
+        }
+        if def.path.contains('{') {
+            errors.push(("404", "Not found, or not visible to the caller"));
+        }
+        for (code, description) in errors {
+            responses.insert(
+                code.to_owned(),
+                json!({ "description": description, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/error" } } } }),
+            );
+        }
+        let mut op = json!({
+            "operationId": def.name,
+            "summary": def.description,
+            "tags": [def.resource()],
+            "parameters": params,
+            "responses": responses,
+            "x-tollgate-read-only": def.read_only,
+            "x-tollgate-family": def.family.catalog_name(),
+        });
+        if def.family != Family::Public {
+            op["security"] = json!([{ "bearer": [] }]);
+            op["x-tollgate-min-role"] = json!(def.min_role.as_str());
+        }
+        if let Some(body) = def.body {
+            used.insert(body);
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": {
+                "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+        }
+        let entry = paths
+            .entry(def.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[def.method.as_str().to_ascii_lowercase()] = op;
+    }
+    let mut components = Map::new();
+    for name in used {
+        if let Some(schema) = schemas::raw(name) {
+            components.insert(name.to_owned(), rebase(schema));
+        }
+    }
+    // Definitions the reference schemas carry inline become components of their own.
+    if let Some(adq) = schemas::raw("advancedDeviceQuery")
+        && components
+            .values()
+            .any(|v| v.to_string().contains("advancedDeviceQuery"))
+    {
+        components.insert("advancedDeviceQuery".to_owned(), rebase(adq));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tollgate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The Losant REST API actions this server implements, each guarded by application API tokens or user sessions.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+                "description": "An application API token (tgat_…) or a user session token (tgus_…)" } },
+        },
+    })
+}
+
+/// A reference schema as a component: without `$schema` and inline `definitions`, with refs
+/// pointing at components.
+fn rebase(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Value::Object(o) = &mut s {
+        o.remove("$schema");
+        o.remove("definitions");
+    }
+    let text = s
+        .to_string()
+        .replace("#/definitions/", "#/components/schemas/");
+    serde_json::from_str(&text).expect("rebased schema is JSON")
+}

@@ -1,0 +1,293 @@
+//! `tollgate db copy`: a deployment built through the API on SQLite, moved to PostgreSQL,
+//! served from there with the same logins, tokens and data.
+//!
+//! Needs PostgreSQL: `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::process::http::{self, Reply};
+use common::process::{ServerProcess, binary, require_env};
+use serde_json::{Value, json};
+use tollgate_store::Store;
+use tollgate_store::copy;
+
+const BOB_PASSWORD: &str = "bob-password-456";
+
+fn tollgate(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("TOLLGATE_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run tollgate")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn login(base: &str, email: &str, password: &str) -> Reply {
+    http::call(
+        base,
+        "POST",
+        "/auth/user",
+        None,
+        Some(&json!({ "email": email, "password": password })),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
+    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for the copy test")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+
+    // A deployment with something in every table, built through the API.
+    let node = ServerProcess::start(dir.path(), &sqlite, &[]);
+    let url = node.url.clone();
+    let admin = http::admin_session(&url);
+    let out = Command::new(binary())
+        .args([
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--password",
+            BOB_PASSWORD,
+        ])
+        .env("TOLLGATE_DATABASE_URL", &sqlite)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let org = id(&http::post(&url, "/orgs", &admin, json!({ "name": "Acme" })).expect(201));
+    let personal = http::post(
+        &url,
+        "/applications",
+        &admin,
+        json!({ "name": "mine", "description": "personal sandbox" }),
+    )
+    .expect(201);
+    let shared = id(&http::post(
+        &url,
+        "/applications",
+        &admin,
+        json!({ "name": "shared", "orgId": org }),
+    )
+    .expect(201));
+    http::post(
+        &url,
+        &format!("/orgs/{org}/invites"),
+        &admin,
+        json!({ "email": "bob@example.com", "role": "edit",
+                "applicationRoles": [{ "resourceId": shared, "role": "view" }] }),
+    )
+    .expect(200);
+    let app = id(&personal);
+    let tokens_path = format!("/applications/{app}/tokens");
+    let active = http::post(&url, &tokens_path, &admin, json!({ "name": "active" })).expect(201);
+    let inactive = http::post(
+        &url,
+        &tokens_path,
+        &admin,
+        json!({ "name": "inactive", "status": "inactive" }),
+    )
+    .expect(201);
+    let narrow = http::post(
+        &url,
+        &tokens_path,
+        &admin,
+        json!({ "name": "narrow", "scope": ["application.get"] }),
+    )
+    .expect(201);
+    let bob = login(&url, "bob@example.com", BOB_PASSWORD).expect(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = |t: &Value| t["token"].as_str().unwrap().to_owned();
+    http::get(&url, &format!("/applications/{app}"), &secret(&active)).expect(200);
+    // Devices, state (numbers and texts, in batches: the copier's batches then mix NULL and
+    // non-NULL numbers in the same places), a command and a workflow.
+    let device = id(&http::post(
+        &url,
+        &format!("/applications/{app}/devices"),
+        &admin,
+        json!({ "name": "sensor", "tags": [{ "key": "floor", "value": "3" }],
+                "attributes": [{ "name": "temperature", "dataType": "number" },
+                               { "name": "mode", "dataType": "string" }] }),
+    )
+    .expect(201));
+    let state_path = format!("/applications/{app}/devices/{device}/state");
+    let t0 = tollgate_store::now_ms() - 3_600_000;
+    for batch in 0..2i64 {
+        let reports: Vec<Value> = (0..400i64)
+            .map(|i| {
+                let k = batch * 400 + i;
+                json!({ "time": t0 + k * 1000, "data": { "temperature": k as f64 / 2.0, "mode": format!("m{k}") } })
+            })
+            .collect();
+        http::post(&url, &state_path, &admin, Value::Array(reports)).expect(200);
+    }
+    http::post(
+        &url,
+        &format!("/applications/{app}/devices/{device}/command"),
+        &admin,
+        json!({ "name": "reboot", "payload": { "now": true } }),
+    )
+    .expect(200);
+    http::post(
+        &url,
+        &format!("/applications/{app}/flows"),
+        &admin,
+        json!({ "name": "flow", "nodes": [{ "id": "a", "type": "DebugNode" }] }),
+    )
+    .expect(201);
+    drop(node); // stop serving before copying
+
+    // Copy. The target URL carries a password (ignored by the trust-auth test server): it
+    // must not appear in anything the command prints.
+    let pg = common::fresh_pg_database(&server).await;
+    let pg_with_password = pg.replacen("tollgate@", "tollgate:Sup3rSecretPw@", 1);
+    assert_ne!(
+        pg, pg_with_password,
+        "the test server URL has the expected shape"
+    );
+    let out = tollgate(&["db", "copy", "--from", &sqlite, "--to", &pg_with_password]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(!printed.contains("Sup3rSecretPw"), "{printed}");
+    assert!(printed.contains("every count matches"), "{printed}");
+    for (table, n) in [
+        ("users", 2),
+        ("sessions", 2),
+        ("orgs", 1),
+        ("org_members", 2),
+        ("applications", 2),
+        ("member_application_roles", 1),
+        ("api_tokens", 3),
+        ("devices", 1),
+        ("device_tags", 1),
+        ("device_reports", 800),
+        ("device_points", 1600),
+        ("device_commands", 1),
+        ("flows", 1),
+    ] {
+        let line = printed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(table))
+            .unwrap_or_else(|| panic!("no line for {table}: {printed}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols, [table, &n.to_string(), &n.to_string()], "{line}");
+    }
+
+    // Same counts table by table, read back independently; no table left behind.
+    let (from, to) = (
+        Store::connect(&sqlite).await.unwrap(),
+        Store::connect(&pg).await.unwrap(),
+    );
+    let counts = copy::row_counts(&to).await.unwrap();
+    assert_eq!(copy::row_counts(&from).await.unwrap(), counts);
+    assert!(counts.iter().all(|(_, n)| *n > 0), "{counts:?}");
+    assert_eq!(
+        copy::unlisted_tables(&to).await.unwrap(),
+        Vec::<String>::new()
+    );
+    from.close().await;
+    to.close().await;
+
+    // Served from PostgreSQL: the same passwords, sessions, tokens and data.
+    let dir2 = tempfile::tempdir().unwrap();
+    let node = ServerProcess::start(dir2.path(), &pg, &[]);
+    let url = node.url.clone();
+    let app_json = http::get(&url, &format!("/applications/{app}"), &secret(&active)).expect(200);
+    assert_eq!(app_json["name"], "mine");
+    assert_eq!(app_json["description"], "personal sandbox");
+    assert_eq!(app_json["creationDate"], personal["creationDate"]);
+    let r = http::get(&url, &format!("/applications/{app}"), &secret(&inactive));
+    assert_eq!(r.status, 401);
+    assert!(r.body["message"].as_str().unwrap().contains("inactive"));
+    // The narrow token keeps its scope: it may read the application, not list its tokens.
+    http::get(&url, &format!("/applications/{app}"), &secret(&narrow)).expect(200);
+    assert_eq!(http::get(&url, &tokens_path, &secret(&narrow)).status, 403);
+    // Bob's session from before the move still works, and so does his password.
+    let me = http::get(&url, "/me", &bob).expect(200);
+    assert_eq!(me["email"], "bob@example.com");
+    login(&url, "bob@example.com", BOB_PASSWORD).expect(200);
+    let admin = http::admin_session(&url);
+    let list = http::get(&url, &tokens_path, &admin).expect(200);
+    let mut names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["active", "inactive", "narrow"]);
+    let states = http::get(&url, &format!("{state_path}?limit=2"), &admin).expect(200);
+    assert_eq!(
+        states[0]["data"],
+        json!({ "temperature": 399.5, "mode": "m799" })
+    );
+    let sum = http::post(
+        &url,
+        &format!("/applications/{app}/data/time-series-query"),
+        &admin,
+        json!({ "start": t0, "end": t0 + 800_000, "resolution": 800_000, "aggregation": "SUM", "attributes": ["temperature"] }),
+    )
+    .expect(200);
+    // 0 + 0.5 + ... + 399.5
+    assert_eq!(
+        sum["devices"][&device]["points"][0]["data"]["temperature"],
+        159_800
+    );
+    let org_json = http::get(&url, &format!("/orgs/{org}"), &admin).expect(200);
+    let member = org_json["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "bob@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(member["role"], "edit");
+    assert_eq!(member["applicationRoles"][0]["resourceId"], shared.as_str());
+    assert_eq!(member["applicationRoles"][0]["role"], "view");
+    drop(node);
+
+    // A target that holds data is refused, and left as it was...
+    let out = tollgate(&["db", "copy", "--from", &sqlite, "--to", &pg]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--replace-target"), "{}", text(&out));
+    // ...unless asked to replace it: then it holds one copy, not two.
+    let out = tollgate(&[
+        "db",
+        "copy",
+        "--from",
+        &sqlite,
+        "--to",
+        &pg,
+        "--replace-target",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let to = Store::connect(&pg).await.unwrap();
+    assert_eq!(copy::row_counts(&to).await.unwrap(), counts);
+    to.close().await;
+
+    // A source that does not exist is an error, not an empty copy.
+    let missing = format!("sqlite://{}", dir.path().join("nope.db").display());
+    let out = tollgate(&["db", "copy", "--from", &missing, "--to", &pg]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(!dir.path().join("nope.db").exists());
+}

@@ -1,0 +1,514 @@
+//! Devices (with their tags and attribute definitions) and the commands sent to them.
+//!
+//! Every function takes the application id from the caller's capability and matches it in
+//! SQL, so a device of another application is `NotFound`, exactly like one that does not exist.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::attribute::DataType;
+
+use crate::ids::from_db;
+use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
+use crate::{Id, Result, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub id: Id,
+    pub application_id: Id,
+    pub name: String,
+    pub description: String,
+    pub device_class: String,
+    pub tags: Vec<Tag>,
+    /// Attribute definitions as the reference shapes them (`name`, `dataType`, ...).
+    pub attributes: Vec<Map<String, Value>>,
+    /// Other reference fields kept and returned.
+    pub extra: Map<String, Value>,
+    pub creation_date: i64,
+    pub last_updated: i64,
+}
+
+impl Device {
+    /// The declared attributes and their types, in declaration order.
+    pub fn attribute_types(&self) -> Vec<(&str, DataType)> {
+        attribute_types(&self.attributes)
+    }
+
+    /// The declared type of `name`, if it is an attribute of this device.
+    pub fn attribute_type(&self, name: &str) -> Option<DataType> {
+        self.attribute_types()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+    }
+}
+
+fn attribute_types(attributes: &[Map<String, Value>]) -> Vec<(&str, DataType)> {
+    attributes
+        .iter()
+        .filter_map(|a| {
+            let name = a.get("name")?.as_str()?;
+            let ty = DataType::parse(a.get("dataType")?.as_str()?)?;
+            Some((name, ty))
+        })
+        .collect()
+}
+
+/// A device's writable fields (creation, or the result of applying a patch).
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFields {
+    pub name: String,
+    pub description: String,
+    pub device_class: String,
+    pub tags: Vec<Tag>,
+    pub attributes: Vec<Map<String, Value>>,
+    pub extra: Map<String, Value>,
+}
+
+impl From<&Device> for DeviceFields {
+    fn from(d: &Device) -> Self {
+        DeviceFields {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            device_class: d.device_class.clone(),
+            tags: d.tags.clone(),
+            attributes: d.attributes.clone(),
+            extra: d.extra.clone(),
+        }
+    }
+}
+
+/// Filters of `devices.get` besides the name glob.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFilter {
+    /// A device must match every entry; an entry without a key (or value) matches any.
+    pub tags: Vec<(Option<String>, Option<String>)>,
+    /// If not empty, the device class must be one of these.
+    pub classes: Vec<String>,
+}
+
+pub const DEVICE_FIELDS: Fields = Fields {
+    sortable: &[
+        ("name", Sort::Text("name")),
+        ("id", Sort::Number("id")),
+        ("creationDate", Sort::Number("creation_date")),
+        ("lastUpdated", Sort::Number("last_updated")),
+    ],
+    filterable: &[("name", "name")],
+    default_sort: "name",
+};
+
+const DEVICE_COLUMNS: &str = "id, application_id, name, description, device_class, tags, \
+    attributes, extra, creation_date, last_updated";
+
+pub(crate) fn json_of<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn device_from_row(row: &AnyRow) -> Result<Device> {
+    Ok(Device {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        application_id: from_db(&row.try_get::<String, _>("application_id")?)?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        device_class: row.try_get("device_class")?,
+        tags: json_of(&row.try_get::<String, _>("tags")?)?,
+        attributes: json_of(&row.try_get::<String, _>("attributes")?)?,
+        extra: json_of(&row.try_get::<String, _>("extra")?)?,
+        creation_date: row.try_get("creation_date")?,
+        last_updated: row.try_get("last_updated")?,
+    })
+}
+
+/// A command as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub time: i64,
+    pub name: String,
+    pub payload: Option<Value>,
+}
+
+/// A time range and page of a device's history (states or commands).
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryQuery {
+    /// Inclusive bounds, milliseconds since the epoch.
+    pub start: i64,
+    pub end: i64,
+    pub limit: i64,
+    pub descending: bool,
+}
+
+impl Store {
+    pub async fn create_device(&self, application: Id, fields: &DeviceFields) -> Result<Device> {
+        let now = crate::now_ms();
+        let device = Device {
+            id: Id::generate(),
+            application_id: application,
+            name: fields.name.clone(),
+            description: fields.description.clone(),
+            device_class: fields.device_class.clone(),
+            tags: fields.tags.clone(),
+            attributes: fields.attributes.clone(),
+            extra: fields.extra.clone(),
+            creation_date: now,
+            last_updated: now,
+        };
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, application_id, name, description, device_class, tags, \
+             attributes, extra, creation_date, last_updated) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2)",
+        )
+        .bind(device.id.to_hex())
+        .bind(application.to_hex())
+        .bind(&device.name)
+        .bind(&device.description)
+        .bind(&device.device_class)
+        .bind(json_text(&device.tags)?)
+        .bind(json_text(&device.attributes)?)
+        .bind(json_text(&device.extra)?)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        write_tags(&mut tx, application, device.id, &device.tags).await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    /// A device of `application`; one of another application is `NotFound`.
+    pub async fn device(&self, application: Id, id: Id) -> Result<Device> {
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        device_from_row(&row)
+    }
+
+    /// Which of `ids` are devices of `application`.
+    pub async fn existing_devices(&self, application: Id, ids: &[Id]) -> Result<Vec<Id>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id FROM devices WHERE application_id = $1 AND id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut q =
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(application.to_hex());
+        for id in ids {
+            q = q.bind(id.to_hex());
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| from_db(s))
+            .collect()
+    }
+
+    pub async fn list_devices(
+        &self,
+        application: Id,
+        filter: &DeviceFilter,
+        spec: &ListSpec,
+    ) -> Result<Page<Device>> {
+        // Conditions and their values, numbered as they are added.
+        let mut cond = String::from(" FROM devices WHERE application_id = $1");
+        let mut binds: Vec<String> = vec![application.to_hex()];
+        let next = |binds: &mut Vec<String>, v: String| {
+            binds.push(v);
+            format!("${}", binds.len())
+        };
+        if let Some(f) = &spec.filter {
+            let p = next(&mut binds, glob_to_like(&f.glob));
+            cond.push_str(&format!(
+                " AND LOWER({}) LIKE LOWER({p}) ESCAPE '\\'",
+                f.column
+            ));
+        }
+        if !filter.classes.is_empty() {
+            let ps: Vec<String> = filter
+                .classes
+                .iter()
+                .map(|c| next(&mut binds, c.clone()))
+                .collect();
+            cond.push_str(&format!(" AND device_class IN ({})", ps.join(", ")));
+        }
+        for (key, value) in &filter.tags {
+            let mut sub = String::from(
+                " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = devices.id",
+            );
+            if let Some(k) = key {
+                let p = next(&mut binds, k.clone());
+                sub.push_str(&format!(" AND t.tag_key = {p}"));
+            }
+            if let Some(v) = value {
+                let p = next(&mut binds, v.clone());
+                sub.push_str(&format!(" AND t.tag_value = {p}"));
+            }
+            sub.push(')');
+            cond.push_str(&sub);
+        }
+        let dir = if spec.descending { "DESC" } else { "ASC" };
+        let list = format!(
+            "SELECT {DEVICE_COLUMNS}{cond} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
+            col = spec.sort.expr(self.backend),
+            limit = spec.per_page,
+            offset = spec.page.saturating_mul(spec.per_page),
+        );
+        let count = format!("SELECT COUNT(*){cond}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(list));
+        let mut c = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count));
+        for b in &binds {
+            q = q.bind(b.clone());
+            c = c.bind(b.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let total = c.fetch_one(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(device_from_row).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    /// The devices of `application` named in `ids` or carrying any of `tags` (a device query
+    /// is inclusive, as in the reference); with neither, every device. At most `limit`.
+    pub async fn query_devices(
+        &self,
+        application: Id,
+        ids: &[Id],
+        tags: &[(Option<String>, Option<String>)],
+        limit: i64,
+    ) -> Result<Vec<Device>> {
+        let mut binds: Vec<String> = vec![application.to_hex()];
+        let mut alternatives: Vec<String> = Vec::new();
+        if !ids.is_empty() {
+            let ps: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    binds.push(id.to_hex());
+                    format!("${}", binds.len())
+                })
+                .collect();
+            alternatives.push(format!("id IN ({})", ps.join(", ")));
+        }
+        for (key, value) in tags {
+            let mut sub =
+                String::from("EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = devices.id");
+            if let Some(k) = key {
+                binds.push(k.clone());
+                sub.push_str(&format!(" AND t.tag_key = ${}", binds.len()));
+            }
+            if let Some(v) = value {
+                binds.push(v.clone());
+                sub.push_str(&format!(" AND t.tag_value = ${}", binds.len()));
+            }
+            sub.push(')');
+            alternatives.push(sub);
+        }
+        let selection = if alternatives.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", alternatives.join(" OR "))
+        };
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE application_id = $1{selection} \
+             ORDER BY name, id LIMIT {limit}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Replace a device's writable fields. State of attributes that were removed or whose
+    /// type changed is deleted in the same transaction (it could no longer be read as the
+    /// declared type; the reference does the same).
+    pub async fn update_device(
+        &self,
+        application: Id,
+        id: Id,
+        fields: &DeviceFields,
+    ) -> Result<Device> {
+        let mut tx = self.begin_write().await?;
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let old = device_from_row(&row)?;
+        let now = crate::now_ms();
+        sqlx::query(
+            "UPDATE devices SET name = $2, description = $3, device_class = $4, tags = $5, \
+             attributes = $6, extra = $7, last_updated = $8 WHERE id = $1",
+        )
+        .bind(id.to_hex())
+        .bind(&fields.name)
+        .bind(&fields.description)
+        .bind(&fields.device_class)
+        .bind(json_text(&fields.tags)?)
+        .bind(json_text(&fields.attributes)?)
+        .bind(json_text(&fields.extra)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if old.tags != fields.tags {
+            sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+                .bind(id.to_hex())
+                .execute(&mut *tx)
+                .await?;
+            write_tags(&mut tx, application, id, &fields.tags).await?;
+        }
+        let new_types = attribute_types(&fields.attributes);
+        let dropped: Vec<&str> = old
+            .attribute_types()
+            .into_iter()
+            .filter(|old| !new_types.contains(old))
+            .map(|(n, _)| n)
+            .collect();
+        for name in &dropped {
+            sqlx::query("DELETE FROM device_points WHERE device_id = $1 AND attribute = $2")
+                .bind(id.to_hex())
+                .bind(*name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !dropped.is_empty() {
+            // Reports left with no values would show as empty states.
+            sqlx::query(
+                "DELETE FROM device_reports WHERE device_id = $1 AND NOT EXISTS \
+                 (SELECT 1 FROM device_points p WHERE p.device_id = device_reports.device_id \
+                  AND p.time = device_reports.time)",
+            )
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Device {
+            name: fields.name.clone(),
+            description: fields.description.clone(),
+            device_class: fields.device_class.clone(),
+            tags: fields.tags.clone(),
+            attributes: fields.attributes.clone(),
+            extra: fields.extra.clone(),
+            last_updated: now,
+            ..old
+        })
+    }
+
+    /// Delete a device; its tags, state and commands go with it (ON DELETE CASCADE).
+    pub async fn delete_device(&self, application: Id, id: Id) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM devices WHERE id = $1 AND application_id = $2")
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Record a command sent to a device of `application`.
+    pub async fn insert_command(&self, application: Id, device: Id, cmd: &Command) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO device_commands (id, device_id, time, name, payload) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND application_id = $6)",
+        )
+        .bind(Id::generate().to_hex())
+        .bind(device.to_hex())
+        .bind(cmd.time)
+        .bind(&cmd.name)
+        .bind(cmd.payload.as_ref().map(json_text).transpose()?)
+        .bind(application.to_hex())
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Commands sent to `device` (already checked to be in the caller's application).
+    pub async fn commands(&self, device: Id, q: &HistoryQuery) -> Result<Vec<Command>> {
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT time, name, payload FROM device_commands WHERE device_id = $1 \
+             AND time >= $2 AND time <= $3 ORDER BY time {dir}, id {dir} LIMIT {}",
+            q.limit
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device.to_hex())
+            .bind(q.start)
+            .bind(q.end)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Command {
+                    time: r.try_get("time")?,
+                    name: r.try_get("name")?,
+                    payload: r
+                        .try_get::<Option<String>, _>("payload")?
+                        .map(|p| json_of(&p))
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn write_tags(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    application: Id,
+    device: Id,
+    tags: &[Tag],
+) -> Result<()> {
+    for (i, tag) in tags.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO device_tags (device_id, application_id, ord, tag_key, tag_value) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(device.to_hex())
+        .bind(application.to_hex())
+        .bind(i as i64)
+        .bind(&tag.key)
+        .bind(&tag.value)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `$from, $from+1, ...` (`n` of them).
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

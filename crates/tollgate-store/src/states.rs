@@ -1,0 +1,317 @@
+//! Device state: reports (one row per report time) and points (one row per attribute value).
+//!
+//! Reports are written in one transaction per request, with multi-row inserts, so a batch is
+//! stored whole or not at all and costs a handful of statements rather than one per value.
+//! A report at a time that already has one merges into it, value by value (the reference's
+//! "overwriting previous states").
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use tollgate_core::attribute::Stored;
+use tollgate_core::timeseries::{Buckets, Partial};
+
+use crate::devices::{HistoryQuery, json_of, json_text, placeholders};
+use crate::{Id, Result, Store, StoreError};
+
+/// One validated state report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub time: i64,
+    pub meta: Option<serde_json::Value>,
+    pub values: Vec<(String, Stored)>,
+}
+
+/// A stored report, as `device.getState` returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredReport {
+    pub time: i64,
+    pub meta: Option<serde_json::Value>,
+    pub values: BTreeMap<String, Stored>,
+}
+
+/// Rows per multi-row INSERT: at most 4 values a row stays far below SQLite's 32766 and
+/// PostgreSQL's 65535 bind parameters.
+const ROWS_PER_INSERT: usize = 1000;
+
+fn stored_from(num: Option<f64>, txt: Option<String>) -> Result<Stored> {
+    match (num, txt) {
+        (Some(n), _) => Ok(Stored::Num(n)),
+        (None, Some(t)) => Ok(Stored::Txt(t)),
+        (None, None) => Err(StoreError::Corrupt("a point without a value".into())),
+    }
+}
+
+impl Store {
+    /// Store `reports` for a device of `application`, all or nothing. Reports (or values)
+    /// at the same time merge; within one call the later one wins.
+    pub async fn insert_reports(
+        &self,
+        application: Id,
+        device: Id,
+        reports: &[Report],
+    ) -> Result<()> {
+        // Merge first: one multi-row upsert must not touch the same key twice (PostgreSQL
+        // refuses that).
+        let mut times: BTreeMap<i64, Option<&serde_json::Value>> = BTreeMap::new();
+        let mut points: BTreeMap<(&str, i64), &Stored> = BTreeMap::new();
+        for r in reports {
+            let meta = times.entry(r.time).or_default();
+            if r.meta.is_some() {
+                *meta = r.meta.as_ref();
+            }
+            for (attr, v) in &r.values {
+                points.insert((attr.as_str(), r.time), v);
+            }
+        }
+        let dev = device.to_hex();
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("SELECT 1 FROM devices WHERE id = $1 AND application_id = $2")
+            .bind(&dev)
+            .bind(application.to_hex())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let times: Vec<(i64, Option<String>)> = times
+            .into_iter()
+            .map(|(t, m)| Ok((t, m.map(json_text).transpose()?)))
+            .collect::<Result<_>>()?;
+        for chunk in times.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i))
+                .collect();
+            let sql = format!(
+                "INSERT INTO device_reports (device_id, time, meta) VALUES {} \
+                 ON CONFLICT (device_id, time) DO UPDATE \
+                 SET meta = COALESCE(excluded.meta, device_reports.meta)",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
+            for (t, m) in chunk {
+                q = q.bind(*t).bind(m.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Numbers and texts go in separate statements so that no value parameter is ever
+        // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
+        // statement prepared with that type then rejects the next call's real `f64` there.
+        let (nums, txts): (Vec<_>, Vec<_>) = points
+            .into_iter()
+            .partition(|(_, v)| matches!(v, Stored::Num(_)));
+        for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("($1, ${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {} \
+                     ON CONFLICT (device_id, attribute, time) DO UPDATE \
+                     SET {column} = excluded.{column}, {other} = NULL",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
+                for ((attr, t), v) in chunk {
+                    q = q.bind(attr.to_string()).bind(*t);
+                    q = match v {
+                        Stored::Num(n) => q.bind(*n),
+                        Stored::Txt(s) => q.bind(s.clone()),
+                    };
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The reports of `device` in the query's range, each with its values of `attributes`
+    /// (the device's declared attributes).
+    pub async fn states(
+        &self,
+        device: Id,
+        attributes: &[&str],
+        q: &HistoryQuery,
+    ) -> Result<Vec<StoredReport>> {
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT time, meta FROM device_reports WHERE device_id = $1 AND time >= $2 \
+             AND time <= $3 ORDER BY time {dir} LIMIT {}",
+            q.limit
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device.to_hex())
+            .bind(q.start)
+            .bind(q.end)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut reports: Vec<StoredReport> = rows
+            .iter()
+            .map(|r| {
+                Ok(StoredReport {
+                    time: r.try_get("time")?,
+                    meta: r
+                        .try_get::<Option<String>, _>("meta")?
+                        .map(|m| json_of(&m))
+                        .transpose()?,
+                    values: BTreeMap::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let (Some(lo), Some(hi)) = (
+            reports.iter().map(|r| r.time).min(),
+            reports.iter().map(|r| r.time).max(),
+        ) else {
+            return Ok(reports);
+        };
+        if attributes.is_empty() {
+            return Ok(reports);
+        }
+        // One range scan of the primary key per attribute, between the oldest and newest
+        // report of the page.
+        let sql = format!(
+            "SELECT attribute, time, num, txt FROM device_points WHERE device_id = $1 \
+             AND attribute IN ({}) AND time >= $2 AND time <= $3",
+            placeholders(4, attributes.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device.to_hex())
+            .bind(lo)
+            .bind(hi);
+        for a in attributes {
+            query = query.bind(a.to_string());
+        }
+        let index: BTreeMap<i64, usize> = reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.time, i))
+            .collect();
+        for row in query.fetch_all(&self.pool).await? {
+            let time: i64 = row.try_get("time")?;
+            if let Some(&i) = index.get(&time) {
+                let value = stored_from(row.try_get("num")?, row.try_get("txt")?)?;
+                reports[i].values.insert(row.try_get("attribute")?, value);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// The latest value of `attribute` of `device` at a time in `[start, end]`.
+    pub async fn last_value(
+        &self,
+        device: Id,
+        attribute: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Option<(i64, Stored)>> {
+        let row = sqlx::query(
+            "SELECT time, num, txt FROM device_points WHERE device_id = $1 AND attribute = $2 \
+             AND time >= $3 AND time <= $4 ORDER BY time DESC LIMIT 1",
+        )
+        .bind(device.to_hex())
+        .bind(attribute)
+        .bind(start)
+        .bind(end)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("time")?,
+                stored_from(r.try_get("num")?, r.try_get("txt")?)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Per-bucket count, sum, min and max of the numeric points of one series, computed by
+    /// the database in one pass (nothing but the buckets comes back).
+    pub async fn series_partials(
+        &self,
+        device: Id,
+        attribute: &str,
+        buckets: &Buckets,
+    ) -> Result<Vec<(i64, Partial)>> {
+        let rows = sqlx::query(
+            "SELECT (time - $3) / $5 AS bucket, COUNT(num) AS n, SUM(num) AS total, \
+             MIN(num) AS lo, MAX(num) AS hi FROM device_points \
+             WHERE device_id = $1 AND attribute = $2 AND time >= $3 AND time < $4 \
+             AND num IS NOT NULL GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(device.to_hex())
+        .bind(attribute)
+        .bind(buckets.start)
+        .bind(buckets.end)
+        .bind(buckets.resolution)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("bucket")?,
+                    Partial {
+                        count: r.try_get("n")?,
+                        sum: r.try_get("total")?,
+                        min: r.try_get("lo")?,
+                        max: r.try_get("hi")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The numeric points of one series in `[start, end)`, in time order.
+    pub async fn series_numbers(
+        &self,
+        device: Id,
+        attribute: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, f64)>> {
+        let rows = sqlx::query(
+            "SELECT time, num FROM device_points WHERE device_id = $1 AND attribute = $2 \
+             AND time >= $3 AND time < $4 AND num IS NOT NULL ORDER BY time",
+        )
+        .bind(device.to_hex())
+        .bind(attribute)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("time")?, r.try_get("num")?)))
+            .collect()
+    }
+
+    /// Raw points of one series in `[start, end)`: at most `limit`, newest or oldest first.
+    pub async fn series_points(
+        &self,
+        device: Id,
+        attribute: &str,
+        start: i64,
+        end: i64,
+        limit: i64,
+        descending: bool,
+    ) -> Result<Vec<(i64, Stored)>> {
+        let dir = if descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT time, num, txt FROM device_points WHERE device_id = $1 AND attribute = $2 \
+             AND time >= $3 AND time < $4 ORDER BY time {dir} LIMIT {limit}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device.to_hex())
+            .bind(attribute)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("time")?,
+                    stored_from(r.try_get("num")?, r.try_get("txt")?)?,
+                ))
+            })
+            .collect()
+    }
+}
