@@ -137,6 +137,8 @@ struct Browser {
     client: Client,
     driver: Child,
     driver_url: String,
+    /// The WebDriver session id, to end it on drop.
+    session: String,
     shots: PathBuf,
     shot_no: usize,
     /// The viewport set by [`Browser::resize`].
@@ -146,7 +148,20 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// End the WebDriver session first (chromedriver then quits Chromium; killing only the
+    /// driver would leave the browser running), then stop the driver. Runs on panics too.
     fn drop(&mut self) {
+        if let Ok(mut s) = TcpStream::connect(self.driver_url.trim_start_matches("http://")) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let req = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                self.session
+            );
+            if s.write_all(req.as_bytes()).is_ok() {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -209,6 +224,7 @@ impl Browser {
             .connect(&driver_url)
             .await
             .expect("open a Chromium session");
+        let session = client.session_id().await.unwrap().unwrap_or_default();
         let shots = target_dir().join("browser-screenshots").join(test);
         let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).unwrap();
@@ -216,6 +232,7 @@ impl Browser {
             client,
             driver,
             driver_url,
+            session,
             shots,
             shot_no: 0,
             viewport: (1280, 900),
