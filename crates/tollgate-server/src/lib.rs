@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod console;
 pub mod device_cache;
 pub mod error;
 pub mod extract;
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -103,24 +103,52 @@ pub async fn list(
     )))
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    access: UserAccess,
-    Body(body): Body<ApplicationPost>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let owner = match body.org_id {
-        // The organization named in the body gets the same decision a path would.
+/// Create an application for `access`'s user: in their sandbox, or in organization `org`
+/// when they may create applications there (the same decision a path would get). The REST
+/// handler and the console both call this.
+pub async fn create_application(
+    state: &AppState,
+    access: &UserAccess,
+    org: Option<Id>,
+    name: &str,
+    description: &str,
+    extra: &Map<String, Value>,
+) -> ApiResult<Application> {
+    let len = name.chars().count();
+    if len == 0 || len > 255 {
+        return Err(ApiError::validation(
+            "name must be between 1 and 255 characters long",
+        ));
+    }
+    let owner = match org {
         Some(org) => {
-            org_access(&state, access.user_id(), org, Action::ApplicationsPost).await?;
+            org_access(state, access.user_id(), org, Action::ApplicationsPost).await?;
             Owner::Organization(org)
         }
         None => Owner::User(access.user_id()),
     };
     let app = state
         .store()
-        .create_application(owner, &body.name, &body.description, &body.extra)
+        .create_application(owner, name, description, extra)
         .await?;
     tracing::info!(application = %app.id, by = %access.user_id(), "application created");
+    Ok(app)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    access: UserAccess,
+    Body(body): Body<ApplicationPost>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let app = create_application(
+        &state,
+        &access,
+        body.org_id,
+        &body.name,
+        &body.description,
+        &body.extra,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(application_json(&app))))
 }
 

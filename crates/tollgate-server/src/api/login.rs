@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
-use tollgate_store::now_ms;
+use tollgate_store::{Id, now_ms};
 
 use crate::auth::passwords;
 use crate::error::{ApiError, ApiResult};
@@ -38,24 +38,38 @@ pub async fn authenticate_user(
             "This server issues only all.User session tokens: for narrower access create an application API token",
         ));
     }
-    let user = state.store().user_by_email(&body.email).await?;
+    let ttl = body
+        .token_ttl
+        .filter(|secs| *secs > 0)
+        .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let (user_id, secret, _) = open_session(&state, &body.email, body.password, ttl).await?;
+    Ok(Json(json!({ "userId": user_id, "token": secret.expose() })))
+}
+
+/// Check an email and password and open a session for `ttl_ms` (capped at the server's
+/// session lifetime). Returns the user, the session secret (`tgus_…`, shown to the caller
+/// once and stored only as its digest) and when the session ends. The REST login and the
+/// console's login form both call this.
+pub async fn open_session(
+    state: &AppState,
+    email: &str,
+    password: String,
+    ttl_ms: Option<i64>,
+) -> ApiResult<(Id, Secret, i64)> {
+    let user = state.store().user_by_email(email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // The same answer, after the same work, for an unknown email and a wrong password.
-    let (true, Some(user)) = (passwords::verify(body.password, stored).await, user) else {
+    let (true, Some(user)) = (passwords::verify(password, stored).await, user) else {
         return Err(ApiError::unauthorized("Invalid email or password"));
     };
     let max = state.settings().session_ttl_ms;
-    let ttl = match body.token_ttl {
-        Some(secs) if secs > 0 => i64::try_from(secs.saturating_mul(1000))
-            .unwrap_or(max)
-            .min(max),
-        _ => max,
-    };
+    let ttl = ttl_ms.map_or(max, |t| t.min(max));
+    let expires = now_ms().saturating_add(ttl);
     let secret = Secret::generate(SecretKind::UserSession);
     state
         .store()
-        .create_session(&secret.digest(), user.id, now_ms().saturating_add(ttl))
+        .create_session(&secret.digest(), user.id, expires)
         .await?;
     tracing::info!(user = %user.id, "user logged in");
-    Ok(Json(json!({ "userId": user.id, "token": secret.expose() })))
+    Ok((user.id, secret, expires))
 }

@@ -1,0 +1,808 @@
+//! Security → Application API Tokens: the list, the new-token form and its reveal dialog,
+//! a token's detail page, the active toggle and deletion.
+//!
+//! Every handler asks the authorization layer for the action it performs and changes tokens
+//! only through the functions the REST handlers use (`api::tokens`).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tollgate_core::registry::application_resources;
+use tollgate_core::{Action, Grant, Scope, Summary};
+use tollgate_store::Id;
+use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
+
+use super::form::{FormData, QueryData};
+use super::session::Session;
+use super::view::{self, AppNav, UserBar, When};
+use super::{BASE, PageError, allowed, app_access, parse_id, render, see_other};
+use crate::api::tokens::{
+    CreateTokenError, TokenRequest, create_token, delete_token, last_used, update_token,
+};
+use crate::error::ApiError;
+use crate::extract::ListParams;
+use crate::state::AppState;
+
+/// Tokens per page of the list.
+const PER_PAGE: i64 = 50;
+
+fn tokens_href(app: Id) -> String {
+    format!("{BASE}/applications/{app}/tokens")
+}
+
+fn token_href(app: Id, token: Id) -> String {
+    format!("{BASE}/applications/{app}/tokens/{token}")
+}
+
+async fn app_nav(state: &AppState, app: Id) -> Result<AppNav, PageError> {
+    let a = state
+        .store()
+        .application(app)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    Ok(AppNav {
+        id: a.id.to_string(),
+        name: a.name,
+        section: "security",
+    })
+}
+
+fn summary_of(t: &TokenRecord) -> Summary {
+    Scope::parse(&t.scope).map_or(Summary::Custom, |s| s.summary())
+}
+
+fn is_expired(t: &TokenRecord) -> bool {
+    t.expiration_date
+        .is_some_and(|e| e <= tollgate_store::now_ms())
+}
+
+// ---------------------------------------------------------------------------------------
+// The list
+
+struct TokenRow {
+    name: String,
+    href: String,
+    summary: &'static str,
+    creator: String,
+    creator_is_token: bool,
+    expires: Option<When>,
+    expired: bool,
+    last_used: Option<When>,
+    active: bool,
+    status_href: String,
+    delete_href: String,
+}
+
+/// The secret of a token just created, shown once in the reveal dialog.
+struct Reveal {
+    secret: String,
+    token_name: String,
+    file_name: String,
+    close_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct ListPage {
+    user: Option<UserBar>,
+    title: String,
+    nav: AppNav,
+    csrf: String,
+    rows: Vec<TokenRow>,
+    total: i64,
+    filter: String,
+    descending: bool,
+    sort_href: String,
+    list_href: String,
+    /// This very list (sort, filter, page), for the toggle to come back to.
+    return_href: String,
+    new_href: String,
+    can_add: bool,
+    can_toggle: bool,
+    can_delete: bool,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    page_label: Option<String>,
+    notice: Option<String>,
+    reveal: Option<Reveal>,
+}
+
+/// What the list shows: sort direction, filter, page.
+struct ListView {
+    descending: bool,
+    filter: String,
+    page: i64,
+}
+
+impl ListView {
+    fn from_query(q: &QueryData) -> ListView {
+        ListView {
+            descending: q.get("dir") == Some("desc"),
+            filter: q.get("q").unwrap_or("").trim().to_owned(),
+            page: q
+                .get("page")
+                .and_then(|p| p.parse::<i64>().ok())
+                .filter(|p| *p >= 0)
+                .unwrap_or(0),
+        }
+    }
+
+    fn href(&self, app: Id, descending: bool, page: i64) -> String {
+        let mut q = Vec::new();
+        if descending {
+            q.push("dir=desc".to_owned());
+        }
+        if !self.filter.is_empty() {
+            q.push(format!("q={}", view::urlencode(&self.filter)));
+        }
+        if page > 0 {
+            q.push(format!("page={page}"));
+        }
+        let base = tokens_href(app);
+        if q.is_empty() {
+            base
+        } else {
+            format!("{base}?{}", q.join("&"))
+        }
+    }
+}
+
+async fn render_list(
+    state: &AppState,
+    session: &Session,
+    app: Id,
+    lv: &ListView,
+    notice: Option<String>,
+    reveal: Option<Reveal>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let access = app_access(state, session, Action::ApplicationApiTokensGet, app).await?;
+    let app = access.application();
+    let params = ListParams {
+        sort_field: Some("name".to_owned()),
+        sort_direction: Some(if lv.descending { "desc" } else { "asc" }.to_owned()),
+        page: Some(lv.page.to_string()),
+        per_page: Some(PER_PAGE.to_string()),
+        filter_field: (!lv.filter.is_empty()).then(|| "name".to_owned()),
+        // A filter box finds names containing the text (`*` works as a wildcard too).
+        filter: (!lv.filter.is_empty()).then(|| format!("*{}*", lv.filter)),
+    };
+    let spec = params.spec(&TOKEN_FIELDS)?;
+    let page = state.store().list_tokens(app, &spec).await?;
+    let rows = page
+        .items
+        .iter()
+        .map(|t| TokenRow {
+            name: t.name.clone(),
+            href: token_href(app, t.id),
+            summary: summary_of(t).label(),
+            creator: t.creator.name.clone(),
+            creator_is_token: t.creator.kind == "apiToken",
+            expires: t.expiration_date.map(When::at),
+            expired: is_expired(t),
+            last_used: last_used(state, t).map(When::at),
+            active: t.status == TokenStatus::Active,
+            status_href: format!("{}/status", token_href(app, t.id)),
+            delete_href: format!("{}/delete", token_href(app, t.id)),
+        })
+        .collect();
+    let pages = (page.total + PER_PAGE - 1) / PER_PAGE;
+    let page_label = (pages > 1).then(|| format!("Page {} of {pages}", lv.page + 1));
+    let page_html = ListPage {
+        user: Some(session.bar()),
+        title: "Application API Tokens".to_owned(),
+        nav: app_nav(state, app).await?,
+        csrf: session.csrf.clone(),
+        rows,
+        total: page.total,
+        filter: lv.filter.clone(),
+        descending: lv.descending,
+        sort_href: lv.href(app, !lv.descending, 0),
+        list_href: tokens_href(app),
+        return_href: lv.href(app, lv.descending, lv.page),
+        new_href: format!("{}/new", tokens_href(app)),
+        can_add: allowed(state, session, Action::ApplicationApiTokensPost, app).await,
+        can_toggle: allowed(state, session, Action::ApplicationApiTokenPatch, app).await,
+        can_delete: allowed(state, session, Action::ApplicationApiTokenDelete, app).await,
+        prev_href: (lv.page > 0).then(|| lv.href(app, lv.descending, lv.page - 1)),
+        next_href: (lv.page + 1 < pages).then(|| lv.href(app, lv.descending, lv.page + 1)),
+        page_label,
+        notice,
+        reveal,
+    };
+    Ok((status, render(&page_html)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Path(app): Path<String>,
+    query: QueryData,
+) -> Result<Response, PageError> {
+    let app = parse_id(&app, "Application")?;
+    let notice = match query.get("notice") {
+        Some("activated") => Some("The token is active again: requests with it are accepted."),
+        Some("deactivated") => {
+            Some("The token is inactive: requests with it are refused until you activate it.")
+        }
+        Some("deleted") => Some("The token was deleted: requests with it are refused."),
+        _ => None,
+    };
+    render_list(
+        &state,
+        &session,
+        app,
+        &ListView::from_query(&query),
+        notice.map(str::to_owned),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Adding a token
+
+struct ActionItem {
+    name: &'static str,
+    label: String,
+    description: &'static str,
+    method: &'static str,
+    path: String,
+    checked: bool,
+}
+
+struct ResourceGroup {
+    resource: &'static str,
+    label: String,
+    actions: Vec<ActionItem>,
+}
+
+/// Every application action, grouped by resource, straight from the registry.
+fn checklist(app: Id, checked: &[&str]) -> Vec<ResourceGroup> {
+    let app_id = app.to_string();
+    application_resources()
+        .into_iter()
+        .map(|(resource, defs)| ResourceGroup {
+            resource,
+            label: view::humanize(resource),
+            actions: defs
+                .into_iter()
+                .map(|d| ActionItem {
+                    name: d.name,
+                    label: view::humanize(d.verb()),
+                    description: d.description,
+                    method: d.method.as_str(),
+                    path: d.path.replace("{applicationId}", &app_id),
+                    checked: checked.contains(&d.name),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "token_new.html")]
+struct NewTokenPage {
+    user: Option<UserBar>,
+    title: String,
+    nav: AppNav,
+    csrf: String,
+    action_href: String,
+    cancel_href: String,
+    name: String,
+    description: String,
+    never_expires: bool,
+    expires_local: String,
+    /// The expiry field still holds the suggested one year from now (the script turns it
+    /// into the reader's local time).
+    preset: bool,
+    scope_mode: String,
+    groups: Vec<ResourceGroup>,
+    name_error: Option<String>,
+    expiry_error: Option<String>,
+    scope_error: Option<String>,
+}
+
+impl NewTokenPage {
+    fn blank(session: &Session, nav: AppNav, app: Id) -> NewTokenPage {
+        NewTokenPage {
+            user: Some(session.bar()),
+            title: "Add Application Token".to_owned(),
+            nav,
+            csrf: session.csrf.clone(),
+            action_href: tokens_href(app),
+            cancel_href: tokens_href(app),
+            name: String::new(),
+            description: String::new(),
+            never_expires: false,
+            expires_local: view::datetime_local(view::one_year_after(tollgate_store::now_ms())),
+            preset: true,
+            scope_mode: "all".to_owned(),
+            groups: checklist(app, &[]),
+            name_error: None,
+            expiry_error: None,
+            scope_error: None,
+        }
+    }
+}
+
+pub async fn new_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(app): Path<String>,
+) -> Result<Response, PageError> {
+    let app = parse_id(&app, "Application")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokensPost, app).await?;
+    let nav = app_nav(&state, access.application()).await?;
+    Ok(render(&NewTokenPage::blank(
+        &session,
+        nav,
+        access.application(),
+    )))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Path(app): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form)?;
+    let app = parse_id(&app, "Application")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokensPost, app).await?;
+    let app = access.application();
+
+    // Read the form back into the page, so that a refusal shows it as it was sent.
+    let mut page = NewTokenPage::blank(&session, app_nav(&state, app).await?, app);
+    page.name = form.text("name").trim().to_owned();
+    page.description = form.text("description").trim().to_owned();
+    page.never_expires = form.get("expiry") == Some("never");
+    page.expires_local = form.text("expires_at").to_owned();
+    page.preset = false;
+    page.scope_mode = match form.get("scope_mode") {
+        Some(m @ ("read" | "custom")) => m.to_owned(),
+        _ => "all".to_owned(),
+    };
+    let checked: Vec<&str> = form.all("action").collect();
+    page.groups = checklist(app, &checked);
+
+    let expiration_date = if page.never_expires {
+        Ok(None)
+    } else {
+        // The script sends the reader's local time converted to UTC; without it, the field's
+        // value is read as UTC (which the page says).
+        form.get("expires_iso")
+            .filter(|s| !s.is_empty())
+            .and_then(crate::time::parse_iso)
+            .or_else(|| view::parse_datetime_local(&page.expires_local))
+            .map(Some)
+            .ok_or(())
+    };
+    let scope = match page.scope_mode.as_str() {
+        "read" => vec![tollgate_core::scope::ALL_APPLICATION_READ.to_owned()],
+        "custom" => checked.iter().map(|s| (*s).to_owned()).collect(),
+        _ => vec![tollgate_core::scope::ALL_APPLICATION.to_owned()],
+    };
+
+    let result = match expiration_date {
+        Err(()) => {
+            page.expiry_error = Some("Enter a date and time, or choose Never expires.".to_owned());
+            None
+        }
+        Ok(expiration_date) => Some(
+            create_token(
+                &state,
+                &access,
+                TokenRequest {
+                    name: page.name.clone(),
+                    description: page.description.clone(),
+                    scope: Some(scope),
+                    expiration_date,
+                    status: TokenStatus::Active,
+                },
+            )
+            .await,
+        ),
+    };
+    let status = match result {
+        Some(Ok((record, secret))) => {
+            let reveal = Reveal {
+                secret: secret.expose().to_owned(),
+                token_name: record.name.clone(),
+                file_name: view::file_name(&record.name),
+                close_href: tokens_href(app),
+            };
+            let notice = format!("The token “{}” was created.", record.name);
+            return render_list(
+                &state,
+                &session,
+                app,
+                &ListView {
+                    descending: false,
+                    filter: String::new(),
+                    page: 0,
+                },
+                Some(notice),
+                Some(reveal),
+                StatusCode::CREATED,
+            )
+            .await;
+        }
+        None => StatusCode::BAD_REQUEST,
+        Some(Err(e)) => match e {
+            CreateTokenError::Name => {
+                page.name_error = Some(if page.name.is_empty() {
+                    "Enter a name for the token.".to_owned()
+                } else {
+                    "The name can be at most 255 characters long.".to_owned()
+                });
+                StatusCode::BAD_REQUEST
+            }
+            CreateTokenError::Scope(tollgate_core::ScopeError::Empty) => {
+                page.scope_error = Some(
+                    "Choose at least one action, or choose All permissions or Read only."
+                        .to_owned(),
+                );
+                StatusCode::BAD_REQUEST
+            }
+            CreateTokenError::Scope(e) => {
+                page.scope_error = Some(format!("These permissions are not valid: {e}."));
+                StatusCode::BAD_REQUEST
+            }
+            CreateTokenError::PastExpiry => {
+                page.expiry_error = Some(
+                    "This date is in the past: choose a future date, or Never expires.".to_owned(),
+                );
+                StatusCode::BAD_REQUEST
+            }
+            CreateTokenError::TooPowerful { excess, .. } => {
+                page.scope_error = Some(format!(
+                    "A token cannot be given more than you may do yourself: your role does not allow {}.",
+                    excess.join(", ")
+                ));
+                StatusCode::FORBIDDEN
+            }
+            CreateTokenError::OutlivesCreator { limit } => {
+                page.expiry_error = Some(format!(
+                    "A token cannot outlive its creator: choose a date no later than {}.",
+                    When::at(limit).text
+                ));
+                StatusCode::FORBIDDEN
+            }
+            CreateTokenError::Other(e) => return Err(e.into()),
+        },
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// A token's page
+
+struct ActionLine {
+    label: String,
+    name: &'static str,
+    description: &'static str,
+    method: &'static str,
+    path: String,
+}
+
+struct GrantGroup {
+    label: String,
+    actions: Vec<ActionLine>,
+}
+
+#[derive(Template)]
+#[template(path = "token.html")]
+struct DetailPage {
+    user: Option<UserBar>,
+    title: String,
+    nav: AppNav,
+    csrf: String,
+    list_href: String,
+    form_href: String,
+    delete_href: String,
+    name: String,
+    description: String,
+    active: bool,
+    summary: &'static str,
+    scope: Vec<String>,
+    future_note: &'static str,
+    future_resources: String,
+    groups: Vec<GrantGroup>,
+    expires: Option<When>,
+    expired: bool,
+    creator: String,
+    creator_is_token: bool,
+    created: When,
+    updated: When,
+    last_used: Option<When>,
+    can_edit: bool,
+    can_delete: bool,
+    name_error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+/// What a scope grants, listed by action (what it allows today), and what it will also grant
+/// when actions are added.
+fn granted(app: Id, t: &TokenRecord) -> (Vec<GrantGroup>, &'static str, String) {
+    let Ok(scope) = Scope::parse(&t.scope) else {
+        return (Vec::new(), "", String::new());
+    };
+    let allowed = scope.compile();
+    let app_id = app.to_string();
+    let groups = application_resources()
+        .into_iter()
+        .filter_map(|(resource, defs)| {
+            let actions: Vec<ActionLine> = defs
+                .into_iter()
+                .filter(|d| allowed.contains(d.action))
+                .map(|d| ActionLine {
+                    label: view::humanize(d.verb()),
+                    name: d.name,
+                    description: d.description,
+                    method: d.method.as_str(),
+                    path: d.path.replace("{applicationId}", &app_id),
+                })
+                .collect();
+            (!actions.is_empty()).then(|| GrantGroup {
+                label: view::humanize(resource),
+                actions,
+            })
+        })
+        .collect();
+    let grants = scope.grants();
+    let resources: Vec<String> = grants
+        .iter()
+        .filter_map(|g| match g {
+            Grant::Resource(r) => Some(view::humanize(r)),
+            _ => None,
+        })
+        .collect();
+    let note = if grants.contains(&Grant::All) {
+        "It also gets every application action added in the future."
+    } else if grants.contains(&Grant::AllRead) {
+        "It also gets every read action added in the future."
+    } else if !resources.is_empty() {
+        "It also gets actions added in the future to these resources:"
+    } else {
+        "Actions added in the future are not included."
+    };
+    (groups, note, resources.join(", "))
+}
+
+/// What the detail page shows besides the token itself.
+#[derive(Default)]
+struct DetailState {
+    /// The settings form as it was sent (name, description, active), when it was refused.
+    edited: Option<(String, String, bool)>,
+    name_error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+async fn render_detail(
+    state: &AppState,
+    session: &Session,
+    app: Id,
+    token: Id,
+    extra: DetailState,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let access = app_access(state, session, Action::ApplicationApiTokenGet, app).await?;
+    let app = access.application();
+    let t = state
+        .store()
+        .token(app, token)
+        .await
+        .map_err(|e| ApiError::from_store(e, "API token"))?;
+    let (groups, future_note, future_resources) = granted(app, &t);
+    let (name, description, active) = extra.edited.unwrap_or((
+        t.name.clone(),
+        t.description.clone(),
+        t.status == TokenStatus::Active,
+    ));
+    let page = DetailPage {
+        user: Some(session.bar()),
+        title: t.name.clone(),
+        nav: app_nav(state, app).await?,
+        csrf: session.csrf.clone(),
+        list_href: tokens_href(app),
+        form_href: token_href(app, t.id),
+        delete_href: format!("{}/delete", token_href(app, t.id)),
+        name,
+        description,
+        active,
+        summary: summary_of(&t).label(),
+        scope: t.scope.clone(),
+        future_note,
+        future_resources,
+        groups,
+        expires: t.expiration_date.map(When::at),
+        expired: is_expired(&t),
+        creator: t.creator.name.clone(),
+        creator_is_token: t.creator.kind == "apiToken",
+        created: When::at(t.creation_date),
+        updated: When::at(t.last_updated),
+        last_used: last_used(state, &t).map(When::at),
+        can_edit: allowed(state, session, Action::ApplicationApiTokenPatch, app).await,
+        can_delete: allowed(state, session, Action::ApplicationApiTokenDelete, app).await,
+        name_error: extra.name_error,
+        notice: extra.notice,
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, token)): Path<(String, String)>,
+    query: QueryData,
+) -> Result<Response, PageError> {
+    let app = parse_id(&app, "Application")?;
+    let token = parse_id(&token, "API token")?;
+    let notice = match query.get("notice") {
+        Some("saved") => Some("Your changes were saved."),
+        _ => None,
+    };
+    render_detail(
+        &state,
+        &session,
+        app,
+        token,
+        DetailState {
+            notice,
+            ..DetailState::default()
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+fn status_field(form: &FormData) -> Result<Option<TokenStatus>, PageError> {
+    match form.get("status") {
+        None => Ok(None),
+        Some(s) => TokenStatus::parse(s).map(Some).ok_or_else(|| {
+            PageError::Api(ApiError::validation(
+                "The status must be Active or Inactive",
+            ))
+        }),
+    }
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, token)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form)?;
+    let app = parse_id(&app, "Application")?;
+    let token = parse_id(&token, "API token")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokenPatch, app).await?;
+    let name = form.text("name").trim().to_owned();
+    let description = form.text("description").trim().to_owned();
+    let status = status_field(&form)?;
+    let change = TokenChange {
+        name: Some(name.clone()),
+        description: Some(description.clone()),
+        status,
+    };
+    match update_token(&state, &access, token, &change).await {
+        Ok(t) => Ok(see_other(&format!(
+            "{}?notice=saved",
+            token_href(access.application(), t.id)
+        ))),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            let message = if name.is_empty() {
+                "Enter a name for the token.".to_owned()
+            } else {
+                format!("{}.", e.message)
+            };
+            render_detail(
+                &state,
+                &session,
+                app,
+                token,
+                DetailState {
+                    edited: Some((name, description, status != Some(TokenStatus::Inactive))),
+                    name_error: Some(message),
+                    notice: None,
+                },
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The list's active/inactive toggle.
+pub async fn set_status(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, token)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form)?;
+    let app = parse_id(&app, "Application")?;
+    let token = parse_id(&token, "API token")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokenPatch, app).await?;
+    let Some(status) = status_field(&form)? else {
+        return Err(PageError::Api(ApiError::validation(
+            "The status must be Active or Inactive",
+        )));
+    };
+    let change = TokenChange {
+        status: Some(status),
+        ..TokenChange::default()
+    };
+    update_token(&state, &access, token, &change).await?;
+    let notice = match status {
+        TokenStatus::Active => "activated",
+        TokenStatus::Inactive => "deactivated",
+    };
+    let back = match form.get("return") {
+        // The list the toggle was on (its sort and filter), if it is this application's.
+        Some(r) if r.starts_with(&tokens_href(access.application())) && !r.contains("//") => {
+            r.to_owned()
+        }
+        _ => tokens_href(access.application()),
+    };
+    let sep = if back.contains('?') { '&' } else { '?' };
+    Ok(see_other(&format!("{back}{sep}notice={notice}")))
+}
+
+#[derive(Template)]
+#[template(path = "token_delete.html")]
+struct DeletePage {
+    user: Option<UserBar>,
+    title: String,
+    nav: AppNav,
+    csrf: String,
+    name: String,
+    form_href: String,
+    cancel_href: String,
+}
+
+pub async fn delete_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, token)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let app = parse_id(&app, "Application")?;
+    let token = parse_id(&token, "API token")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokenDelete, app).await?;
+    let app = access.application();
+    let t = state
+        .store()
+        .token(app, token)
+        .await
+        .map_err(|e| ApiError::from_store(e, "API token"))?;
+    Ok(render(&DeletePage {
+        user: Some(session.bar()),
+        title: format!("Delete {}", t.name),
+        nav: app_nav(&state, app).await?,
+        csrf: session.csrf.clone(),
+        name: t.name,
+        form_href: format!("{}/delete", token_href(app, token)),
+        cancel_href: token_href(app, token),
+    }))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, token)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form)?;
+    let app = parse_id(&app, "Application")?;
+    let token = parse_id(&token, "API token")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokenDelete, app).await?;
+    delete_token(&state, &access, token).await?;
+    Ok(see_other(&format!(
+        "{}?notice=deleted",
+        tokens_href(access.application())
+    )))
+}
