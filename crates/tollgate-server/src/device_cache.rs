@@ -5,7 +5,9 @@
 //! arrives (and no cache answers past the lease if notices stop).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use axum::body::Bytes;
 
 use tollgate_store::devices::Device;
 use tollgate_store::{Change, Id, Store, StoreError};
@@ -15,7 +17,29 @@ use crate::freshness::Freshness;
 pub struct DeviceCache {
     store: Store,
     freshness: Arc<Freshness>,
-    devices: RwLock<HashMap<Id, Arc<Device>, foldhash::fast::RandomState>>,
+    devices: RwLock<HashMap<Id, Arc<CachedDevice>, foldhash::fast::RandomState>>,
+}
+
+/// A device, and its `device.get` response body once it has been rendered (a device is read
+/// far more often than it changes, and a change replaces the whole entry).
+#[derive(Debug)]
+pub struct CachedDevice {
+    device: Device,
+    rendered: OnceLock<Bytes>,
+}
+
+impl CachedDevice {
+    /// The response body, rendered by `render` the first time it is asked for.
+    pub fn rendered(&self, render: impl FnOnce(&Device) -> Bytes) -> Bytes {
+        self.rendered.get_or_init(|| render(&self.device)).clone()
+    }
+}
+
+impl std::ops::Deref for CachedDevice {
+    type Target = Device;
+    fn deref(&self) -> &Device {
+        &self.device
+    }
 }
 
 impl DeviceCache {
@@ -29,7 +53,7 @@ impl DeviceCache {
 
     /// The device `id` of `application`; a device of another application is `NotFound`,
     /// exactly as in the store.
-    pub async fn get(&self, application: Id, id: Id) -> Result<Arc<Device>, StoreError> {
+    pub async fn get(&self, application: Id, id: Id) -> Result<Arc<CachedDevice>, StoreError> {
         if self.freshness.usable()
             && let Some(d) = read(&self.devices).get(&id)
         {
@@ -40,7 +64,10 @@ impl DeviceCache {
             };
         }
         let epoch = self.freshness.epoch();
-        let device = Arc::new(self.store.device(application, id).await?);
+        let device = Arc::new(CachedDevice {
+            device: self.store.device(application, id).await?,
+            rendered: OnceLock::new(),
+        });
         if self.freshness.may_keep(epoch) {
             let mut devices = write(&self.devices);
             // Checked again under the lock: a change applied meanwhile wins.

@@ -6,9 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -29,9 +28,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-/// Middleware counting every response by status class.
-pub async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+/// Counts every response by status class (a `map_response` layer: no boxing per request).
+pub async fn count_response(State(state): State<AppState>, response: Response) -> Response {
     state.responses().count(response.status().as_u16());
     response
 }

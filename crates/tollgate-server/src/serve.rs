@@ -123,7 +123,13 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "Tollgate is listening");
+    let address = listener.local_addr()?;
+    // Responses are small and written whole: do not let Nagle's algorithm hold them back
+    // waiting for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tracing::info!(%address, "Tollgate is listening");
     axum::serve(listener, crate::app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -967,3 +967,51 @@ async fn concurrent_reports_are_all_stored() {
     assert_eq!(count_rows(&t, "device_reports").await, 80);
     assert_eq!(count_rows(&t, "device_points").await, 160);
 }
+
+/// Devices are answered from memory once read; every change is what the next read sees.
+#[tokio::test]
+async fn cached_device_reads_see_every_change_at_once() {
+    let (t, s, app) = setup().await;
+    let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
+    let path = format!("/applications/{app}/devices/{id}");
+    let first = t.get(&path, &s).await.expect(200);
+    assert_eq!(first["name"], "Hall");
+    assert_eq!(
+        t.get(&path, &s).await.expect(200),
+        first,
+        "the cached rendering is the same"
+    );
+    assert!(t.state.devices().cached() >= 1);
+
+    t.patch(&path, &s, json!({ "name": "Hall 2" }))
+        .await
+        .expect(200);
+    assert_eq!(t.get(&path, &s).await.expect(200)["name"], "Hall 2");
+
+    // Another application's path never reaches a cached device.
+    let owner = t
+        .store()
+        .user_by_email("owner@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let other = t.app_of(owner, "Other").await;
+    assert_eq!(
+        t.get(&format!("/applications/{other}/devices/{id}"), &s)
+            .await
+            .status,
+        404
+    );
+
+    t.delete(&path, &s).await.expect(200);
+    assert_eq!(t.get(&path, &s).await.status, 404);
+
+    let id2 = create(&t, &s, &app, thermostat("Hall 3", "3")).await;
+    let path2 = format!("/applications/{app}/devices/{id2}");
+    t.get(&path2, &s).await.expect(200);
+    t.delete(&format!("/applications/{app}"), &s)
+        .await
+        .expect(200);
+    assert_eq!(t.get(&path2, &s).await.status, 404);
+}

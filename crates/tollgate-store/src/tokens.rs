@@ -56,6 +56,34 @@ pub struct TokenRecord {
     pub last_used: Option<i64>,
 }
 
+/// What verifying a token needs, and nothing more (the credential cache holds one per token,
+/// so it is kept small).
+#[derive(Clone, Debug)]
+pub struct TokenKey {
+    pub id: Id,
+    pub application_id: Id,
+    /// The stored scope, as its JSON text: equal scopes share one parsed form in the cache.
+    pub scope_json: String,
+    pub status: TokenStatus,
+    pub expiration_date: Option<i64>,
+    pub last_used: Option<i64>,
+}
+
+const KEY_COLUMNS: &str = "id, application_id, scope, status, expiration_date, last_used";
+
+fn key_from_row(row: &AnyRow) -> Result<TokenKey> {
+    let status: String = row.try_get("status")?;
+    Ok(TokenKey {
+        id: from_db(&row.try_get::<String, _>("id")?)?,
+        application_id: from_db(&row.try_get::<String, _>("application_id")?)?,
+        scope_json: row.try_get("scope")?,
+        status: TokenStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
+        expiration_date: row.try_get("expiration_date")?,
+        last_used: row.try_get("last_used")?,
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct NewToken<'a> {
     pub application_id: Id,
@@ -181,18 +209,18 @@ impl Store {
         token_from_row(&row)
     }
 
-    /// Call `f` with the digest and record of every stored token, streaming (for preloading
-    /// the credential cache; a million tokens do not have to fit in one result set).
-    pub async fn for_each_token(&self, mut f: impl FnMut([u8; 32], TokenRecord)) -> Result<()> {
+    /// Call `f` with the digest and key of every stored token, streaming (for preloading the
+    /// credential cache; a million tokens do not have to fit in one result set).
+    pub async fn for_each_token_key(&self, mut f: impl FnMut([u8; 32], TokenKey)) -> Result<()> {
         use futures_util::TryStreamExt;
-        let sql = format!("SELECT digest, {TOKEN_COLUMNS} FROM api_tokens");
+        let sql = format!("SELECT digest, {KEY_COLUMNS} FROM api_tokens");
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
             let digest: Vec<u8> = row.try_get("digest")?;
             let digest: [u8; 32] = digest
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))?;
-            f(digest, token_from_row(&row)?);
+            f(digest, key_from_row(&row)?);
         }
         Ok(())
     }
@@ -207,14 +235,14 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    /// The token whose secret has this digest.
-    pub async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE digest = $1");
+    /// The key of the token whose secret has this digest.
+    pub async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<TokenKey>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_tokens WHERE digest = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(digest.to_vec())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(key_from_row).transpose()
     }
 
     pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {

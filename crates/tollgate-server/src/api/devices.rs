@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_core::attribute::{DataType, Reported, Stored, convert};
@@ -20,6 +22,7 @@ use tollgate_store::{Id, now_ms};
 
 use crate::api::{success, with_extra};
 use crate::auth::AppAccess;
+use crate::device_cache::CachedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::state::AppState;
@@ -376,7 +379,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(device_json(&device))))
 }
 
-async fn load(state: &AppState, access: &AppAccess, id: Id) -> Result<Arc<Device>, ApiError> {
+async fn load(state: &AppState, access: &AppAccess, id: Id) -> Result<Arc<CachedDevice>, ApiError> {
     state
         .devices()
         .get(access.application(), id)
@@ -389,10 +392,12 @@ pub async fn get(
     access: AppAccess,
     Path((_, id)): Path<(Id, Id)>,
     Query(repr): Query<Representation>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     repr.check()?;
     let device = load(&state, &access, id).await?;
-    Ok(Json(device_json(&device)))
+    // Rendered once per cached device: the hot read path serves the same bytes.
+    let body = device.rendered(|d| Bytes::from(device_json(d).to_string()));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn patch(
@@ -404,7 +409,7 @@ pub async fn patch(
 ) -> ApiResult<Json<Value>> {
     repr.check()?;
     let old = load(&state, &access, id).await?;
-    let mut fields = DeviceFields::from(&*old);
+    let mut fields = DeviceFields::from(&**old);
     if let Some(v) = body.name {
         fields.name = v;
     }

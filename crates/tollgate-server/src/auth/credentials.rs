@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tollgate_core::secret::{self, Digest, FormatError, SecretKind};
 use tollgate_core::{ActionSet, Scope};
-use tollgate_store::tokens::{TokenRecord, TokenStatus};
+use tollgate_store::tokens::{TokenKey, TokenStatus};
 use tollgate_store::{Change, Id, Store, now_ms};
 
 use crate::error::ApiError;
@@ -33,7 +33,6 @@ type DigestSet = HashSet<Digest, foldhash::fast::RandomState>;
 pub struct TokenEntry {
     pub id: Id,
     pub application_id: Id,
-    pub name: Box<str>,
     /// Shared by every cached token with the same scope strings.
     pub scope: Arc<TokenScope>,
     pub active: bool,
@@ -99,8 +98,8 @@ pub struct Credentials {
     tokens: RwLock<TokenCache>,
     sessions: RwLock<DigestMap<Arc<SessionEntry>>>,
     unknown: RwLock<DigestSet>,
-    /// Parsed scopes, by their stored strings, so equal scopes are parsed and held once.
-    scopes: Mutex<HashMap<Vec<String>, Arc<TokenScope>>>,
+    /// Parsed scopes, by their stored JSON text, so equal scopes are parsed and held once.
+    scopes: Mutex<HashMap<String, Arc<TokenScope>>>,
     /// Tokens seen in use since the last flush: id → minute.
     used: Mutex<HashMap<Id, i64>>,
     pub counts: VerifyCounts,
@@ -181,8 +180,8 @@ impl Credentials {
         }
         self.counts.from_database.fetch_add(1, Ordering::Relaxed);
         let epoch = self.freshness.epoch();
-        let record = self.store.token_by_digest(digest).await?;
-        let Some(record) = record else {
+        let key = self.store.token_by_digest(digest).await?;
+        let Some(key) = key else {
             if self.freshness.may_keep(epoch) {
                 let mut unknown = write(&self.unknown);
                 if unknown.len() >= MAX_UNKNOWN {
@@ -194,39 +193,41 @@ impl Credentials {
             }
             return Err(unknown_token());
         };
-        let entry = self.entry(&record)?;
+        let entry = self.entry(&key)?;
         self.keep(digest, &entry, epoch);
         Ok(entry)
     }
 
     /// A cache entry for a stored token (its scope interned).
-    fn entry(&self, r: &TokenRecord) -> Result<Arc<TokenEntry>, ApiError> {
+    fn entry(&self, key: &TokenKey) -> Result<Arc<TokenEntry>, ApiError> {
         let scope = {
             let mut scopes = lock(&self.scopes);
-            match scopes.get(&r.scope) {
+            match scopes.get(&key.scope_json) {
                 Some(s) => s.clone(),
                 None => {
-                    let scope = Scope::parse(&r.scope).map_err(|e| {
-                        tracing::error!(token = %r.id, error = %e, "stored token scope no longer parses");
-                        ApiError::internal()
-                    })?;
+                    let scope = serde_json::from_str::<Vec<String>>(&key.scope_json)
+                        .ok()
+                        .and_then(|items| Scope::parse(&items).ok())
+                        .ok_or_else(|| {
+                            tracing::error!(token = %key.id, "stored token scope no longer parses");
+                            ApiError::internal()
+                        })?;
                     let s = Arc::new(TokenScope {
                         allowed: scope.compile(),
                         scope,
                     });
-                    scopes.insert(r.scope.clone(), s.clone());
+                    scopes.insert(key.scope_json.clone(), s.clone());
                     s
                 }
             }
         };
         Ok(Arc::new(TokenEntry {
-            id: r.id,
-            application_id: r.application_id,
-            name: r.name.clone().into_boxed_str(),
+            id: key.id,
+            application_id: key.application_id,
             scope,
-            active: r.status == TokenStatus::Active,
-            expires: r.expiration_date,
-            last_used: AtomicI64::new(r.last_used.unwrap_or(0)),
+            active: key.status == TokenStatus::Active,
+            expires: key.expiration_date,
+            last_used: AtomicI64::new(key.last_used.unwrap_or(0)),
         }))
     }
 
@@ -249,7 +250,7 @@ impl Credentials {
         let mut loaded = 0;
         let mut failed = None;
         self.store
-            .for_each_token(|digest, record| match self.entry(&record) {
+            .for_each_token_key(|digest, key| match self.entry(&key) {
                 Ok(entry) => {
                     self.keep(&digest, &entry, epoch);
                     loaded += 1;

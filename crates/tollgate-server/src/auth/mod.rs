@@ -287,11 +287,16 @@ impl AppAccess {
     /// The creator recorded on things this caller creates.
     pub async fn creator(&self, state: &AppState) -> Result<Creator, ApiError> {
         match &self.who {
-            Who::Token(t) => Ok(Creator {
-                kind: "apiToken",
-                id: t.id,
-                name: t.name.to_string(),
-            }),
+            // The cache does not hold token names (a million of them would cost memory for
+            // the rare token that creates tokens): read it.
+            Who::Token(t) => {
+                let record = state.store().token(t.application_id, t.id).await?;
+                Ok(Creator {
+                    kind: "apiToken",
+                    id: t.id,
+                    name: record.name,
+                })
+            }
             Who::User { user_id, .. } => {
                 let user = state.store().user(*user_id).await?;
                 Ok(Creator {
