@@ -125,7 +125,7 @@ async fn receive(listener: &mut Listener, state: &AppState, silence: Duration) -
             Ok(Err(e)) => return e.to_string(),
             Ok(Ok(Notice::Change(change))) => {
                 match &change {
-                    Change::Token(id) => tracing::debug!(token = %id, "change notice"),
+                    Change::Token { id, .. } => tracing::debug!(token = %id, "change notice"),
                     Change::Application(id) => {
                         tracing::debug!(application = %id, "change notice")
                     }

@@ -118,8 +118,9 @@ struct ServeArgs {
     /// milliseconds.
     #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
     change_lease_ms: u64,
-    /// Load every token into memory at start-up, so that even a token's first request is
-    /// answered without the database (single node; on PostgreSQL tokens load on first use).
+    /// Load every token into memory in the background from start-up, so that even a token's
+    /// first request is answered without the database (single node; on PostgreSQL tokens load
+    /// on first use). The server answers at once; tokens not loaded yet load on demand.
     #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS")]
     preload_tokens: bool,
     /// Log format: text or json.

@@ -108,13 +108,22 @@ pub async fn serve(
     }
     if state.settings().preload_tokens {
         if state.freshness().usable() {
-            let started = std::time::Instant::now();
-            let loaded = state.credentials().preload().await?;
-            tracing::info!(
-                tokens = loaded,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "preloaded tokens"
-            );
+            // Warm the cache while already serving: start-up does not wait for a million rows,
+            // and a token asked for before its turn is simply loaded on demand.
+            let s = state.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match s.credentials().preload().await {
+                    Ok(loaded) => tracing::info!(
+                        tokens = loaded,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "preloaded tokens"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "token preload stopped; tokens load on use")
+                    }
+                }
+            });
         } else {
             tracing::info!("not preloading tokens: with several nodes they load on first use");
         }

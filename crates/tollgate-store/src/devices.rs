@@ -486,7 +486,7 @@ impl Store {
 }
 
 async fn write_tags(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     application: Id,
     device: Id,
     tags: &[Tag],
@@ -501,7 +501,7 @@ async fn write_tags(
         .bind(i as i64)
         .bind(&tag.key)
         .bind(&tag.value)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())

@@ -82,6 +82,35 @@ pub struct Store {
     backend: Backend,
     url: String,
     hook: Arc<RwLock<Option<ChangeHook>>>,
+    /// SQLite: whose turn it is to write (see [`Store::begin_write`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds this process's turn to write until it ends.
+/// Dereferences to the connection, so `&mut *tx` is what queries execute on.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -173,6 +202,7 @@ impl Store {
             backend,
             url,
             hook: Arc::default(),
+            writer: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -207,11 +237,7 @@ impl Store {
     }
 
     /// Announce `changes` to other nodes inside `tx`, commit, then tell this node's hook.
-    pub(crate) async fn commit_with(
-        &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Any>,
-        changes: &[Change],
-    ) -> Result<()> {
+    pub(crate) async fn commit_with(&self, mut tx: WriteTx, changes: &[Change]) -> Result<()> {
         for change in changes {
             notify::send(self.backend, &mut tx, change).await?;
         }
@@ -225,16 +251,29 @@ impl Store {
         Ok(())
     }
 
-    /// Begin a transaction that writes (every write transaction of the store uses this). On SQLite it takes the write lock at
-    /// once (`BEGIN IMMEDIATE`): a deferred transaction that has read and then tries to write
-    /// gets "database is locked" at once, without waiting, when another connection wrote
-    /// in between (found under concurrent state ingestion).
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+    /// Begin a transaction that writes (every write transaction of the store uses this).
+    ///
+    /// On SQLite, writers take turns in this process (first come, first served) and the
+    /// transaction takes the database's write lock at once (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that has read and then tries to write fails at once with "database is
+    /// locked" when another connection wrote in between, and writers left to SQLite's busy
+    /// handler wait by sleeping and polling, which under concurrent ingestion gave a p99 of
+    /// hundreds of milliseconds (see BENCHMARKS.md). Other processes on the same file (the
+    /// `tollgate` command) still wait through the busy timeout.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let turn = self.writer.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
+        })
     }
 
     /// Close every pooled connection.

@@ -25,8 +25,9 @@ pub const CHANNEL: &str = "tollgate_changes";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// An application token was created, changed or deleted.
-    Token(Id),
+    /// An application token was created, changed or deleted; with the digest of its secret
+    /// (what caches are keyed by; a digest is what the database stores, not a secret).
+    Token { id: Id, digest: [u8; 32] },
     /// An application and everything in it were deleted.
     Application(Id),
     /// A device was changed or deleted.
@@ -40,7 +41,7 @@ pub enum Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Token(id) => write!(f, "token:{id}"),
+            Change::Token { id, digest } => write!(f, "token:{id}:{}", crate::users::hex(digest)),
             Change::Application(id) => write!(f, "application:{id}"),
             Change::Device(id) => write!(f, "device:{id}"),
             Change::Session(d) => write!(f, "session:{d}"),
@@ -55,7 +56,13 @@ impl FromStr for Change {
     fn from_str(s: &str) -> Result<Self, ()> {
         let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
         match kind {
-            "token" => arg.parse().map(Change::Token).map_err(|_| ()),
+            "token" => {
+                let (id, digest) = arg.split_once(':').ok_or(())?;
+                Ok(Change::Token {
+                    id: id.parse().map_err(|_| ())?,
+                    digest: crate::users::unhex(digest).ok_or(())?,
+                })
+            }
             "application" => arg.parse().map(Change::Application).map_err(|_| ()),
             "device" => arg.parse().map(Change::Device).map_err(|_| ()),
             "session" => Ok(Change::Session(arg.to_owned())),
@@ -207,7 +214,10 @@ mod tests {
     fn changes_round_trip() {
         let id = Id::generate();
         for c in [
-            Change::Token(id),
+            Change::Token {
+                id,
+                digest: [7; 32],
+            },
             Change::Application(id),
             Change::Device(id),
             Change::Session("ab12".into()),

@@ -44,6 +44,8 @@ pub struct Creator {
 #[derive(Clone, Debug)]
 pub struct TokenRecord {
     pub id: Id,
+    /// SHA-256 of the secret: what the credential cache is keyed by. Never shown.
+    pub digest: [u8; 32],
     pub application_id: Id,
     pub name: String,
     pub description: String,
@@ -72,12 +74,13 @@ pub struct TokenKey {
 const KEY_COLUMNS: &str = "id, application_id, scope, status, expiration_date, last_used";
 
 fn key_from_row(row: &AnyRow) -> Result<TokenKey> {
-    let status: String = row.try_get("status")?;
+    // Borrowed reads: a preload decodes a million of these.
+    let status: &str = row.try_get("status")?;
     Ok(TokenKey {
-        id: from_db(&row.try_get::<String, _>("id")?)?,
-        application_id: from_db(&row.try_get::<String, _>("application_id")?)?,
+        id: from_db(row.try_get::<&str, _>("id")?)?,
+        application_id: from_db(row.try_get::<&str, _>("application_id")?)?,
         scope_json: row.try_get("scope")?,
-        status: TokenStatus::parse(&status)
+        status: TokenStatus::parse(status)
             .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
         expiration_date: row.try_get("expiration_date")?,
         last_used: row.try_get("last_used")?,
@@ -117,7 +120,7 @@ pub const TOKEN_FIELDS: Fields = Fields {
     default_sort: "name",
 };
 
-const TOKEN_COLUMNS: &str = "id, application_id, name, description, scope, status, \
+const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
     expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used";
 
 fn creator_kind(s: &str) -> Result<&'static str> {
@@ -127,10 +130,18 @@ fn creator_kind(s: &str) -> Result<&'static str> {
         .ok_or_else(|| StoreError::Corrupt(format!("bad creator type {s:?}")))
 }
 
+fn digest_from_row(row: &AnyRow) -> Result<[u8; 32]> {
+    let digest: Vec<u8> = row.try_get("digest")?;
+    digest
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))
+}
+
 fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     let status: String = row.try_get("status")?;
     Ok(TokenRecord {
         id: from_db(&row.try_get::<String, _>("id")?)?,
+        digest: digest_from_row(row)?,
         application_id: from_db(&row.try_get::<String, _>("application_id")?)?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
@@ -156,6 +167,7 @@ impl Store {
         let now = crate::now_ms();
         let record = TokenRecord {
             id: Id::generate(),
+            digest: new.digest,
             application_id: new.application_id,
             name: new.name.to_owned(),
             description: new.description.to_owned(),
@@ -192,7 +204,11 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.commit_with(tx, &[Change::Token(record.id)]).await?;
+        let change = Change::Token {
+            id: record.id,
+            digest: record.digest,
+        };
+        self.commit_with(tx, &[change]).await?;
         Ok(record)
     }
 
@@ -216,11 +232,7 @@ impl Store {
         let sql = format!("SELECT digest, {KEY_COLUMNS} FROM api_tokens");
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            let digest: Vec<u8> = row.try_get("digest")?;
-            let digest: [u8; 32] = digest
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))?;
-            f(digest, key_from_row(&row)?);
+            f(digest_from_row(&row)?, key_from_row(&row)?);
         }
         Ok(())
     }
@@ -306,23 +318,30 @@ impl Store {
         .bind(record.last_updated)
         .execute(&mut *tx)
         .await?;
-        self.commit_with(tx, &[Change::Token(id)]).await?;
+        let change = Change::Token {
+            id,
+            digest: record.digest,
+        };
+        self.commit_with(tx, &[change]).await?;
         Ok(record)
     }
 
     /// Delete a token; other nodes hear of it.
     pub async fn delete_token(&self, application: Id, id: Id) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND application_id = $2")
-            .bind(id.to_hex())
-            .bind(application.to_hex())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.commit_with(tx, &[Change::Token(id)]).await?;
-        Ok(())
+        let deleted = sqlx::query(
+            "DELETE FROM api_tokens WHERE id = $1 AND application_id = $2 RETURNING digest",
+        )
+        .bind(id.to_hex())
+        .bind(application.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let change = Change::Token {
+            id,
+            digest: digest_from_row(&deleted)?,
+        };
+        self.commit_with(tx, &[change]).await
     }
 
     /// Record when tokens were last used, in one transaction. Never moves a time backwards

@@ -105,7 +105,7 @@ pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
 /// When a token was last used: this node may have seen a use the database has not been told
 /// of yet.
 pub fn last_used(state: &AppState, t: &TokenRecord) -> Option<i64> {
-    t.last_used.max(state.credentials().last_used(t.id))
+    t.last_used.max(state.credentials().last_used(&t.digest))
 }
 
 pub async fn list(

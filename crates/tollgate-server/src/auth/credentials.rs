@@ -12,6 +12,9 @@
 //! request against the current time.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -31,6 +34,7 @@ type DigestSet = HashSet<Digest, foldhash::fast::RandomState>;
 /// An application API token, as the authorization layer needs it.
 #[derive(Debug)]
 pub struct TokenEntry {
+    pub digest: Digest,
     pub id: Id,
     pub application_id: Id,
     /// Shared by every cached token with the same scope strings.
@@ -76,10 +80,45 @@ pub enum Principal {
 /// Digests remembered as unknown, at most; then the set starts over.
 const MAX_UNKNOWN: usize = 100_000;
 
+/// Verified tokens, found by digest. A `HashTable` of entries that carry their own digest:
+/// one pointer per slot instead of a 32-byte key beside it, which with a million tokens is the
+/// difference between about 150 and 270 MB (see BENCHMARKS.md).
 #[derive(Default)]
 struct TokenCache {
-    by_digest: DigestMap<Arc<TokenEntry>>,
-    digest_of: HashMap<Id, Digest>,
+    table: HashTable<Arc<TokenEntry>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl TokenCache {
+    fn hash(&self, digest: &Digest) -> u64 {
+        self.hasher.hash_one(digest)
+    }
+
+    fn get(&self, digest: &Digest) -> Option<&Arc<TokenEntry>> {
+        self.table.find(self.hash(digest), |e| e.digest == *digest)
+    }
+
+    fn insert(&mut self, entry: Arc<TokenEntry>) {
+        let hash = self.hash(&entry.digest);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |e| e.digest == entry.digest,
+            |e| hasher.hash_one(e.digest),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, digest: &Digest) {
+        let hash = self.hash(digest);
+        if let Ok(o) = self.table.find_entry(hash, |e| e.digest == *digest) {
+            o.remove();
+        }
+    }
 }
 
 /// What verification did, counted (exported as metrics; the load benchmark uses them to show
@@ -122,62 +161,64 @@ impl Credentials {
     /// Verify a presented secret. Every failure is a 401 whose message says what is wrong
     /// without repeating the secret.
     pub async fn verify(&self, presented: &str) -> Result<Principal, ApiError> {
-        let kind = secret::check(presented).map_err(|e| {
-            self.counts.malformed.fetch_add(1, Ordering::Relaxed);
-            ApiError::unauthorized(match e {
-                FormatError::Length => {
-                    "Invalid token: it does not have the length of a Tollgate token"
-                }
-                FormatError::Prefix => {
-                    "Invalid token: it does not start with a Tollgate token prefix"
-                }
-                FormatError::Alphabet => {
-                    "Invalid token: it contains characters a Tollgate token never has"
-                }
-                FormatError::Checksum => {
-                    "Invalid token: its checksum does not match (mistyped or truncated)"
-                }
-            })
-        })?;
-        let digest = secret::digest(presented);
-        let now = now_ms();
-        match kind {
-            SecretKind::ApplicationToken => {
-                let entry = self.token(&digest).await?;
-                if !entry.active {
-                    return Err(ApiError::unauthorized("This API token is inactive"));
-                }
-                if entry.expires.is_some_and(|e| e <= now) {
-                    return Err(ApiError::unauthorized("This API token has expired"));
-                }
-                self.note_use(&entry, now);
-                Ok(Principal::Token(entry))
+        match self.verify_in_memory(presented) {
+            InMemory::Answer(answer) => answer,
+            InMemory::AskDatabase(SecretKind::ApplicationToken, digest) => {
+                let entry = self.token_from_database(&digest).await?;
+                self.admit_token(entry, now_ms())
             }
-            SecretKind::UserSession => {
-                let session = self.session(&digest).await?;
-                if session.expires <= now {
-                    return Err(ApiError::unauthorized(
-                        "This session has expired: log in again",
-                    ));
-                }
-                Ok(Principal::User(session))
+            InMemory::AskDatabase(SecretKind::UserSession, digest) => {
+                let session = self.session_from_database(&digest).await?;
+                admit_session(session, now_ms())
             }
         }
     }
 
-    async fn token(&self, digest: &Digest) -> Result<Arc<TokenEntry>, ApiError> {
-        if self.freshness.usable() {
-            if let Some(e) = read(&self.tokens).by_digest.get(digest) {
-                self.counts.from_cache.fetch_add(1, Ordering::Relaxed);
-                return Ok(e.clone());
+    /// The part of verification that runs from memory: shape and checksum, SHA-256, the
+    /// caches, status and expiry. Answers unless the database must be asked.
+    pub fn verify_in_memory(&self, presented: &str) -> InMemory {
+        let kind = match secret::check(presented) {
+            Ok(kind) => kind,
+            Err(e) => {
+                self.counts.malformed.fetch_add(1, Ordering::Relaxed);
+                return InMemory::Answer(Err(ApiError::unauthorized(malformed_message(e))));
             }
-            if read(&self.unknown).contains(digest) {
+        };
+        let digest = secret::digest(presented);
+        if kind == SecretKind::ApplicationToken && self.freshness.usable() {
+            if let Some(entry) = read(&self.tokens).get(&digest).cloned() {
+                self.counts.from_cache.fetch_add(1, Ordering::Relaxed);
+                return InMemory::Answer(self.admit_token(entry, now_ms()));
+            }
+            if read(&self.unknown).contains(&digest) {
                 self.counts
                     .unknown_from_cache
                     .fetch_add(1, Ordering::Relaxed);
-                return Err(unknown_token());
+                return InMemory::Answer(Err(unknown_token()));
             }
         }
+        if kind == SecretKind::UserSession
+            && self.freshness.usable()
+            && let Some(session) = read(&self.sessions).get(&digest).cloned()
+        {
+            return InMemory::Answer(admit_session(session, now_ms()));
+        }
+        InMemory::AskDatabase(kind, digest)
+    }
+
+    /// A known token is let in if it is active and not expired.
+    fn admit_token(&self, entry: Arc<TokenEntry>, now: i64) -> Result<Principal, ApiError> {
+        if !entry.active {
+            return Err(ApiError::unauthorized("This API token is inactive"));
+        }
+        if entry.expires.is_some_and(|e| e <= now) {
+            return Err(ApiError::unauthorized("This API token has expired"));
+        }
+        self.note_use(&entry, now);
+        Ok(Principal::Token(entry))
+    }
+
+    async fn token_from_database(&self, digest: &Digest) -> Result<Arc<TokenEntry>, ApiError> {
         self.counts.from_database.fetch_add(1, Ordering::Relaxed);
         let epoch = self.freshness.epoch();
         let key = self.store.token_by_digest(digest).await?;
@@ -193,13 +234,21 @@ impl Credentials {
             }
             return Err(unknown_token());
         };
-        let entry = self.entry(&key)?;
-        self.keep(digest, &entry, epoch);
+        let entry = self.entry(digest, &key)?;
+        self.keep(&entry, epoch);
         Ok(entry)
     }
 
+    /// Put a stored token into the cache as if it had just been loaded (the preload does this
+    /// for every token; benchmarks use it to fill the cache without a database).
+    pub fn prime(&self, digest: &Digest, key: &TokenKey) -> Result<(), ApiError> {
+        let entry = self.entry(digest, key)?;
+        self.keep(&entry, self.freshness.epoch());
+        Ok(())
+    }
+
     /// A cache entry for a stored token (its scope interned).
-    fn entry(&self, key: &TokenKey) -> Result<Arc<TokenEntry>, ApiError> {
+    fn entry(&self, digest: &Digest, key: &TokenKey) -> Result<Arc<TokenEntry>, ApiError> {
         let scope = {
             let mut scopes = lock(&self.scopes);
             match scopes.get(&key.scope_json) {
@@ -222,6 +271,7 @@ impl Credentials {
             }
         };
         Ok(Arc::new(TokenEntry {
+            digest: *digest,
             id: key.id,
             application_id: key.application_id,
             scope,
@@ -231,14 +281,13 @@ impl Credentials {
         }))
     }
 
-    /// Cache `entry` under `digest` unless a change was applied since the load began at
-    /// `epoch` (checked again under the lock: a change applied meanwhile wins).
-    fn keep(&self, digest: &Digest, entry: &Arc<TokenEntry>, epoch: u64) {
+    /// Cache `entry` unless a change was applied since the load began at `epoch` (checked
+    /// again under the lock: a change applied meanwhile wins).
+    fn keep(&self, entry: &Arc<TokenEntry>, epoch: u64) {
         if self.freshness.may_keep(epoch) {
             let mut cache = write(&self.tokens);
             if self.freshness.may_keep(epoch) {
-                cache.digest_of.insert(entry.id, *digest);
-                cache.by_digest.insert(*digest, entry.clone());
+                cache.insert(entry.clone());
             }
         }
     }
@@ -250,9 +299,9 @@ impl Credentials {
         let mut loaded = 0;
         let mut failed = None;
         self.store
-            .for_each_token_key(|digest, key| match self.entry(&key) {
+            .for_each_token_key(|digest, key| match self.entry(&digest, &key) {
                 Ok(entry) => {
-                    self.keep(&digest, &entry, epoch);
+                    self.keep(&entry, epoch);
                     loaded += 1;
                 }
                 Err(e) => failed = Some(e),
@@ -264,12 +313,7 @@ impl Credentials {
         Ok(loaded)
     }
 
-    async fn session(&self, digest: &Digest) -> Result<Arc<SessionEntry>, ApiError> {
-        if self.freshness.usable()
-            && let Some(s) = read(&self.sessions).get(digest)
-        {
-            return Ok(s.clone());
-        }
+    async fn session_from_database(&self, digest: &Digest) -> Result<Arc<SessionEntry>, ApiError> {
         let epoch = self.freshness.epoch();
         let session = self.store.session_by_digest(digest).await?.ok_or_else(|| {
             ApiError::unauthorized("Invalid token: this session does not exist or has ended")
@@ -296,10 +340,8 @@ impl Credentials {
     }
 
     /// When a token was last seen in use by this node, if more recent than the database knows.
-    pub fn last_used(&self, id: Id) -> Option<i64> {
-        let cache = read(&self.tokens);
-        let digest = cache.digest_of.get(&id)?;
-        cache.by_digest.get(digest)?.last_used()
+    pub fn last_used(&self, digest: &Digest) -> Option<i64> {
+        read(&self.tokens).get(digest)?.last_used()
     }
 
     /// Write the last-used times gathered since the previous flush (one transaction).
@@ -320,29 +362,16 @@ impl Credentials {
     pub fn apply(&self, change: &Change) {
         self.freshness.bump();
         match change {
-            Change::Token(id) => {
-                let mut cache = write(&self.tokens);
-                if let Some(d) = cache.digest_of.remove(id) {
-                    cache.by_digest.remove(&d);
-                }
-                drop(cache);
+            Change::Token { digest, .. } => {
+                write(&self.tokens).remove(digest);
                 // A new token's digest may have been presented (and remembered as unknown)
                 // before it was created.
-                write(&self.unknown).clear();
+                write(&self.unknown).remove(digest);
             }
             Change::Application(app) => {
-                let mut cache = write(&self.tokens);
-                let TokenCache {
-                    by_digest,
-                    digest_of,
-                } = &mut *cache;
-                by_digest.retain(|_, e| {
-                    let keep = e.application_id != *app;
-                    if !keep {
-                        digest_of.remove(&e.id);
-                    }
-                    keep
-                });
+                write(&self.tokens)
+                    .table
+                    .retain(|e| e.application_id != *app);
             }
             Change::Session(hex) => {
                 write(&self.sessions).retain(|d, _| tollgate_store::users::hex(d) != *hex);
@@ -363,7 +392,35 @@ impl Credentials {
 
     /// How many verified tokens are cached (for metrics and tests).
     pub fn cached_tokens(&self) -> usize {
-        read(&self.tokens).by_digest.len()
+        read(&self.tokens).table.len()
+    }
+}
+
+fn admit_session(session: Arc<SessionEntry>, now: i64) -> Result<Principal, ApiError> {
+    if session.expires <= now {
+        return Err(ApiError::unauthorized(
+            "This session has expired: log in again",
+        ));
+    }
+    Ok(Principal::User(session))
+}
+
+/// What the in-memory part of verification found.
+pub enum InMemory {
+    /// Decided without the database.
+    Answer(Result<Principal, ApiError>),
+    /// Not in memory: the database must be asked about this digest.
+    AskDatabase(SecretKind, Digest),
+}
+
+fn malformed_message(e: FormatError) -> &'static str {
+    match e {
+        FormatError::Length => "Invalid token: it does not have the length of a Tollgate token",
+        FormatError::Prefix => "Invalid token: it does not start with a Tollgate token prefix",
+        FormatError::Alphabet => "Invalid token: it contains characters a Tollgate token never has",
+        FormatError::Checksum => {
+            "Invalid token: its checksum does not match (mistyped or truncated)"
+        }
     }
 }
 
