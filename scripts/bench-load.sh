@@ -82,7 +82,13 @@ wait_quiet() {
 }
 
 SERVER_PID=
-stop_server() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=; }
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true   # a server stopped by a signal exits non-zero
+  fi
+  SERVER_PID=
+}
 trap stop_server EXIT
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
@@ -160,7 +166,10 @@ run_case() {
     # Other processes' CPU during the run, in % of one core: all busy time minus the server's
     # and wrk's (ticks are 1/100 s on Linux; /proc/stat's total covers every core).
     local wrk_ticks; wrk_ticks=$(awk '{printf "%d", ($1 + $2) * 100}' "$f.time")
-    others+=("$(( 100 * $(nproc) * ((b1 - b0) - (s1 - s0) - wrk_ticks) / (t1 - t0 > 0 ? t1 - t0 : 1) ))")
+    # (Accurate to about ±10 %: tick rounding, and kernel work for the server's sockets is not
+    # always charged to it. Below zero means "nothing measurable".)
+    local other=$(( 100 * $(nproc) * ((b1 - b0) - (s1 - s0) - wrk_ticks) / (t1 - t0 > 0 ? t1 - t0 : 1) ))
+    others+=("$(( other < 0 ? 0 : other ))")
   done
   RPS[$name]=$(printf '%s\n' "${rps[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
   P50[$name]=$(printf '%s\n' "${p50[@]}" | to_ms | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
@@ -219,4 +228,5 @@ G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
   echo "resident memory: ${DEFAULT_RSS} MiB at start, ${TOLLGATE_RSS_AFTER} MiB after the cases (default); ${PRELOAD_RSS} MiB with every token in memory; limit server ${LIMIT_RSS} MiB with every token in memory"
   echo "runs: $RUNS × $DUR, wrk -t$THREADS -c$CONNS; machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 } | tee "$OUT/result.md"
+rm -rf "$OUT"/data-*   # the database copies (hundreds of MB); logs and wrk output stay
 log "results in $OUT"
