@@ -131,7 +131,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Merge kept-but-uninterpreted fields from a PATCH into a record's; `null` removes a field.
-pub(crate) fn merge_extra(
+pub fn merge_extra(
     target: &mut serde_json::Map<String, serde_json::Value>,
     change: &serde_json::Map<String, serde_json::Value>,
 ) {

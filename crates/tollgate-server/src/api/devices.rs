@@ -120,15 +120,11 @@ async fn check_fields(
 }
 
 fn apply_extra(extra: &mut Map<String, Value>, changes: Map<String, Value>) {
-    for (k, v) in changes {
-        if EXTRA_FIELDS.contains(&k.as_str()) {
-            if v.is_null() {
-                extra.remove(&k);
-            } else {
-                extra.insert(k, v);
-            }
-        }
-    }
+    let kept: Map<String, Value> = changes
+        .into_iter()
+        .filter(|(k, _)| EXTRA_FIELDS.contains(&k.as_str()))
+        .collect();
+    tollgate_store::merge_extra(extra, &kept);
 }
 
 /// A device as the API shows it.

@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use tollgate_core::secret::{self, Digest};
 use tollgate_store::Id;
+use tollgate_store::users::hex;
 
 use super::form::FormData;
 use super::view::UserBar;
@@ -103,10 +104,6 @@ pub fn csrf_token(session_secret: &str) -> String {
     hex(&secret::digest(&format!(
         "tollgate console csrf v1\n{session_secret}"
     )))
-}
-
-fn hex(d: &Digest) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Compare without an early exit, so timing says nothing about how much matched.
