@@ -643,3 +643,38 @@ async fn unknown_paths_and_methods_answer_in_json() {
     assert_eq!(r.status, 405);
     assert_eq!(r.body["type"], "MethodNotAllowed");
 }
+
+/// `me` follows the reference schema even for a user created without a name.
+#[tokio::test]
+async fn me_matches_the_reference_schema() {
+    let t = TestApp::new().await;
+    let (_, named) = t.login("named@example.com").await;
+    let me = t.get("/me", &named).await.expect(200);
+    assert_eq!(
+        (me["firstName"].as_str(), me["fullName"].as_str()),
+        (Some("Test"), Some("Test User"))
+    );
+    tollgate_server::schemas::validate("me", &me).unwrap();
+
+    let hash = t
+        .store()
+        .user_by_email("named@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    let bare = t
+        .store()
+        .create_user(&tollgate_store::users::NewUser {
+            email: "bare@example.com",
+            password_hash: &hash,
+            first_name: "",
+            last_name: "",
+        })
+        .await
+        .unwrap();
+    let session = t.session_for(bare.id).await;
+    let me = t.get("/me", &session).await.expect(200);
+    assert!(me.get("firstName").is_none(), "{me}");
+    tollgate_server::schemas::validate("me", &me).unwrap();
+}

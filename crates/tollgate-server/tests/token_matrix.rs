@@ -313,7 +313,15 @@ async fn every_application_action_against_every_credential() {
                     );
                 }
                 404 => assert_eq!(r.message(), "Application was not found"),
-                _ => {}
+                // A success answers in the reference's response shape.
+                _ => {
+                    if let Err(e) = tollgate_server::schemas::validate(def.response, &r.body) {
+                        failures.push(format!(
+                            "{} response is not a valid {}: {}",
+                            def.name, def.response, e.message
+                        ));
+                    }
+                }
             }
         }
     }

@@ -19,13 +19,11 @@ pub async fn get(State(state): State<AppState>, access: UserAccess) -> ApiResult
     let full_name = format!("{} {}", user.first_name, user.last_name)
         .trim()
         .to_owned();
-    Ok(Json(json!({
+    let mut me = json!({
         "id": user.id,
         "userId": user.id,
         "email": user.email,
-        "firstName": user.first_name,
         "lastName": user.last_name,
-        "fullName": full_name,
         "creationDate": iso(user.creation_date),
         "lastUpdated": iso(user.last_updated),
         "passwordLastUpdated": iso(user.password_last_updated),
@@ -33,5 +31,13 @@ pub async fn get(State(state): State<AppState>, access: UserAccess) -> ApiResult
         "needsToVerifyEmail": false,
         "twoFactorAuthEnabled": false,
         "summary": { "appCount": app_count },
-    })))
+    });
+    // The reference requires a non-empty first name when there is one at all.
+    if !user.first_name.is_empty() {
+        me["firstName"] = json!(user.first_name);
+    }
+    if !full_name.is_empty() {
+        me["fullName"] = json!(full_name);
+    }
+    Ok(Json(me))
 }
