@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-/// The reference's attribute data types (`devicePost.json`'s `dataType` enum).
+/// The reference's attribute data types (`devicePost.json`'s `dataType` enum), and `json`: a
+/// JSON document, reported as a string (state values are numbers, strings or booleans).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DataType {
     Number,
@@ -15,6 +16,7 @@ pub enum DataType {
     Boolean,
     Gps,
     Blob,
+    Json,
 }
 
 /// Largest string value, as the reference documents (64 KiB).
@@ -28,6 +30,7 @@ impl DataType {
             "boolean" => DataType::Boolean,
             "gps" => DataType::Gps,
             "blob" => DataType::Blob,
+            "json" => DataType::Json,
             _ => return None,
         })
     }
@@ -39,6 +42,7 @@ impl DataType {
             DataType::Boolean => "boolean",
             DataType::Gps => "gps",
             DataType::Blob => "blob",
+            DataType::Json => "json",
         }
     }
 
@@ -82,6 +86,8 @@ pub enum ValueError {
     NotGps,
     #[error("expected base64-encoded data")]
     NotBase64,
+    #[error("expected a JSON document (sent as a string)")]
+    NotJson,
     #[error("longer than {MAX_STRING_BYTES} bytes")]
     TooLong,
 }
@@ -132,6 +138,18 @@ pub fn convert(ty: DataType, value: &Reported<'_>) -> Result<Stored, ValueError>
             }
         }
         (DataType::Blob, _) => Err(ValueError::NotBase64),
+        (DataType::Json, Reported::Str(s)) => {
+            if s.len() > MAX_STRING_BYTES {
+                Err(ValueError::TooLong)
+            } else if serde_json::from_str::<serde_json::Value>(s).is_ok() {
+                Ok(Stored::Txt((*s).to_owned()))
+            } else {
+                Err(ValueError::NotJson)
+            }
+        }
+        // A bare number or boolean is a JSON document too.
+        (DataType::Json, Reported::Number(n)) => Ok(Stored::Txt(format_number(*n))),
+        (DataType::Json, Reported::Bool(b)) => Ok(Stored::Txt(b.to_string())),
     }
 }
 
@@ -210,6 +228,27 @@ mod tests {
         );
         assert_eq!(convert(Blob, &R::Str("a*k=")), Err(ValueError::NotBase64));
         assert_eq!(convert(Blob, &R::Str("aGk")), Err(ValueError::NotBase64));
+    }
+
+    #[test]
+    fn json_attributes_hold_json_documents() {
+        use DataType::Json;
+        use Reported as R;
+        assert_eq!(
+            convert(Json, &R::Str(r#"{"mode":"eco","zones":[1,2]}"#)),
+            Ok(Stored::Txt(r#"{"mode":"eco","zones":[1,2]}"#.into()))
+        );
+        assert_eq!(convert(Json, &R::Number(3.0)), Ok(Stored::Txt("3".into())));
+        assert_eq!(
+            convert(Json, &R::Bool(true)),
+            Ok(Stored::Txt("true".into()))
+        );
+        assert_eq!(
+            convert(Json, &R::Str("{not json")),
+            Err(ValueError::NotJson)
+        );
+        assert_eq!(DataType::parse("json"), Some(Json));
+        assert!(!Json.is_numeric());
     }
 
     #[test]

@@ -105,11 +105,30 @@ fn adjust(name: &str, schema: &mut Value) {
         }
         schema["definitions"] = serde_json::json!({ "advancedDeviceQuery": definition });
     }
+    // Device attributes may also hold JSON documents (`dataType: "json"`), which the
+    // reference's enum of attribute types does not list: add it wherever that enum appears.
+    add_json_data_type(schema);
     if name == "applicationApiTokenPost" {
         // The reference lists ~250 scope strings; the scope parser names each unknown one
         // instead, and knows which of them this server implements.
         schema["properties"]["scope"]["items"] =
             serde_json::json!({ "type": "string", "minLength": 1, "maxLength": 1024 });
+    }
+}
+
+fn add_json_data_type(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            if let Some(Value::Array(types)) = o.get_mut("dataType").and_then(|d| d.get_mut("enum"))
+                && types.iter().any(|t| t == "gps")
+                && !types.iter().any(|t| t == "json")
+            {
+                types.push(Value::String("json".into()));
+            }
+            o.values_mut().for_each(add_json_data_type);
+        }
+        Value::Array(items) => items.iter_mut().for_each(add_json_data_type),
+        _ => {}
     }
 }
 

@@ -191,7 +191,7 @@ async fn bad_device_input_is_a_400_that_changes_nothing() {
         (json!({ "name": "" }), "name"),
         (json!({ "name": long }), "name"),
         (
-            json!({ "name": "d", "attributes": [{ "name": "t", "dataType": "json" }] }),
+            json!({ "name": "d", "attributes": [{ "name": "t", "dataType": "xml" }] }),
             "dataType",
         ),
         (
@@ -1014,4 +1014,59 @@ async fn cached_device_reads_see_every_change_at_once() {
         .await
         .expect(200);
     assert_eq!(t.get(&path2, &s).await.status, 404);
+}
+
+/// A `json` attribute holds a JSON document, sent as a string; anything else is a 400.
+#[tokio::test]
+async fn json_attributes_hold_json_documents() {
+    let (t, s, app) = setup().await;
+    let body = json!({
+        "name": "Controller",
+        "attributes": [{ "name": "config", "dataType": "json" }, { "name": "rpm", "dataType": "number" }]
+    });
+    let id = create(&t, &s, &app, body).await;
+    let dev = format!("/applications/{app}/devices/{id}");
+    assert_eq!(
+        t.get(&dev, &s).await.expect(200)["attributes"][0]["dataType"],
+        "json"
+    );
+
+    let config = r#"{"mode":"eco","zones":[1,2]}"#;
+    t.post(
+        &format!("{dev}/state"),
+        &s,
+        json!({ "data": { "config": config, "rpm": 900 } }),
+    )
+    .await
+    .expect(200);
+    let latest = t.get(&format!("{dev}/state"), &s).await.expect(200);
+    assert_eq!(latest[0]["data"], json!({ "config": config, "rpm": 900 }));
+
+    let r = t
+        .post(
+            &format!("{dev}/state"),
+            &s,
+            json!({ "data": { "config": "{not json" } }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("config") && r.message().contains("JSON"),
+        "{}",
+        r.message()
+    );
+    assert!(
+        !r.message().contains("not json"),
+        "the value is not echoed: {}",
+        r.message()
+    );
+    assert_eq!(
+        t.get(&format!("{dev}/state?limit=10"), &s)
+            .await
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -13,11 +13,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-
-use hashbrown::HashTable;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use hashbrown::HashTable;
 use tollgate_core::secret::{self, Digest, FormatError, SecretKind};
 use tollgate_core::{ActionSet, Scope};
 use tollgate_store::tokens::{TokenKey, TokenStatus};
