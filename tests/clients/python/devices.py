@@ -46,7 +46,7 @@ patched = admin.device.patch(applicationId=app_id, deviceId=spare["id"], device=
 assert patched["description"] == "unused" and patched["deviceClass"] == "gateway", patched
 admin.device.delete(applicationId=app_id, deviceId=spare["id"])
 expect_error(404, admin.device.get, applicationId=app_id, deviceId=spare["id"])
-err = expect_error(400, admin.devices.post, applicationId=app_id, device={"name": "x", "attributes": [{"name": "t", "dataType": "json"}]})
+err = expect_error(400, admin.devices.post, applicationId=app_id, device={"name": "x", "attributes": [{"name": "t", "dataType": "xml"}]})
 assert "dataType" in err["message"], err
 
 
