@@ -78,12 +78,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
 
     let all = t.get(&base, &s).await.expect(200);
     assert_eq!(all["totalCount"], 4);
-    let names: Vec<&str> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&all);
     assert_eq!(names, ["Attic", "Basement", "Gateway", "Hall"]);
     assert_eq!(all["applicationId"], app);
 
@@ -94,12 +89,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
         )
         .await
         .expect(200);
-    let names: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&page);
     assert_eq!(names, ["Basement", "Attic"]);
     assert_eq!(
         (page["count"].as_i64(), page["totalCount"].as_i64()),
@@ -113,12 +103,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
         )
         .await
         .expect(200);
-    let names: Vec<&str> = floor3["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&floor3);
     assert_eq!(names, ["Basement", "Hall"]);
     // As the official clients send it: brackets percent-encoded, spaces as `+`.
     let encoded = t

@@ -54,12 +54,7 @@ async fn flows_are_created_listed_enabled_disabled_and_deleted() {
         .await
         .expect(201);
     let list = t.get(&base, &s).await.expect(200);
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&list);
     assert_eq!(names, ["Another", "Too hot"]); // cloud flows unless asked otherwise
     let edges = t
         .get(&format!("{base}?flowClass=edge"), &s)

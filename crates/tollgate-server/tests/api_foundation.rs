@@ -485,24 +485,14 @@ async fn applications_list_sort_filter_page_rename_delete() {
     assert_eq!(page["page"], 1);
     assert_eq!(page["perPage"], 2);
     assert_eq!(page["sortDirection"], "desc");
-    let names: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&page);
     // Names sort without regard to case, the same on SQLite and PostgreSQL.
     assert_eq!(names, vec!["Bravo", "alpha"]);
     let filtered = t
         .get("/applications?filterField=name&filter=*A", &token)
         .await
         .expect(200);
-    let names: Vec<&str> = filtered["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let names = common::item_names(&filtered);
     assert_eq!(names, vec!["alpha", "delta"]);
 
     let id = filtered["items"][0]["id"].as_str().unwrap().to_owned();

@@ -248,14 +248,7 @@ async fn the_list_sorts_filters_and_pages() {
         }
         t.api_token(&session, app, body).await;
     }
-    let names = |v: &Value| -> Vec<String> {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let names = common::item_names;
     let default = t.get(&path, &session).await.expect(200);
     assert_eq!(names(&default), ["alpha", "alphabet", "beta", "gamma"]);
     assert_eq!(default["sortField"], "name");

@@ -273,6 +273,21 @@ impl TestApp {
     }
 }
 
+/// The `name` of each item of a list response, in order.
+pub fn item_names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .expect("a list response has items")
+        .iter()
+        .map(|i| {
+            i["name"]
+                .as_str()
+                .expect("every item has a name")
+                .to_owned()
+        })
+        .collect()
+}
+
 /// A well-formed (right prefix, length and checksum) token that was never issued.
 pub fn unknown_token() -> String {
     Secret::generate(SecretKind::ApplicationToken)
