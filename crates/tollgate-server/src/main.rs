@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use tollgate_server::Settings;
 use tollgate_server::auth::passwords;
 use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
@@ -73,8 +74,9 @@ struct DbArgs {
     #[arg(long, env = "TOLLGATE_DATABASE_URL")]
     database_url: Option<String>,
     /// How long a request waits for a database connection before answering 503, in
-    /// milliseconds.
-    #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000)]
+    /// milliseconds (at least 1).
+    #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     db_timeout_ms: u64,
 }
 
@@ -103,29 +105,86 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
-    /// Mark console cookies Secure (set this when Tollgate is served over HTTPS).
-    #[arg(long, env = "TOLLGATE_SECURE_COOKIES")]
+    /// Mark console cookies Secure (set this when Tollgate is served over HTTPS). The
+    /// environment variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TOLLGATE_SECURE_COOKIES", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     secure_cookies: bool,
-    /// How long login sessions last, in days.
-    #[arg(long, env = "TOLLGATE_SESSION_DAYS", default_value_t = 30)]
+    /// How long login sessions last, in days (at least 1).
+    #[arg(long, env = "TOLLGATE_SESSION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
     session_days: u32,
-    /// How often last-used times of tokens are written to the database, in seconds.
-    #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60)]
+    /// How often last-used times of tokens are written to the database, in seconds (at
+    /// least 1).
+    #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     last_used_flush_secs: u64,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
-    /// milliseconds.
-    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
+    /// milliseconds (at least 10).
+    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750,
+          value_parser = clap::value_parser!(u64).range(10..))]
     change_lease_ms: u64,
     /// Load every token into memory in the background from start-up, so that even a token's
     /// first request is answered without the database (single node; on PostgreSQL tokens load
-    /// on first use). The server answers at once; tokens not loaded yet load on demand.
-    #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS")]
+    /// on first use). The server answers at once; tokens not loaded yet load on demand. The
+    /// environment variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     preload_tokens: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format on standard error: one line of text, or one JSON object, per event (and one
+    /// per request at info). Colours only when standard error is a terminal. Level via
+    /// RUST_LOG (default info).
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A browser origin allowed to call the REST API (CORS), e.g. https://dashboard.example.com;
+    /// repeat for several, or comma-separate them in the environment variable. `*` allows
+    /// any origin. None by default. Credentials (cookies) are never allowed cross-origin:
+    /// browsers send tokens in the Authorization header.
+    #[arg(long = "cors-origin", env = "TOLLGATE_CORS_ORIGINS", value_delimiter = ',',
+          value_parser = parse_origin)]
+    cors_origins: Vec<String>,
+    /// A file holding the bearer secret that GET /metrics requires (whitespace around it is
+    /// ignored). Without it /metrics answers anyone.
+    #[arg(long, env = "TOLLGATE_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// The file with the key that encrypts two-factor secrets in the database; created (mode
+    /// 0600) the first time someone enables two-factor authentication. Every node of a
+    /// deployment needs the same file, and so does a restored backup. Default: secret.key in
+    /// the data directory.
+    #[arg(long, env = "TOLLGATE_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A CORS origin: `*`, or scheme://host[:port] with nothing after it.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Ok(s.to_owned());
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin: write it as https://host[:port] (or *)"))?;
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('?')
+        || rest.contains('#')
+        || rest.contains('@')
+        || rest.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "{s:?} is not an origin: only scheme://host[:port], without a path or a trailing slash"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
 }
 
 #[derive(Subcommand)]
@@ -143,6 +202,40 @@ enum UserCommand {
         first_name: String,
         #[arg(long, default_value = "")]
         last_name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set a user's password (an administrator's reset). The new password is read from
+    /// standard input (one line); it must have at least 12 characters with an upper-case
+    /// letter, a lower-case letter, a digit and another character. Every session of the user
+    /// ends.
+    Passwd {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List every user: email, id, name, whether disabled, two-factor, open sessions.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Disable a user: they cannot log in, and every session of theirs ends. Application API
+    /// tokens they created keep working (they belong to their applications; deactivate them
+    /// separately if needed).
+    Disable {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's email.
+        email: String,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -196,71 +289,47 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     Ok(())
 }
 
-fn init_logs(format: &str) {
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            init_logs(&args.log_format);
-            let store = args.db.open().await?;
-            ensure_admin(
-                &store,
-                AdminSeed {
-                    email: std::env::var("TOLLGATE_ADMIN_EMAIL").ok(),
-                    password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
-                },
-            )
-            .await?;
-            let settings = Settings {
-                session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
-                secure_cookies: args.secure_cookies,
-                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
-                preload_tokens: args.preload_tokens,
-            };
-            serve(
-                store,
-                settings,
-                args.listen,
-                Duration::from_secs(args.last_used_flush_secs.max(1)),
-            )
-            .await
-        }
-        Command::Db(DbCommand::Copy {
-            from,
-            to,
-            replace_target,
-        }) => {
-            init_logs("text");
-            copy_database(&from, &to, replace_target).await
-        }
-        Command::User(UserCommand::Add {
+/// One line of standard input, without its line ending.
+fn read_password_from_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let line = s.lines().next().unwrap_or("");
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn find_user(store: &Store, email: &str) -> anyhow::Result<tollgate_store::users::User> {
+    store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no user with the email {email}"))
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
             email,
             password,
             first_name,
             last_name,
             db,
-        }) => {
-            init_logs("text");
+        } => {
             let password = match password {
                 Some(p) => p,
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\r', '\n']).to_owned()
-                }
+                None => read_password_from_stdin()?,
             };
             if password.chars().count() < 8 {
                 anyhow::bail!("the password must be at least 8 characters");
@@ -286,6 +355,142 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        UserCommand::Passwd { email, db } => {
+            let password = read_password_from_stdin()?;
+            passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = db.open().await?;
+            let user = find_user(&store, &email).await?;
+            let hash = passwords::hash(password).await?;
+            let ended = store.set_password(user.id, &hash, None).await?;
+            println!(
+                "changed the password of {}; {ended} {} ended",
+                user.email,
+                if ended == 1 { "session" } else { "sessions" }
+            );
+            Ok(())
+        }
+        UserCommand::List { json, db } => {
+            let store = db.open().await?;
+            let users = store.list_users().await?;
+            if json {
+                let items: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "id": u.id, "email": u.email, "firstName": u.first_name,
+                            "lastName": u.last_name,
+                            "creationDate": tollgate_server::time::iso(u.creation_date),
+                            "disabled": u.disabled, "twoFactorAuthEnabled": u.two_factor,
+                            "sessions": u.sessions,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else {
+                println!(
+                    "{:<32} {:<24} {:<24} {:<8} {:<10} {:>8}",
+                    "email", "id", "name", "status", "two-factor", "sessions"
+                );
+                for u in &users {
+                    let name = format!("{} {}", u.first_name, u.last_name);
+                    println!(
+                        "{:<32} {:<24} {:<24} {:<8} {:<10} {:>8}",
+                        u.email,
+                        u.id.to_string(),
+                        name.trim(),
+                        if u.disabled { "disabled" } else { "active" },
+                        if u.two_factor { "on" } else { "off" },
+                        u.sessions
+                    );
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Disable { email, db } => set_disabled(&email, &db, true).await,
+        UserCommand::Enable { email, db } => set_disabled(&email, &db, false).await,
+    }
+}
+
+async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Result<()> {
+    let store = db.open().await?;
+    let user = find_user(&store, email).await?;
+    let ended = store.set_user_disabled(user.id, disabled).await?;
+    if disabled {
+        println!(
+            "disabled {}; {ended} {} ended",
+            user.email,
+            if ended == 1 { "session" } else { "sessions" }
+        );
+    } else {
+        println!("enabled {}", user.email);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logs(args.log_format);
+            let metrics_token = match &args.metrics_token_file {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read --metrics-token-file {}", path.display())
+                    })?;
+                    let token = text.trim().to_owned();
+                    if token.len() < 16 {
+                        anyhow::bail!(
+                            "--metrics-token-file {} must hold a secret of at least 16 characters",
+                            path.display()
+                        );
+                    }
+                    Some(token)
+                }
+            };
+            let secret_key_file = args
+                .secret_key_file
+                .clone()
+                .unwrap_or_else(|| args.db.data_dir.join("secret.key"));
+            let store = args.db.open().await?;
+            ensure_admin(
+                &store,
+                AdminSeed {
+                    email: std::env::var("TOLLGATE_ADMIN_EMAIL").ok(),
+                    password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
+                },
+            )
+            .await?;
+            let settings = Settings {
+                session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
+                secure_cookies: args.secure_cookies,
+                change_lease: Duration::from_millis(args.change_lease_ms),
+                preload_tokens: args.preload_tokens,
+                secret_key_file: Some(secret_key_file),
+                cors_origins: args.cors_origins.clone(),
+                metrics_token,
+            };
+            serve(
+                store,
+                settings,
+                args.listen,
+                Duration::from_secs(args.last_used_flush_secs),
+            )
+            .await
+        }
+        Command::Db(DbCommand::Copy {
+            from,
+            to,
+            replace_target,
+        }) => {
+            init_logs(LogFormat::Text);
+            copy_database(&from, &to, replace_target).await
+        }
+        Command::User(command) => {
+            init_logs(LogFormat::Text);
+            user_command(command).await
         }
     }
 }

@@ -27,6 +27,11 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     match action {
         AuthAuthenticateUser => on(m, login::authenticate_user),
         MeGet => on(m, me::get),
+        MePatch => on(m, me::patch),
+        MeChangePassword => on(m, me::change_password),
+        MeGenerateTwoFactorAuth => on(m, me::generate_two_factor),
+        MeEnableTwoFactorAuth => on(m, me::enable_two_factor),
+        MeDisableTwoFactorAuth => on(m, me::disable_two_factor),
         OrgsGet => on(m, orgs::list),
         OrgsPost => on(m, orgs::create),
         OrgGet => on(m, orgs::get),

@@ -101,6 +101,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     crate::schemas::preload();
     let state = AppState::new(store, settings);
+    // A secret key file that exists but cannot be used is reported now, not at someone's
+    // login.
+    state.secret_key().check()?;
     if state.store().backend() == Backend::Postgres {
         // Other nodes may share this database: hear their changes, and until the feed is up
         // answer every request from the database.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
+use crate::auth::throttle::{LoginThrottle, NoThrottle};
+use crate::auth::two_factor::SecretKey;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
@@ -21,6 +23,13 @@ pub struct Settings {
     pub change_lease: std::time::Duration,
     /// Load every token into the credential cache at start-up (single node).
     pub preload_tokens: bool,
+    /// The file holding the key that encrypts two-factor secrets (created on first use).
+    /// `None`: a key that lives in memory only (tests).
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// Origins allowed to call the REST API from a browser (`*`: any, without credentials).
+    pub cors_origins: Vec<String>,
+    /// The bearer secret `GET /metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -30,6 +39,9 @@ impl Default for Settings {
             secure_cookies: false,
             change_lease: std::time::Duration::from_millis(750),
             preload_tokens: false,
+            secret_key_file: None,
+            cors_origins: Vec::new(),
+            metrics_token: None,
         }
     }
 }
@@ -43,11 +55,22 @@ struct Inner {
     credentials: Arc<Credentials>,
     devices: DeviceCache,
     responses: ResponseCounts,
+    secret_key: SecretKey,
+    throttle: Arc<dyn LoginThrottle>,
     settings: Settings,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
+        Self::with_throttle(store, settings, Arc::new(NoThrottle))
+    }
+
+    /// As [`AppState::new`], with `throttle` counting login attempts.
+    pub fn with_throttle(
+        store: Store,
+        settings: Settings,
+        throttle: Arc<dyn LoginThrottle>,
+    ) -> AppState {
         let freshness = Arc::new(Freshness::default());
         let credentials = Arc::new(Credentials::new(store.clone(), freshness.clone()));
         let devices = DeviceCache::new(store.clone(), freshness.clone());
@@ -57,6 +80,8 @@ impl AppState {
             credentials,
             devices,
             responses: ResponseCounts::default(),
+            secret_key: SecretKey::new(settings.secret_key_file.clone()),
+            throttle,
             settings,
         }));
         // Writes made through this store update this node's caches before they return. A weak
@@ -117,5 +142,15 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The key that encrypts two-factor secrets.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.0.secret_key
+    }
+
+    /// Counts login attempts (password and second factor) and refuses too many.
+    pub fn throttle(&self) -> &dyn LoginThrottle {
+        &*self.0.throttle
     }
 }

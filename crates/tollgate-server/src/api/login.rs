@@ -1,13 +1,17 @@
-//! `auth.authenticateUser`: email and password in, a session token out.
+//! `auth.authenticateUser`: email, password and (when enabled) a two-factor code in, a
+//! session token out.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
+use tollgate_store::users::User;
 use tollgate_store::{Id, now_ms};
 
 use crate::auth::passwords;
+use crate::auth::throttle::{Attempt, Factor};
+use crate::auth::two_factor;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, RequestBody};
 use crate::state::AppState;
@@ -17,6 +21,7 @@ use crate::state::AppState;
 pub struct UserCredentials {
     email: String,
     password: String,
+    two_factor_code: Option<String>,
     requested_scopes: Option<Vec<String>>,
     /// Seconds the session should last (capped at the server's session lifetime).
     #[serde(rename = "tokenTTL")]
@@ -42,34 +47,126 @@ pub async fn authenticate_user(
         .token_ttl
         .filter(|secs| *secs > 0)
         .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let (user_id, secret, _) = open_session(&state, &body.email, body.password, ttl).await?;
+    let (user_id, secret, _) = open_session(
+        &state,
+        &body.email,
+        body.password,
+        body.two_factor_code.as_deref(),
+        ttl,
+    )
+    .await?;
     Ok(Json(json!({ "userId": user_id, "token": secret.expose() })))
 }
 
-/// Check an email and password and open a session for `ttl_ms` (capped at the server's
-/// session lifetime). Returns the user, the session secret (`tgus_…`, shown to the caller
-/// once and stored only as its digest) and when the session ends. The REST login and the
-/// console's login form both call this.
+/// The message for a user with two-factor authentication who sent no code.
+pub const CODE_REQUIRED: &str = "This account uses two-factor authentication: send twoFactorCode, the 6-digit code from your authenticator app (or one of your recovery codes)";
+
+/// Check an email, password and (if the user has enabled it) two-factor code, and open a
+/// session for `ttl_ms` (capped at the server's session lifetime). Returns the user, the
+/// session secret (`tgus_…`, shown to the caller once and stored only as its digest) and when
+/// the session ends. The REST login and the console's login form both call this.
 pub async fn open_session(
     state: &AppState,
     email: &str,
     password: String,
+    two_factor_code: Option<&str>,
     ttl_ms: Option<i64>,
 ) -> ApiResult<(Id, Secret, i64)> {
-    let user = state.store().user_by_email(email).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    // The same answer, after the same work, for an unknown email and a wrong password.
-    let (true, Some(user)) = (passwords::verify(password, stored).await, user) else {
-        return Err(ApiError::unauthorized("Invalid email or password"));
-    };
+    let user = check_password(state, email, password).await?;
+    if user.disabled_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "This account is disabled: ask an administrator to enable it (tollgate user enable)",
+        ));
+    }
+    if user.two_factor_enabled() {
+        let code = two_factor_code
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| ApiError::unauthorized(CODE_REQUIRED))?;
+        check_second_factor(state, &user, code).await?;
+    }
     let max = state.settings().session_ttl_ms;
     let ttl = ttl_ms.map_or(max, |t| t.min(max));
     let expires = now_ms().saturating_add(ttl);
     let secret = Secret::generate(SecretKind::UserSession);
-    state
+    match state
         .store()
-        .create_session(&secret.digest(), user.id, expires)
-        .await?;
+        .create_login_session(&secret.digest(), user.id, expires, &user.password_hash)
+        .await
+    {
+        Ok(_) => {}
+        // Disabled, or the password changed, after the check above.
+        Err(tollgate_store::StoreError::NotFound) => {
+            return Err(ApiError::unauthorized("Invalid email or password"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(user = %user.id, "user logged in");
     Ok((user.id, secret, expires))
+}
+
+/// Check `password` for the account `email`, counted by the login throttle. The same answer,
+/// after the same work, for an unknown email and a wrong password.
+pub async fn check_password(state: &AppState, email: &str, password: String) -> ApiResult<User> {
+    let attempt = Attempt {
+        email,
+        factor: Factor::Password,
+    };
+    state.throttle().check(&attempt)?;
+    let user = state.store().user_by_email(email).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = passwords::verify(password, stored).await;
+    state.throttle().record(&attempt, ok && user.is_some());
+    match (ok, user) {
+        (true, Some(user)) => Ok(user),
+        _ => Err(ApiError::unauthorized("Invalid email or password")),
+    }
+}
+
+/// Check a second factor of `user`, who has two-factor authentication enabled: a TOTP code
+/// (each time step accepted once) or an unused recovery code (used up). Counted by the login
+/// throttle like a password.
+pub async fn check_second_factor(state: &AppState, user: &User, code: &str) -> ApiResult<()> {
+    let attempt = Attempt {
+        email: &user.email,
+        factor: Factor::SecondFactor,
+    };
+    state.throttle().check(&attempt)?;
+    let ok = second_factor_ok(state, user, code).await?;
+    state.throttle().record(&attempt, ok);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "Invalid two-factor code: use the current code from your authenticator app (each code works once) or an unused recovery code",
+        ))
+    }
+}
+
+async fn second_factor_ok(state: &AppState, user: &User, code: &str) -> ApiResult<bool> {
+    if two_factor::is_recovery_code(code) {
+        let used = state
+            .store()
+            .use_recovery_code(user.id, &two_factor::recovery_digest(code))
+            .await?;
+        if used {
+            tracing::info!(user = %user.id, "a recovery code was used");
+        }
+        return Ok(used);
+    }
+    let Some(sealed) = &user.totp_secret else {
+        return Ok(false);
+    };
+    let secret = open_secret(state, user.id, sealed)?;
+    match two_factor::check_code(&secret, code, now_ms()) {
+        Some(step) => Ok(state.store().accept_totp_step(user.id, step).await?),
+        None => Ok(false),
+    }
+}
+
+/// Decrypt a stored TOTP secret; a key problem is logged (never the secret) and answered 500.
+pub fn open_secret(state: &AppState, user: Id, sealed: &str) -> ApiResult<Vec<u8>> {
+    state.secret_key().open(user, sealed).map_err(|e| {
+        tracing::error!(user = %user, error = %e, "cannot decrypt a two-factor secret");
+        ApiError::internal()
+    })
 }

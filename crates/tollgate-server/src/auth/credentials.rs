@@ -67,6 +67,8 @@ impl TokenEntry {
 pub struct SessionEntry {
     pub user_id: Id,
     pub expires: i64,
+    /// Digest of the session's secret (what ends it).
+    pub digest: Digest,
 }
 
 /// Who a verified secret belongs to.
@@ -320,6 +322,7 @@ impl Credentials {
         let entry = Arc::new(SessionEntry {
             user_id: session.user_id,
             expires: session.expiration_date,
+            digest: *digest,
         });
         if self.freshness.may_keep(epoch) {
             let mut sessions = write(&self.sessions);

@@ -14,6 +14,8 @@
 
 pub mod credentials;
 pub mod passwords;
+pub mod throttle;
+pub mod two_factor;
 
 use std::sync::Arc;
 
@@ -144,13 +146,16 @@ pub async fn decide(
             }))
         }
         (Family::Application, Target::Application(app), Principal::User(session)) => {
-            let (_, role) = state
+            let (_, role, two_factor_missing) = state
                 .store()
-                .application_role(app, session.user_id)
+                .application_access(app, session.user_id)
                 .await
                 .map_err(|e| ApiError::from_store(e, "Application"))?;
             if role == Role::None {
                 return Err(ApiError::not_found("Application"));
+            }
+            if two_factor_missing {
+                return Err(two_factor_required(action));
             }
             if !role_actions(role).contains(action) {
                 return Err(role_forbidden(action, role));
@@ -170,6 +175,7 @@ pub async fn decide(
         (Family::User | Family::Organization, Target::None, Principal::User(session)) => {
             Ok(Access::User(UserAccess {
                 user_id: session.user_id,
+                session: session.digest,
                 action,
             }))
         }
@@ -195,11 +201,15 @@ pub async fn org_access(
     org: Id,
     action: Action,
 ) -> Result<OrgAccess, ApiError> {
-    let role = match state.store().org_role(org, user_id).await {
-        Ok(Some(role)) => role,
+    let membership = match state.store().org_membership(org, user_id).await {
+        Ok(Some(m)) => m,
         Ok(None) | Err(StoreError::NotFound) => return Err(ApiError::not_found("Organization")),
         Err(e) => return Err(e.into()),
     };
+    let role = membership.role;
+    if membership.two_factor_missing {
+        return Err(two_factor_required(action));
+    }
     if !role_actions(role).contains(action) {
         return Err(role_forbidden(action, role));
     }
@@ -209,6 +219,18 @@ pub async fn org_access(
         role,
         action,
     })
+}
+
+/// The organization's `mfaMode` requires two-factor authentication of this member, who has
+/// not enabled it. Their own account actions (`me.*`) stay open, so they can.
+fn two_factor_required(action: Action) -> ApiError {
+    ApiError::forbidden(
+        action,
+        format!(
+            "This organization requires two-factor authentication for your role before {} (its mfaMode): enable it for your account first (me.generateTwoFactorAuth, then me.enableTwoFactorAuth, or the console's Account page)",
+            action.name()
+        ),
+    )
 }
 
 fn token_forbidden(action: Action) -> ApiError {
@@ -338,12 +360,18 @@ impl OrgAccess {
 #[derive(Clone, Debug)]
 pub struct UserAccess {
     user_id: Id,
+    /// Digest of the session the request came with.
+    session: tollgate_core::secret::Digest,
     action: Action,
 }
 
 impl UserAccess {
     pub fn user_id(&self) -> Id {
         self.user_id
+    }
+    /// Digest of the session secret the request came with.
+    pub fn session(&self) -> &tollgate_core::secret::Digest {
+        &self.session
     }
     pub fn action(&self) -> Action {
         self.action

@@ -22,6 +22,8 @@ struct LoginPage {
     login_token: String,
     error: Option<String>,
     notice: Option<&'static str>,
+    /// The password was right and a two-factor code is needed.
+    code_needed: bool,
 }
 
 /// Only console pages are places to return to after logging in (no open redirects).
@@ -48,7 +50,9 @@ fn login_response(
     notice: Option<&'static str>,
 ) -> Response {
     let login_token = session::new_login_token();
+    let code_needed = error.as_deref().is_some_and(|e| e.contains("two-factor"));
     let page = LoginPage {
+        code_needed,
         user: None,
         title: "Log in".to_owned(),
         email,
@@ -124,7 +128,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
         );
     }
     let password = form.text("password").to_owned();
-    match open_session(&state, &email, password, None).await {
+    let code = form
+        .get("twoFactorCode")
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match open_session(&state, &email, password, code, None).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)
@@ -144,14 +152,25 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
             );
             res
         }
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => login_response(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            email,
-            next,
-            Some("Invalid email or password.".to_owned()),
-            None,
-        ),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            let message = if e.message == crate::api::login::CODE_REQUIRED {
+                "This account uses two-factor authentication: enter your password again and the code from your authenticator app (or a recovery code)."
+            } else if e.message.starts_with("Invalid two-factor code") {
+                "That two-factor code is not right (each code works once): enter your password again and the current code."
+            } else if e.message.starts_with("This account is disabled") {
+                "This account is disabled: ask an administrator to enable it."
+            } else {
+                "Invalid email or password."
+            };
+            login_response(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                email,
+                next,
+                Some(message.to_owned()),
+                None,
+            )
+        }
         Err(e) => PageError::Api(e).into_response(),
     }
 }

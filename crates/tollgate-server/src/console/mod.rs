@@ -13,6 +13,7 @@
 //! Templates are compiled into the binary (askama, `templates/`), and so are the stylesheet
 //! and script (`assets/`). See `docs/console.md` for the pages and the security measures.
 
+mod account;
 mod apps;
 mod assets;
 mod auth_pages;
@@ -36,6 +37,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use session::Session;
+/// Compare two strings in time that does not depend on where they differ.
+pub use session::same as same_text;
 
 /// Where the console lives.
 pub const BASE: &str = "/console";
@@ -59,6 +62,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/logout", post(auth_pages::logout))
         .route("/console/static/{file}", get(assets::serve))
+        .route(
+            "/console/account",
+            get(account::show).post(account::save_profile),
+        )
+        .route("/console/account/password", post(account::change_password))
+        .route(
+            "/console/account/two-factor",
+            get(account::setup).post(account::enable),
+        )
+        .route(
+            "/console/account/two-factor/disable",
+            post(account::disable),
+        )
         .route("/console/applications", get(apps::list).post(apps::create))
         .route("/console/applications/new", get(apps::new_page))
         .route("/console/applications/{app}", get(apps::overview))

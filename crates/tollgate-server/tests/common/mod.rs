@@ -97,12 +97,24 @@ impl TestApp {
     }
 
     pub async fn with_settings(settings: Settings) -> TestApp {
+        Self::with_throttle(
+            settings,
+            std::sync::Arc::new(tollgate_server::auth::throttle::NoThrottle),
+        )
+        .await
+    }
+
+    /// With `throttle` counting login attempts.
+    pub async fn with_throttle(
+        settings: Settings,
+        throttle: std::sync::Arc<dyn tollgate_server::auth::throttle::LoginThrottle>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database_url(dir.path()).await;
         let store = Store::connect_with(&database_url, 4)
             .await
             .expect("open store");
-        let state = AppState::new(store, settings);
+        let state = AppState::with_throttle(store, settings, throttle);
         let router = tollgate_server::app(state.clone());
         TestApp {
             state,
