@@ -22,6 +22,8 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// For 403: the action that was needed.
     pub required: Option<Action>,
+    /// For the log only (never sent): what went wrong behind a 5xx.
+    pub detail: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -33,6 +35,7 @@ impl ApiError {
             kind,
             message: message.into(),
             required: None,
+            detail: None,
         }
     }
 
@@ -94,14 +97,15 @@ impl ApiError {
             StoreError::UnknownReference(id) => {
                 ApiError::validation(format!("{id} is not an application of this organization"))
             }
-            e if e.is_unavailable() => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::unavailable()
-            }
-            e => {
-                tracing::error!(error = ?e, "store error");
-                ApiError::internal()
-            }
+            // Logged with the request it belongs to (see `observe`).
+            e if e.is_unavailable() => ApiError {
+                detail: Some(format!("database unavailable: {e}")),
+                ..ApiError::unavailable()
+            },
+            e => ApiError {
+                detail: Some(format!("store error: {e:?}")),
+                ..ApiError::internal()
+            },
         }
     }
 }
@@ -134,6 +138,11 @@ impl IntoResponse for ApiError {
                 REQUIRED_ACTION_HEADER,
                 HeaderValue::from_static(action.name()),
             );
+        }
+        if let Some(detail) = self.detail {
+            response
+                .extensions_mut()
+                .insert(crate::observe::ErrorDetail(detail));
         }
         response
     }

@@ -10,6 +10,7 @@ use crate::auth::two_factor::SecretKey;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
+use crate::observe::Latencies;
 
 /// Settings that shape behaviour (not where to listen or store).
 #[derive(Clone, Debug)]
@@ -55,6 +56,7 @@ struct Inner {
     credentials: Arc<Credentials>,
     devices: DeviceCache,
     responses: ResponseCounts,
+    latencies: Arc<Latencies>,
     secret_key: SecretKey,
     throttle: Arc<dyn LoginThrottle>,
     settings: Settings,
@@ -80,6 +82,7 @@ impl AppState {
             credentials,
             devices,
             responses: ResponseCounts::default(),
+            latencies: Arc::default(),
             secret_key: SecretKey::new(settings.secret_key_file.clone()),
             throttle,
             settings,
@@ -126,6 +129,11 @@ impl AppState {
 
     pub fn responses(&self) -> &ResponseCounts {
         &self.0.responses
+    }
+
+    /// Request latencies by action and status class.
+    pub fn latencies(&self) -> &Arc<Latencies> {
+        &self.0.latencies
     }
 
     pub fn devices(&self) -> &DeviceCache {

@@ -32,6 +32,7 @@ use tollgate_store::{Id, StoreError};
 pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
 
 use crate::error::ApiError;
+use crate::observe::{Credential, Seen};
 use crate::state::AppState;
 
 /// What a route names as its target.
@@ -49,21 +50,32 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    match authorize_request(&state, action, &mut parts).await {
+    let mut credential = Credential::None;
+    let mut res = match authorize_request(&state, action, &mut parts, &mut credential).await {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => e.into_response(),
-    }
+    };
+    // For the request log and the latency histograms.
+    res.extensions_mut().insert(Seen { action, credential });
+    res
 }
 
 async fn authorize_request(
     state: &AppState,
     action: Action,
     parts: &mut Parts,
+    credential: &mut Credential,
 ) -> Result<(), ApiError> {
     if action.def().family == Family::Public {
         return Ok(());
     }
-    let principal = state.credentials().verify(bearer(&parts.headers)?).await?;
+    let presented = bearer(&parts.headers)?;
+    *credential = Credential::Rejected;
+    let principal = state.credentials().verify(presented).await?;
+    *credential = match &principal {
+        Principal::Token(t) => Credential::Token(t.id),
+        Principal::User(s) => Credential::User(s.user_id),
+    };
     let target = target_of(parts).await?;
     match decide(state, principal, action, target).await? {
         Access::App(a) => parts.extensions.insert(a).map(drop),

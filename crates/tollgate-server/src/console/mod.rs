@@ -194,7 +194,12 @@ impl IntoResponse for PageError {
                     StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
                     _ => "Something went wrong",
                 };
-                error_page(e.status, title, &e.message)
+                let mut res = error_page(e.status, title, &e.message);
+                if let Some(detail) = e.detail {
+                    res.extensions_mut()
+                        .insert(crate::observe::ErrorDetail(detail));
+                }
+                res
             }
         }
     }
