@@ -42,6 +42,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Back up the embedded SQLite database to a new file while the server runs (SQLite's
+    /// online VACUUM INTO: every write acknowledged before the backup started is in it). For
+    /// PostgreSQL use pg_dump (docs/deployment.md). Keep a copy of the secret key file
+    /// (secret.key in the data directory) with your backups: two-factor secrets are
+    /// encrypted with it.
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace the embedded SQLite database with a backup made by `tollgate db backup`. Stop
+    /// the server first: the command refuses while a server holds the database's lock. The
+    /// database it replaces is kept beside it as tollgate.db.before-restore-<time>.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Copy every record from one database to another, e.g. from the embedded SQLite file to
     /// PostgreSQL when moving to several nodes. Stop the servers first.
     ///
@@ -81,6 +103,14 @@ struct DbArgs {
 }
 
 impl DbArgs {
+    /// The database URL these arguments name (never printed: it may hold a password).
+    fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tollgate.db").display()),
+        }
+    }
+
     async fn open(&self) -> anyhow::Result<Store> {
         let url = match &self.database_url {
             Some(url) => url.clone(),
@@ -246,6 +276,96 @@ fn store_options(timeout_ms: u64) -> StoreOptions {
         acquire_timeout: Duration::from_millis(timeout_ms.max(1)),
         ..StoreOptions::default()
     }
+}
+
+/// `tollgate db backup`.
+async fn backup_database(to: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    let url = db.url();
+    let Some(path) = tollgate_store::backup::sqlite_path(&url) else {
+        anyhow::bail!(
+            "tollgate db backup copies the embedded SQLite database; for PostgreSQL use pg_dump, \
+             e.g. pg_dump --format=custom --file=tollgate.dump \"$TOLLGATE_DATABASE_URL\" \
+             (see docs/deployment.md)"
+        );
+    };
+    let summary = tollgate_store::backup::backup_sqlite(&path, to).await?;
+    let rows: i64 = summary.rows.iter().map(|(_, n)| n).sum();
+    println!(
+        "backed up {} to {} ({} bytes, schema version {}, {rows} rows; integrity check ok)",
+        path.display(),
+        to.display(),
+        summary.bytes,
+        summary.schema_version
+    );
+    let key = db.data_dir.join("secret.key");
+    if key.exists() {
+        println!(
+            "two-factor secrets in it are encrypted with {}: keep a copy of that file with your backups",
+            key.display()
+        );
+    }
+    Ok(())
+}
+
+/// `tollgate db restore`.
+async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    let url = db.url();
+    let Some(path) = tollgate_store::backup::sqlite_path(&url) else {
+        anyhow::bail!(
+            "tollgate db restore restores the embedded SQLite database; for PostgreSQL use \
+             pg_restore, e.g. pg_restore --clean --if-exists --dbname=\"$TOLLGATE_DATABASE_URL\" \
+             tollgate.dump (see docs/deployment.md)"
+        );
+    };
+    // The lock `serve` holds on this database for as long as it runs: no server may use the
+    // file while it is replaced.
+    let lock_path = {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!("{name}.lock"))
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "a Tollgate server (or another command) is using {}: it holds {}. Stop the server, then restore",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
+    }
+    let (summary, kept) =
+        tollgate_store::backup::restore_sqlite(from, &path, tollgate_store::schema_version())
+            .await?;
+    // Bring it to this version's schema now rather than at the next start.
+    let store = Store::open(&url, &store_options(db.db_timeout_ms))
+        .await
+        .context("the restored database does not open")?;
+    store.close().await;
+    drop(lock);
+    let rows: i64 = summary.rows.iter().map(|(_, n)| n).sum();
+    println!(
+        "restored {} from {} (schema version {}, {rows} rows)",
+        path.display(),
+        from.display(),
+        summary.schema_version
+    );
+    if let Some(kept) = kept {
+        println!("the database it replaced is kept as {}", kept.display());
+    }
+    Ok(())
 }
 
 /// `tollgate db copy`.
@@ -487,6 +607,14 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             init_logs(LogFormat::Text);
             copy_database(&from, &to, replace_target).await
+        }
+        Command::Db(DbCommand::Backup { to, db }) => {
+            init_logs(LogFormat::Text);
+            backup_database(&to, &db).await
+        }
+        Command::Db(DbCommand::Restore { from, db }) => {
+            init_logs(LogFormat::Text);
+            restore_database(&from, &db).await
         }
         Command::User(command) => {
             init_logs(LogFormat::Text);

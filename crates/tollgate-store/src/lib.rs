@@ -8,6 +8,7 @@
 //! [`notify`].
 
 pub mod applications;
+pub mod backup;
 pub mod copy;
 pub mod devices;
 mod error;
@@ -120,6 +121,11 @@ impl std::fmt::Debug for Store {
             .field("backend", &self.backend)
             .finish()
     }
+}
+
+/// The schema version this build migrates databases to (its last migration).
+pub fn schema_version() -> i64 {
+    migrate::latest()
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_accounts.sql")),
 ];
 
+/// The last migration's version.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
 const LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
