@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod changes;
 pub mod console;
 pub mod device_cache;

@@ -70,6 +70,14 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     }
 }
 
+/// `501 NotImplemented` naming the reference action.
+fn not_implemented(name: &str) -> axum::response::Response {
+    let mut e = ApiError::validation(format!("{name} is not implemented by this server"));
+    e.status = StatusCode::NOT_IMPLEMENTED;
+    e.kind = "NotImplemented";
+    e.into_response()
+}
+
 /// Every registry action at its route, each behind the authorization guard.
 pub fn api_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
@@ -79,6 +87,21 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             auth::guard,
         ));
         router = router.route(def.path, guarded);
+    }
+    // The reference's other actions, at their real routes (merged with a registry route of the
+    // same path where there is one).
+    for a in crate::catalog::unimplemented() {
+        let name: &'static str = &a.name;
+        let filter = match a.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Patch => MethodFilter::PATCH,
+            Method::Delete => MethodFilter::DELETE,
+        };
+        router = router.route(
+            &a.path,
+            on(filter, move || async move { not_implemented(name) }),
+        );
     }
     router
         .fallback(|| async { ApiError::not_found("The requested path").into_response() })
