@@ -3,12 +3,11 @@
 //! once), organizations that require it (`mfaMode`), and the login throttle hook seeing every
 //! second-factor guess.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
+use tollgate_testkit::{Case, case};
 
+use crate::common::{PASSWORD, TestApp};
 use axum::http::Method;
-use common::{PASSWORD, TestApp};
 use serde_json::json;
 use tollgate_server::Settings;
 use tollgate_server::auth::throttle::{Attempt, Factor, LoginThrottle};
@@ -16,7 +15,12 @@ use tollgate_server::error::ApiError;
 
 const NEW_PASSWORD: &str = "Brand-new-passw0rd";
 
-async fn login(t: &TestApp, email: &str, password: &str, code: Option<&str>) -> common::Resp {
+async fn login(
+    t: &TestApp,
+    email: &str,
+    password: &str,
+    code: Option<&str>,
+) -> crate::common::Resp {
     let mut body = json!({ "email": email, "password": password });
     if let Some(c) = code {
         body["twoFactorCode"] = json!(c);
@@ -42,7 +46,6 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-#[tokio::test]
 async fn me_patch_changes_the_name_fields_only() {
     let t = TestApp::new().await;
     let (_, s) = t.login("ana@example.com").await;
@@ -85,7 +88,6 @@ async fn me_patch_changes_the_name_fields_only() {
     );
 }
 
-#[tokio::test]
 async fn change_password_ends_every_other_session_at_once() {
     let t = TestApp::new().await;
     let (_, current) = t.login("bo@example.com").await;
@@ -165,7 +167,6 @@ async fn change_password_ends_every_other_session_at_once() {
         .expect(200);
 }
 
-#[tokio::test]
 async fn a_login_checked_against_the_old_password_opens_no_session() {
     let t = TestApp::new().await;
     let user = t.user("cy@example.com").await;
@@ -189,7 +190,6 @@ async fn a_login_checked_against_the_old_password_opens_no_session() {
     );
 }
 
-#[tokio::test]
 async fn a_disabled_user_cannot_log_in_and_their_sessions_end() {
     let t = TestApp::new().await;
     let (id, s) = t.login("dee@example.com").await;
@@ -249,7 +249,6 @@ async fn enable_2fa(t: &TestApp, session: &str) -> (String, Vec<String>) {
     (key, codes)
 }
 
-#[tokio::test]
 async fn two_factor_codes_and_recovery_codes_work_once_each() {
     let t = TestApp::new().await;
     let (id, s) = t.login("eve@example.com").await;
@@ -405,7 +404,6 @@ async fn two_factor_codes_and_recovery_codes_work_once_each() {
         .expect(200);
 }
 
-#[tokio::test]
 async fn an_organization_can_require_two_factor_for_its_admins() {
     let t = TestApp::new().await;
     let (_, alice) = t.login("alice@example.com").await;
@@ -511,7 +509,6 @@ async fn an_organization_can_require_two_factor_for_its_admins() {
     assert_eq!(t.get(&app_path, &viewer).await.status, 403);
 }
 
-#[tokio::test]
 async fn an_admin_of_a_requiring_organization_cannot_disable_two_factor() {
     let t = TestApp::new().await;
     let (_, alice) = t.login("alice@example.com").await;
@@ -572,7 +569,6 @@ impl LoginThrottle for Recorder {
     }
 }
 
-#[tokio::test]
 async fn the_login_throttle_sees_every_second_factor_guess() {
     let recorder = Arc::new(Recorder::default());
     let t = TestApp::with_throttle(Settings::default(), recorder.clone()).await;
@@ -606,4 +602,17 @@ async fn the_login_throttle_sees_every_second_factor_guess() {
     *recorder.refuse_codes.lock().unwrap() = true;
     let r = login(&t, "fay@example.com", PASSWORD, Some("123456")).await;
     assert_eq!(r.status, 429);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(me_patch_changes_the_name_fields_only),
+        case!(change_password_ends_every_other_session_at_once),
+        case!(a_login_checked_against_the_old_password_opens_no_session),
+        case!(a_disabled_user_cannot_log_in_and_their_sessions_end),
+        case!(two_factor_codes_and_recovery_codes_work_once_each),
+        case!(an_organization_can_require_two_factor_for_its_admins),
+        case!(an_admin_of_a_requiring_organization_cannot_disable_two_factor),
+        case!(the_login_throttle_sees_every_second_factor_guess),
+    ]
 }

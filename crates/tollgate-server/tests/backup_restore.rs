@@ -3,14 +3,13 @@
 //! the database's lock is held, and refuses files that are not backups. (SQLite: PostgreSQL
 //! deployments back up with pg_dump, and the commands say so.)
 
-mod common;
-
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, case};
 
-use common::process::{ServerProcess, binary, http};
+use crate::common::process::{ServerProcess, binary, http};
 use serde_json::json;
 
 fn tollgate(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -32,7 +31,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
 fn a_backup_taken_under_write_load_holds_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -168,7 +166,6 @@ fn a_backup_taken_under_write_load_holds_every_acknowledged_write() {
     drop(server);
 }
 
-#[test]
 fn restore_refuses_a_held_lock_and_files_that_are_not_backups() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -253,7 +250,6 @@ fn restore_refuses_a_held_lock_and_files_that_are_not_backups() {
     assert_eq!(kept.len(), 1, "{kept:?}");
 }
 
-#[test]
 fn postgresql_deployments_are_pointed_at_pg_dump() {
     let env = [("TOLLGATE_DATABASE_URL", "postgres://u:p@127.0.0.1:1/none")];
     let o = tollgate(&["db", "backup", "--to", "/tmp/never-written.db"], &env);
@@ -262,4 +258,12 @@ fn postgresql_deployments_are_pointed_at_pg_dump() {
     assert!(!text(&o).contains("u:p@"), "the URL is never printed");
     let o = tollgate(&["db", "restore", "--from", "/tmp/never-read.db"], &env);
     assert!(text(&o).contains("pg_restore --clean"), "{}", text(&o));
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync a_backup_taken_under_write_load_holds_every_acknowledged_write).once(),
+        case!(sync restore_refuses_a_held_lock_and_files_that_are_not_backups).once(),
+        case!(sync postgresql_deployments_are_pointed_at_pg_dump).once(),
+    ]
 }

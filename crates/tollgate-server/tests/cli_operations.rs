@@ -2,12 +2,11 @@
 //! enable`, and the validation of `serve`'s options (clear messages for bad values; booleans
 //! from the environment as 1/0/true/false).
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use tollgate_testkit::{Case, case};
 
-use common::process::{ServerProcess, binary, http};
+use crate::common::process::{ServerProcess, binary, http};
 use serde_json::{Value, json};
 
 /// Run `tollgate ARGS` on `db`, with `stdin` as standard input.
@@ -48,10 +47,9 @@ fn login(base: &str, email: &str, password: &str) -> http::Reply {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn user_commands_reset_list_disable_and_enable() {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::fresh_database_url(dir.path()).await;
+    let db = crate::common::fresh_database_url(dir.path()).await;
     let server = ServerProcess::start(dir.path(), &db, &[]);
     let base = server.url.clone();
 
@@ -166,7 +164,6 @@ async fn user_commands_reset_list_disable_and_enable() {
     login(&base, "op@example.com", "Good-passw0rd-1").expect(200);
 }
 
-#[test]
 fn bad_option_values_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str], env: &[(&str, &str)]| {
@@ -213,10 +210,9 @@ fn bad_option_values_are_refused_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("https://host[:port]"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn booleans_from_the_environment_accept_1_and_0() {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::fresh_database_url(dir.path()).await;
+    let db = crate::common::fresh_database_url(dir.path()).await;
     let server = ServerProcess::start(
         dir.path(),
         &db,
@@ -239,4 +235,19 @@ async fn booleans_from_the_environment_accept_1_and_0() {
         cookie.contains("__Host-tollgate_login=") && cookie.ends_with("; Secure"),
         "{cookie}"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            user_commands_reset_list_disable_and_enable,
+            multi_thread = 2
+        ),
+        case!(sync bad_option_values_are_refused_with_a_clear_message).once(),
+        case!(
+            booleans_from_the_environment_accept_1_and_0,
+            multi_thread = 2
+        )
+        .once(),
+    ]
 }

@@ -2,11 +2,10 @@
 //! it, at its real method and path, without needing a credential; implemented routes beside
 //! them are unchanged.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::Method;
-use common::TestApp;
 use tollgate_server::catalog::unimplemented;
+use tollgate_testkit::{Case, case};
 
 fn fill(path: &str) -> String {
     path.split('/')
@@ -21,7 +20,6 @@ fn fill(path: &str) -> String {
         .join("/")
 }
 
-#[tokio::test]
 async fn every_unimplemented_catalog_action_answers_501_naming_it() {
     let t = TestApp::new().await;
     let all = unimplemented();
@@ -47,7 +45,6 @@ async fn every_unimplemented_catalog_action_answers_501_naming_it() {
     }
 }
 
-#[tokio::test]
 async fn the_issue_examples_and_neighbouring_routes() {
     let t = TestApp::new().await;
     let (user, s) = t.login("n@example.com").await;
@@ -99,4 +96,11 @@ async fn the_issue_examples_and_neighbouring_routes() {
             .get("/applications/{applicationId}/devices/command")
             .is_none()
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(every_unimplemented_catalog_action_answers_501_naming_it).once(),
+        case!(the_issue_examples_and_neighbouring_routes).once(),
+    ]
 }

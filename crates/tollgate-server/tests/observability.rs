@@ -2,20 +2,19 @@
 //! (one line per request, JSON or text, no colour in a file, errors with their request), and
 //! `/metrics` latency histograms with an optional scraping secret.
 
-mod common;
-
+use crate::common::TestApp;
+use crate::common::process::{ServerProcess, http};
 use axum::http::Method;
-use common::TestApp;
-use common::process::{ServerProcess, http};
 use serde_json::{Value, json};
 use tollgate_server::Settings;
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
-fn header<'a>(r: &'a common::Resp, name: &str) -> Option<&'a str> {
+fn header<'a>(r: &'a crate::common::Resp, name: &str) -> Option<&'a str> {
     r.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn preflight(t: &TestApp, path: &str, origin: &str) -> common::Resp {
+async fn preflight(t: &TestApp, path: &str, origin: &str) -> crate::common::Resp {
     t.send_raw(
         Method::OPTIONS,
         path,
@@ -33,7 +32,6 @@ async fn preflight(t: &TestApp, path: &str, origin: &str) -> common::Resp {
     .await
 }
 
-#[tokio::test]
 async fn cors_answers_preflights_for_listed_origins_only() {
     let settings = Settings {
         cors_origins: vec!["https://dash.example.com".into()],
@@ -102,7 +100,6 @@ async fn cors_answers_preflights_for_listed_origins_only() {
     assert_eq!(header(&r, "access-control-allow-origin"), None);
 }
 
-#[tokio::test]
 async fn cors_wildcard_never_allows_credentials_and_none_is_the_default() {
     let t = TestApp::with_settings(Settings {
         cors_origins: vec!["*".into()],
@@ -133,7 +130,6 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap()
 }
 
-#[tokio::test]
 async fn metrics_have_latency_histograms_per_action_and_class() {
     let t = TestApp::new().await;
     let (user, session) = t.login("m@example.com").await;
@@ -181,7 +177,6 @@ async fn raw_metrics(t: &TestApp) -> String {
     t.raw_text("/metrics", None).await.1
 }
 
-#[tokio::test]
 async fn metrics_can_require_a_scraping_secret() {
     let t = TestApp::with_settings(Settings {
         metrics_token: Some("scrape-secret-0123456789".into()),
@@ -211,10 +206,9 @@ fn json_lines(log: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn one_json_log_line_per_request_with_its_context_and_no_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::fresh_database_url(dir.path()).await;
+    let db = crate::common::fresh_database_url(dir.path()).await;
     let server = ServerProcess::start(
         dir.path(),
         &db,
@@ -234,7 +228,7 @@ async fn one_json_log_line_per_request_with_its_context_and_no_secret() {
     let token = created["token"].as_str().unwrap();
     let token_id = created["id"].as_str().unwrap();
     http::get(base, &format!("/applications/{app}"), token).expect(200);
-    let unknown = common::unknown_token();
+    let unknown = crate::common::unknown_token();
     assert_eq!(
         http::get(base, &format!("/applications/{app}"), &unknown).status,
         401
@@ -293,10 +287,9 @@ async fn one_json_log_line_per_request_with_its_context_and_no_secret() {
     assert_eq!(api_lines, 7, "{requests:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn text_logs_in_a_file_have_no_colour() {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::fresh_database_url(dir.path()).await;
+    let db = crate::common::fresh_database_url(dir.path()).await;
     let server = ServerProcess::start(dir.path(), &db, &[("RUST_LOG", "info")]);
     http::admin_session(&server.url);
     let log = server.log();
@@ -309,4 +302,18 @@ async fn text_logs_in_a_file_have_no_colour() {
         "{line}"
     );
     assert!(!log.contains('\u{1b}'), "no colour codes in a file");
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(cors_answers_preflights_for_listed_origins_only).once(),
+        case!(cors_wildcard_never_allows_credentials_and_none_is_the_default).once(),
+        case!(metrics_have_latency_histograms_per_action_and_class).once(),
+        case!(metrics_can_require_a_scraping_secret).once(),
+        case!(
+            one_json_log_line_per_request_with_its_context_and_no_secret,
+            multi_thread = 2
+        ),
+        case!(text_logs_in_a_file_have_no_colour, multi_thread = 2).once(),
+    ]
 }

@@ -1,14 +1,12 @@
 //! The README's permission table is the registry's (regenerate with
 //! `TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test readme`).
 
-mod common;
-
 use tollgate_core::permissions::permission_table_markdown;
+use tollgate_testkit::{Case, Need, case};
 
 const START: &str = "<!-- permission-table:start -->\n";
 const END: &str = "<!-- permission-table:end -->";
 
-#[test]
 fn readme_permission_table_matches_the_registry() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
@@ -40,27 +38,16 @@ fn example(readme: &str, name: &str) -> String {
 
 /// The README's Python and JavaScript examples, run with the official clients against a real
 /// server, exactly as printed except for the address and the password.
-#[tokio::test(flavor = "multi_thread")]
 async fn readme_examples_run_as_printed() {
-    use std::path::PathBuf;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let clients = std::env::var("TOLLGATE_CLIENTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/clients"));
+    let root = tollgate_testkit::workspace();
+    let clients = tollgate_testkit::clients_dir();
     let python = clients.join("venv/bin/python");
     let modules = clients.join("js/node_modules");
-    if !python.exists() || !modules.join("losant-rest").exists() {
-        if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("the official clients are not installed: run scripts/install-clients.sh");
-        }
-        eprintln!("NOT RUN: official clients not installed; run scripts/install-clients.sh");
-        return;
-    }
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = common::fresh_database_url(dir.path()).await;
+    let db = crate::common::fresh_database_url(dir.path()).await;
     let password = "Readme-passw0rd!";
-    let server = common::process::ServerProcess::start(
+    let server = crate::common::process::ServerProcess::start(
         dir.path(),
         &db,
         &[
@@ -106,4 +93,13 @@ async fn readme_examples_run_as_printed() {
     );
     // It lists the application the Python example created.
     assert!(stdout.contains("Plant floor"), "{stdout}");
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync readme_permission_table_matches_the_registry).once(),
+        case!(readme_examples_run_as_printed, multi_thread = 2)
+            .once()
+            .needs(Need::OfficialClients),
+    ]
 }
