@@ -1139,6 +1139,26 @@ async fn read_only_flow() {
         Some(&admin),
         json!({ "email": "viewer@example.com", "role": "view" }),
     );
+    // Invitations are pending until the invitee accepts.
+    let viewer = api_json(
+        &base,
+        "POST",
+        "/auth/user",
+        None,
+        json!({ "email": "viewer@example.com", "password": "viewer-password-1" }),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invites = api_json(&base, "GET", "/me/invites", Some(&viewer), json!(null));
+    let invite = invites[0]["id"].as_str().unwrap().to_owned();
+    api_json(
+        &base,
+        "POST",
+        &format!("/me/invites/{invite}"),
+        Some(&viewer),
+        json!({ "action": "accept" }),
+    );
     let app = api_json(
         &base,
         "POST",

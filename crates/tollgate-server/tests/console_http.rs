@@ -697,13 +697,9 @@ async fn members_without_edit_rights_see_the_list_read_only() {
         .expect(201);
     let org_id = org["id"].as_str().unwrap().to_owned();
     let viewer = t.user("viewer@example.com").await;
-    t.post(
-        &format!("/orgs/{org_id}/invites"),
-        &owner,
-        json!({ "email": "viewer@example.com", "role": "view" }),
-    )
-    .await
-    .expect(200);
+    let viewer_session = t.session_for(viewer).await;
+    t.join_org(&org_id, &owner, "viewer@example.com", "view", &viewer_session)
+        .await;
     let app = t
         .post(
             "/applications",

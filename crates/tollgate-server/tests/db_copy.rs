@@ -95,6 +95,27 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
                 "applicationRoles": [{ "resourceId": shared, "role": "view" }] }),
     )
     .expect(200);
+    // Invitations are pending until the invitee accepts.
+    let bob = http::call(
+        &url,
+        "POST",
+        "/auth/user",
+        None,
+        Some(&json!({ "email": "bob@example.com", "password": BOB_PASSWORD })),
+    )
+    .expect(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invites = http::call(&url, "GET", "/me/invites", Some(&bob), None).body;
+    let invite = invites[0]["id"].as_str().unwrap().to_owned();
+    http::post(
+        &url,
+        &format!("/me/invites/{invite}"),
+        &bob,
+        json!({ "action": "accept" }),
+    )
+    .expect(200);
     let app = id(&personal);
     let tokens_path = format!("/applications/{app}/tokens");
     let active = http::post(&url, &tokens_path, &admin, json!({ "name": "active" })).expect(201);

@@ -9,11 +9,13 @@
 
 pub mod applications;
 pub mod check;
+pub mod console;
 pub mod copy;
 pub mod devices;
 mod error;
 pub mod flows;
 pub mod ids;
+pub mod invites;
 pub mod list;
 mod migrate;
 pub mod notify;

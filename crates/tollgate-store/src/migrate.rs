@@ -20,6 +20,7 @@ use crate::{Backend, Result, Store, StoreError};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_devices.sql")),
+    (3, include_str!("../migrations/0003_invites_console.sql")),
 ];
 
 /// The schema version this build brings a database to.

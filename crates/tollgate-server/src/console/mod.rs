@@ -71,6 +71,10 @@ pub fn router() -> Router<AppState> {
             get(tokens::new_page),
         )
         .route(
+            "/console/applications/{app}/tokens/reveal/{reveal}",
+            get(tokens::reveal),
+        )
+        .route(
             "/console/applications/{app}/tokens/{token}",
             get(tokens::detail).post(tokens::save),
         )

@@ -234,6 +234,35 @@ impl TestApp {
             .id
     }
 
+    /// `admin` invites `email` to `org` with `role`, and the invitee (session `member`)
+    /// accepts: invitations are pending until accepted.
+    pub async fn join_org(&self, org: &str, admin: &str, email: &str, role: &str, member: &str) {
+        self.post(
+            &format!("/orgs/{org}/invites"),
+            admin,
+            json!({ "email": email, "role": role }),
+        )
+        .await
+        .expect(200);
+        let invites = self.get("/me/invites", member).await.expect(200);
+        let invite = invites
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["role"] == role)
+            .unwrap_or_else(|| panic!("no invitation for {email}: {invites}"));
+        let id = invite["id"].as_str().unwrap();
+        let answer = self
+            .post(
+                &format!("/me/invites/{id}"),
+                member,
+                json!({ "action": "accept" }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(answer["result"], "accepted");
+    }
+
     /// A token created directly in the store (bypassing the API's creation rules).
     pub async fn raw_token(
         &self,
