@@ -47,6 +47,10 @@ pub fn app(state: AppState) -> Router {
         .merge(console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(close_if_body_unread))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            health::track_writes,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             metrics::count_response,

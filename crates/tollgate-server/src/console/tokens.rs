@@ -903,6 +903,12 @@ pub async fn set_status(
     let app = parse_id(&app, "Application")?;
     let token = parse_id(&token, "API token")?;
     let access = app_access(&state, &session, Action::ApplicationApiTokenPatch, app).await?;
+    // Where to go back to is decided before anything changes.
+    let list = tokens_href(access.application());
+    let back = form
+        .get("return")
+        .and_then(|r| super::safe_path(r, &list))
+        .unwrap_or(list);
     let Some(status) = status_field(&form)? else {
         return Err(PageError::Api(ApiError::validation(
             "The status must be Active or Inactive",
@@ -916,13 +922,6 @@ pub async fn set_status(
     let notice = match status {
         TokenStatus::Active => "activated",
         TokenStatus::Inactive => "deactivated",
-    };
-    let back = match form.get("return") {
-        // The list the toggle was on (its sort and filter), if it is this application's.
-        Some(r) if r.starts_with(&tokens_href(access.application())) && !r.contains("//") => {
-            r.to_owned()
-        }
-        _ => tokens_href(access.application()),
     };
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(see_other(&format!("{back}{sep}notice={notice}")))

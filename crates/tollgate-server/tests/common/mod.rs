@@ -3,6 +3,7 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set (each test gets a fresh database on that server).
 #![allow(dead_code)]
 
+pub mod console;
 pub mod process;
 
 use std::sync::OnceLock;
@@ -103,6 +104,18 @@ impl TestApp {
             .await
             .expect("open store");
         let state = AppState::new(store, settings);
+        let router = tollgate_server::app(state.clone());
+        TestApp {
+            state,
+            router,
+            database_url,
+            _dir: dir,
+        }
+    }
+
+    /// The application over a store opened by the test (with its own options), in `dir`.
+    pub fn with_store(store: Store, database_url: String, dir: tempfile::TempDir) -> TestApp {
+        let state = AppState::new(store, Settings::default());
         let router = tollgate_server::app(state.clone());
         TestApp {
             state,
