@@ -5,7 +5,8 @@
 #    postgresql, nodejs/npm, python3-venv; the official Losant clients into target/clients;
 # 2. starts a throwaway PostgreSQL cluster (removed on exit);
 # 3. checks formatting and lints;
-# 4. runs every test on SQLite, then the server's integration suite again on PostgreSQL.
+# 4. runs every test on SQLite, then the server's integration suite again on PostgreSQL;
+# 5. runs each fuzz target for 20 s from the committed corpus (scripts/fuzz.sh).
 #
 # Nothing is skipped: a test whose dependency is missing fails (TOLLGATE_REQUIRE_ALL=1).
 set -euo pipefail
@@ -52,5 +53,8 @@ cargo test --workspace
 
 step "server integration suite on PostgreSQL"
 TOLLGATE_TEST_POSTGRES_URL="$pg_url" cargo test -p tollgate-server --tests
+
+step "fuzz targets, 20 s each from the committed corpus"
+scripts/fuzz.sh 20
 
 step "done"
