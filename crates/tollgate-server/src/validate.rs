@@ -191,24 +191,38 @@ mod tests {
     #[test]
     fn names_refuse_control_bidi_and_blank() {
         assert!(body(&json!({ "name": "Plant floor 3", "description": "a\n\tb\r\n" })).is_ok());
-        assert!(refused(json!({ "name": "a\u{0}b" })).contains("/name contains a control character (U+0000 at character 2)"));
+        assert!(
+            refused(json!({ "name": "a\u{0}b" }))
+                .contains("/name contains a control character (U+0000 at character 2)")
+        );
         assert!(refused(json!({ "name": "two\nlines" })).contains("U+000A"));
         assert!(refused(json!({ "name": "abc\u{202E}gnp.exe" })).contains("bidirectional"));
         assert!(refused(json!({ "name": "x\u{2066}" })).contains("U+2066"));
         assert!(refused(json!({ "name": "   " })).contains("/name must not be blank"));
         assert!(refused(json!({ "name": "\u{3000}" })).contains("blank"));
         // Descriptions are multi-line but still refuse other control characters.
-        assert!(refused(json!({ "name": "n", "description": "bell\u{7}" })).contains("/description"));
+        assert!(
+            refused(json!({ "name": "n", "description": "bell\u{7}" })).contains("/description")
+        );
         assert!(refused(json!({ "name": "n", "description": "\u{85}" })).contains("U+0085"));
     }
 
     #[test]
     fn nested_strings_keys_tags_and_attributes() {
-        assert!(refused(json!({ "name": "d", "tags": [{ "key": " ", "value": "v" }] })).contains("/tags/0/key must not be blank"));
-        assert!(refused(json!({ "name": "d", "tags": [{ "key": "k", "value": "v\u{0}" }] })).contains("/tags/0/value"));
+        assert!(
+            refused(json!({ "name": "d", "tags": [{ "key": " ", "value": "v" }] }))
+                .contains("/tags/0/key must not be blank")
+        );
+        assert!(
+            refused(json!({ "name": "d", "tags": [{ "key": "k", "value": "v\u{0}" }] }))
+                .contains("/tags/0/value")
+        );
         assert!(refused(json!({ "name": "d", "attributes": [{ "name": "t\u{202D}", "dataType": "number" }] })).contains("/attributes/0/name"));
         assert!(refused(json!({ "data": { "temp\u{0}": 1 } })).contains("A field name in /data"));
-        assert!(refused(json!({ "data": { "doc": { "deep": ["ok", "no\u{1b}"] } } })).contains("/data/doc/deep/1"));
+        assert!(
+            refused(json!({ "data": { "doc": { "deep": ["ok", "no\u{1b}"] } } }))
+                .contains("/data/doc/deep/1")
+        );
         // Values that are not names may be blank or carry line breaks; numbers are not text.
         assert!(body(&json!({ "data": { "note": " ", "text": "a\nb", "n": 1 } })).is_ok());
         // A nested `name` that is not a name field is ordinary text.

@@ -3,13 +3,11 @@
 //! reloading the reveal page does not show the secret again. Also: `return`/`next`
 //! parameters with CR/LF are refused before anything changes.
 
-mod common;
-
-use common::TestApp;
-use common::console::{console_login, cookie_pair, get, post};
+use crate::common::TestApp;
+use crate::common::console::{console_login, cookie_pair, get, post};
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
-#[tokio::test]
 async fn a_token_form_creates_one_token_and_its_secret_is_shown_once() {
     let t = TestApp::new().await;
     let user = t.user("owner@example.com").await;
@@ -35,7 +33,10 @@ async fn a_token_form_creates_one_token_and_its_secret_is_shown_once() {
 
     let created = post(&t, &path, &cookie, &fields).await;
     assert_eq!(created.status, 303, "{}", created.body);
-    assert!(!created.body.contains("tgat_"), "the POST answer carries no secret");
+    assert!(
+        !created.body.contains("tgat_"),
+        "the POST answer carries no secret"
+    );
     let reveal = created.location().to_owned();
     assert!(reveal.starts_with(&format!("{path}/reveal/")), "{reveal}");
     assert!(!reveal.contains("tgat_"), "no secret in the URL");
@@ -44,7 +45,10 @@ async fn a_token_form_creates_one_token_and_its_secret_is_shown_once() {
         .into_iter()
         .find(|c| c.starts_with("tollgate_reveal="))
         .expect("the reveal pad cookie");
-    assert!(pad.contains("HttpOnly") && pad.contains("SameSite=Strict"), "{pad}");
+    assert!(
+        pad.contains("HttpOnly") && pad.contains("SameSite=Strict"),
+        "{pad}"
+    );
     assert!(!pad.contains("tgat_"));
     let with_pad = format!("{cookie}; {}", cookie_pair(&pad));
 
@@ -77,7 +81,11 @@ async fn a_token_form_creates_one_token_and_its_secret_is_shown_once() {
     let reloaded = get(&t, &reveal, &with_pad).await;
     assert_eq!(reloaded.status, 410, "{}", reloaded.body);
     assert!(!reloaded.body.contains("tgat_"));
-    assert!(reloaded.body.contains("shown once already"), "{}", reloaded.body);
+    assert!(
+        reloaded.body.contains("shown once already"),
+        "{}",
+        reloaded.body
+    );
     assert_eq!(t.store().count_tokens(app).await.unwrap(), 1);
 
     // The database never held the secret: only the sealed copy, now deleted.
@@ -114,19 +122,27 @@ async fn a_token_form_creates_one_token_and_its_secret_is_shown_once() {
             ("name", "Third"),
             ("expiry", "never"),
         ];
-        assert_eq!(post(&t, &path, &cookie, &fields).await.status, 400, "{bad:?}");
+        assert_eq!(
+            post(&t, &path, &cookie, &fields).await.status,
+            400,
+            "{bad:?}"
+        );
     }
     assert_eq!(t.store().count_tokens(app).await.unwrap(), 2);
 }
 
 /// The reveal page of someone else's creation shows nothing, even with the right id.
-#[tokio::test]
 async fn a_reveal_belongs_to_the_browser_that_created_the_token() {
     let t = TestApp::new().await;
     let user = t.user("owner@example.com").await;
     let cookie = console_login(&t, "owner@example.com").await;
     let app = t.app_of(user, "A").await;
-    let new = get(&t, &format!("/console/applications/{app}/tokens/new"), &cookie).await;
+    let new = get(
+        &t,
+        &format!("/console/applications/{app}/tokens/new"),
+        &cookie,
+    )
+    .await;
     let fields = [
         ("csrf", new.csrf()),
         ("form_key", new.hidden("form_key")),
@@ -134,7 +150,13 @@ async fn a_reveal_belongs_to_the_browser_that_created_the_token() {
         ("expiry", "never".to_owned()),
     ];
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let created = post(&t, &format!("/console/applications/{app}/tokens"), &cookie, &fields).await;
+    let created = post(
+        &t,
+        &format!("/console/applications/{app}/tokens"),
+        &cookie,
+        &fields,
+    )
+    .await;
     assert_eq!(created.status, 303);
     // Same session, but without the pad cookie (another browser of the same user): the
     // secret cannot be unsealed there, and the sealed copy is left for the right browser.
@@ -146,14 +168,18 @@ async fn a_reveal_belongs_to_the_browser_that_created_the_token() {
         .into_iter()
         .find(|c| c.starts_with("tollgate_reveal="))
         .unwrap();
-    let shown = get(&t, created.location(), &format!("{cookie}; {}", cookie_pair(&pad))).await;
+    let shown = get(
+        &t,
+        created.location(),
+        &format!("{cookie}; {}", cookie_pair(&pad)),
+    )
+    .await;
     assert_eq!(shown.status, 200);
     assert!(shown.body.contains("tgat_"));
 }
 
 /// A CR/LF in `next` or `return` is refused before the login or the change, never a
 /// plain-text 500 after it.
-#[tokio::test]
 async fn redirect_parameters_with_line_breaks_are_refused_first() {
     let t = TestApp::new().await;
     let user = t.user("owner@example.com").await;
@@ -178,19 +204,26 @@ async fn redirect_parameters_with_line_breaks_are_refused_first() {
     // The change happens, and the answer goes back to the plain list.
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location(), format!("{list}?notice=deactivated"));
-    assert!(r.headers.get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().contains("evil")));
+    assert!(
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().contains("evil"))
+    );
     // Login with a CR/LF in `next`: logged in, sent home.
-    let page = common::console::call(&t, axum::http::Method::GET, "/console/login", None, None).await;
+    let page =
+        crate::common::console::call(&t, axum::http::Method::GET, "/console/login", None, None)
+            .await;
     let login_cookie = page.set_cookies()[0].clone();
-    let r = common::console::call(
+    let r = crate::common::console::call(
         &t,
         axum::http::Method::POST,
         "/console/login",
         Some(cookie_pair(&login_cookie)),
-        Some(common::console::form(&[
+        Some(crate::common::console::form(&[
             ("csrf", &page.csrf()),
             ("email", "owner@example.com"),
-            ("password", common::PASSWORD),
+            ("password", crate::common::PASSWORD),
             ("next", "/console/applications\r\nX-Evil: 1"),
         ])),
     )
@@ -198,4 +231,12 @@ async fn redirect_parameters_with_line_breaks_are_refused_first() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location(), "/console/applications");
     assert!(r.headers.get("x-evil").is_none());
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(a_token_form_creates_one_token_and_its_secret_is_shown_once),
+        case!(a_reveal_belongs_to_the_browser_that_created_the_token),
+        case!(redirect_parameters_with_line_breaks_are_refused_first),
+    ]
 }

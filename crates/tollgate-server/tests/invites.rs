@@ -3,10 +3,9 @@
 //! (`org.pendingInvites`, `org.revokeInvite`), and `org.inviteMember` answers the same
 //! whether or not the email has an account.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
+use tollgate_testkit::{Case, case};
 
 /// The keys of every item of a list, sorted.
 fn shapes(list: &Value) -> Vec<Vec<String>> {
@@ -21,7 +20,6 @@ fn shapes(list: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[tokio::test]
 async fn invitations_are_pending_until_accepted_and_do_not_reveal_accounts() {
     let t = TestApp::new().await;
     let (_, admin) = t.login("admin@example.com").await;
@@ -39,17 +37,28 @@ async fn invitations_are_pending_until_accepted_and_do_not_reveal_accounts() {
     // An email with an account and one without: the same status and the same shape, and
     // nothing about the account (no user id, no name).
     let known = t
-        .post(&invites, &admin, json!({ "email": "member@example.com", "role": "edit" }))
+        .post(
+            &invites,
+            &admin,
+            json!({ "email": "member@example.com", "role": "edit" }),
+        )
         .await;
     let unknown = t
-        .post(&invites, &admin, json!({ "email": "nobody@example.com", "role": "edit" }))
+        .post(
+            &invites,
+            &admin,
+            json!({ "email": "nobody@example.com", "role": "edit" }),
+        )
         .await;
     assert_eq!((known.status.as_u16(), unknown.status.as_u16()), (200, 200));
     let (known, unknown) = (known.body, unknown.body);
     assert_eq!(shapes(&known)[0], shapes(&unknown)[1]);
     let text = unknown.to_string() + &known.to_string();
     assert!(!text.contains(&member_id.to_string()), "{text}");
-    assert!(!text.contains("firstName") && !text.contains("userId"), "{text}");
+    assert!(
+        !text.contains("firstName") && !text.contains("userId"),
+        "{text}"
+    );
     let item = &known[0];
     assert_eq!(item["email"], "member@example.com");
     assert_eq!(item["role"], "edit");
@@ -74,15 +83,27 @@ async fn invitations_are_pending_until_accepted_and_do_not_reveal_accounts() {
     let other_id = t.user("other@example.com").await;
     let other = t.session_for(other_id).await;
     let r = t
-        .post(&format!("/me/invites/{id}"), &other, json!({ "action": "accept" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &other,
+            json!({ "action": "accept" }),
+        )
         .await;
     assert_eq!(r.status, 404);
     let r = t
-        .post(&format!("/me/invites/{id}"), &member, json!({ "action": "maybe" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &member,
+            json!({ "action": "maybe" }),
+        )
         .await;
     assert_eq!(r.status, 400);
     let answer = t
-        .post(&format!("/me/invites/{id}"), &member, json!({ "action": "accept" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &member,
+            json!({ "action": "accept" }),
+        )
         .await
         .expect(200);
     assert_eq!(answer, json!({ "result": "accepted", "orgId": org }));
@@ -93,17 +114,28 @@ async fn invitations_are_pending_until_accepted_and_do_not_reveal_accounts() {
         .iter()
         .map(|m| (m["email"].clone(), m["role"].clone()))
         .collect();
-    assert!(roles.contains(&(json!("member@example.com"), json!("edit"))), "{roles:?}");
+    assert!(
+        roles.contains(&(json!("member@example.com"), json!("edit"))),
+        "{roles:?}"
+    );
     // Used up: answering again is a 404, and it is no longer pending.
     let r = t
-        .post(&format!("/me/invites/{id}"), &member, json!({ "action": "accept" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &member,
+            json!({ "action": "accept" }),
+        )
         .await;
     assert_eq!(r.status, 404);
     let pending = t.get(&invites, &admin).await.expect(200);
     assert_eq!(pending.as_array().unwrap().len(), 1);
     // A member already: inviting them again says so.
     let r = t
-        .post(&invites, &admin, json!({ "email": "Member@Example.com", "role": "view" }))
+        .post(
+            &invites,
+            &admin,
+            json!({ "email": "Member@Example.com", "role": "view" }),
+        )
         .await;
     assert_eq!(r.status, 409);
 
@@ -114,20 +146,28 @@ async fn invitations_are_pending_until_accepted_and_do_not_reveal_accounts() {
         .await
         .expect(200);
     assert_eq!(left, json!([]));
-    assert_eq!(t.delete(&format!("{invites}?inviteId={nobody}"), &admin).await.status, 404);
+    assert_eq!(
+        t.delete(&format!("{invites}?inviteId={nobody}"), &admin)
+            .await
+            .status,
+        404
+    );
     assert_eq!(t.delete(&invites, &admin).await.status, 400);
 
     // Only administrators see or manage invitations.
     assert_eq!(t.get(&invites, &member).await.status, 403);
     assert_eq!(
-        t.post(&invites, &member, json!({ "email": "x@example.com", "role": "view" }))
-            .await
-            .status,
+        t.post(
+            &invites,
+            &member,
+            json!({ "email": "x@example.com", "role": "view" })
+        )
+        .await
+        .status,
         403
     );
 }
 
-#[tokio::test]
 async fn rejected_and_expired_invitations_make_nobody_a_member() {
     let t = TestApp::new().await;
     let (_, admin) = t.login("admin@example.com").await;
@@ -141,15 +181,23 @@ async fn rejected_and_expired_invitations_make_nobody_a_member() {
         .unwrap()
         .to_owned();
     let invites = format!("/orgs/{org}/invites");
-    t.post(&invites, &admin, json!({ "email": "member@example.com", "role": "view" }))
-        .await
-        .expect(200);
+    t.post(
+        &invites,
+        &admin,
+        json!({ "email": "member@example.com", "role": "view" }),
+    )
+    .await
+    .expect(200);
     let id = t.get("/me/invites", &member).await.expect(200)[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let answer = t
-        .post(&format!("/me/invites/{id}"), &member, json!({ "action": "reject" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &member,
+            json!({ "action": "reject" }),
+        )
         .await
         .expect(200);
     assert_eq!(answer["result"], "rejected");
@@ -157,9 +205,13 @@ async fn rejected_and_expired_invitations_make_nobody_a_member() {
     assert_eq!(t.get(&invites, &admin).await.expect(200), json!([]));
 
     // An expired invitation is a 410 and is removed.
-    t.post(&invites, &admin, json!({ "email": "member@example.com", "role": "view" }))
-        .await
-        .expect(200);
+    t.post(
+        &invites,
+        &admin,
+        json!({ "email": "member@example.com", "role": "view" }),
+    )
+    .await
+    .expect(200);
     sqlx::query("UPDATE org_invites SET expires_at = 1")
         .execute(t.store().pool())
         .await
@@ -168,10 +220,21 @@ async fn rejected_and_expired_invitations_make_nobody_a_member() {
     assert_eq!(mine[0]["expired"], true);
     let id = mine[0]["id"].as_str().unwrap().to_owned();
     let r = t
-        .post(&format!("/me/invites/{id}"), &member, json!({ "action": "accept" }))
+        .post(
+            &format!("/me/invites/{id}"),
+            &member,
+            json!({ "action": "accept" }),
+        )
         .await;
     assert_eq!(r.status, 410, "{}", r.body);
     assert_eq!(r.body["type"], "Gone");
     assert_eq!(t.get(&format!("/orgs/{org}"), &member).await.status, 404);
     assert_eq!(t.get("/me/invites", &member).await.expect(200), json!([]));
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(invitations_are_pending_until_accepted_and_do_not_reveal_accounts),
+        case!(rejected_and_expired_invitations_make_nobody_a_member),
+    ]
 }

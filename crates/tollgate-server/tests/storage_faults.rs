@@ -3,15 +3,14 @@
 //! databases refused at start-up with the file and the reason, two processes starting
 //! together on a new directory, the WAL checkpointed at a clean shutdown, `tollgate db check`.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, case};
 
+use crate::common::TestApp;
+use crate::common::process::{ServerProcess, binary};
 use axum::http::Method;
-use common::TestApp;
-use common::process::{ServerProcess, binary};
 use serde_json::json;
 use tollgate_store::{Store, StoreOptions};
 
@@ -37,13 +36,12 @@ fn tollgate(dir: &Path, args: &[&str]) -> Output {
 /// `tollgate serve` on `dir` expected to refuse to start: its output, and how long it took.
 fn serve_refused(dir: &Path) -> (String, Duration) {
     let started = Instant::now();
-    let port = common::process::free_port().to_string();
+    let port = crate::common::process::free_port().to_string();
     let out = tollgate(dir, &["serve", "--listen", &format!("127.0.0.1:{port}")]);
     assert!(!out.status.success(), "started anyway: {}", text(&out));
     (text(&out), started.elapsed())
 }
 
-#[tokio::test]
 async fn a_full_disk_is_a_507_reads_work_health_says_so_and_writes_recover() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
@@ -133,7 +131,6 @@ async fn a_full_disk_is_a_507_reads_work_health_says_so_and_writes_recover() {
     assert_eq!(health.body["writes"], "ok");
 }
 
-#[test]
 fn a_damaged_database_stops_start_up_with_its_name_and_sqlites_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tollgate.db");
@@ -145,12 +142,18 @@ fn a_damaged_database_stops_start_up_with_its_name_and_sqlites_message() {
     assert!(took < Duration::from_secs(4), "took {took:?}");
 }
 
-#[test]
 fn an_emptied_database_is_refused_not_reinitialised() {
     let dir = tempfile::tempdir().unwrap();
     let out = tollgate(
         dir.path(),
-        &["user", "add", "--email", "a@example.com", "--password", "password-1"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "a@example.com",
+            "--password",
+            "password-1",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let db = dir.path().join("tollgate.db");
@@ -162,7 +165,6 @@ fn an_emptied_database_is_refused_not_reinitialised() {
     assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
 }
 
-#[tokio::test]
 async fn a_newer_schema_is_refused_with_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
@@ -171,10 +173,11 @@ async fn a_newer_schema_is_refused_with_both_versions() {
         .execute(store.pool())
         .await
         .unwrap();
-    let ours: i64 = sqlx::query_scalar("SELECT MAX(version) FROM tollgate_migrations WHERE version < 999")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let ours: i64 =
+        sqlx::query_scalar("SELECT MAX(version) FROM tollgate_migrations WHERE version < 999")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     store.checkpoint().await.unwrap();
     store.close().await;
     let (out, _) = serve_refused(dir.path());
@@ -184,7 +187,6 @@ async fn a_newer_schema_is_refused_with_both_versions() {
 
 /// Two processes starting together on a new data directory: both succeed, every time (the
 /// second used to fail now and then with "table … already exists").
-#[test]
 fn two_processes_starting_together_on_a_new_directory_both_succeed() {
     for trial in 0..24 {
         let dir = tempfile::tempdir().unwrap();
@@ -214,14 +216,13 @@ fn two_processes_starting_together_on_a_new_directory_both_succeed() {
     }
 }
 
-#[test]
 fn a_clean_shutdown_checkpoints_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("tollgate.db").display());
     let mut server = ServerProcess::start(dir.path(), &db, &[]);
-    let admin = common::process::http::admin_session(&server.url);
+    let admin = crate::common::process::http::admin_session(&server.url);
     for i in 0..20 {
-        common::process::http::post(
+        crate::common::process::http::post(
             &server.url,
             "/applications",
             &admin,
@@ -230,13 +231,20 @@ fn a_clean_shutdown_checkpoints_the_wal() {
         .expect(201);
     }
     let wal = dir.path().join("tollgate.db-wal");
-    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "writes are in the WAL");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "writes are in the WAL"
+    );
     server.terminate();
     let left = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(left, 0, "WAL left with {left} bytes");
     // The database file alone holds everything.
     let copy = tempfile::tempdir().unwrap();
-    std::fs::copy(dir.path().join("tollgate.db"), copy.path().join("tollgate.db")).unwrap();
+    std::fs::copy(
+        dir.path().join("tollgate.db"),
+        copy.path().join("tollgate.db"),
+    )
+    .unwrap();
     let out = tollgate(copy.path(), &["db", "check"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("applications"), "{}", text(&out));
@@ -248,17 +256,27 @@ fn a_clean_shutdown_checkpoints_the_wal() {
     assert!(line.contains(" 20 rows"), "{line}");
 }
 
-#[test]
 fn db_check_passes_a_sound_database_and_fails_a_damaged_one() {
     let dir = tempfile::tempdir().unwrap();
     let out = tollgate(
         dir.path(),
-        &["user", "add", "--email", "a@example.com", "--password", "password-123"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "a@example.com",
+            "--password",
+            "password-123",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let out = tollgate(dir.path(), &["db", "check"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("ok: no problems found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ok: no problems found"),
+        "{}",
+        text(&out)
+    );
 
     // Many rows, then pages near the end overwritten.
     let db = dir.path().join("tollgate.db");
@@ -291,4 +309,16 @@ fn db_check_passes_a_sound_database_and_fails_a_damaged_one() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("problem(s) found"), "{}", text(&out));
     assert!(text(&out).contains("integrity: "), "{}", text(&out));
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(a_full_disk_is_a_507_reads_work_health_says_so_and_writes_recover).once(),
+        case!(sync a_damaged_database_stops_start_up_with_its_name_and_sqlites_message).once(),
+        case!(sync an_emptied_database_is_refused_not_reinitialised).once(),
+        case!(a_newer_schema_is_refused_with_both_versions).once(),
+        case!(sync two_processes_starting_together_on_a_new_directory_both_succeed).once(),
+        case!(sync a_clean_shutdown_checkpoints_the_wal).once(),
+        case!(sync db_check_passes_a_sound_database_and_fails_a_damaged_one).once(),
+    ]
 }

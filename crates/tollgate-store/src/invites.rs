@@ -85,16 +85,17 @@ const INVITE_COLUMNS: &str = "id, org_id, email, role, application_roles, dashbo
 
 fn invite_from_row(row: &AnyRow) -> Result<Invite> {
     let corrupt = |e: String| StoreError::Corrupt(e);
-    let roles: Vec<(String, String)> = serde_json::from_str(
-        &row.try_get::<String, _>("application_roles")?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
+    let roles: Vec<(String, String)> =
+        serde_json::from_str(&row.try_get::<String, _>("application_roles")?)
+            .map_err(|e| corrupt(e.to_string()))?;
     let application_roles = roles
         .into_iter()
         .map(|(id, role)| {
             Ok(ResourceRole {
                 resource_id: from_db(&id)?,
-                role: role.parse().map_err(|_| corrupt(format!("bad role {role:?}")))?,
+                role: role
+                    .parse()
+                    .map_err(|_| corrupt(format!("bad role {role:?}")))?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -103,7 +104,9 @@ fn invite_from_row(row: &AnyRow) -> Result<Invite> {
         id: from_db(&row.try_get::<String, _>("id")?)?,
         org_id: from_db(&row.try_get::<String, _>("org_id")?)?,
         email: row.try_get("email")?,
-        role: role.parse().map_err(|_| corrupt(format!("bad role {role:?}")))?,
+        role: role
+            .parse()
+            .map_err(|_| corrupt(format!("bad role {role:?}")))?,
         application_roles,
         dashboard_roles: row
             .try_get::<Option<String>, _>("dashboard_roles")?

@@ -4,6 +4,7 @@
 //! the newer-schema refusal also run on PostgreSQL when `TOLLGATE_TEST_POSTGRES_URL` is set.
 
 use std::path::Path;
+use tollgate_testkit::{Case, case};
 
 use sqlx::Executor;
 use tollgate_store::users::NewUser;
@@ -37,7 +38,6 @@ async fn page_count(store: &Store) -> i64 {
 /// ROLLBACK then fails too) the connection still counted as inside a transaction, and every
 /// later write on it failed with `InvalidSavePointStatement` until restart. Here the same
 /// state is made deterministically: the transaction is ended behind the driver's back.
-#[tokio::test]
 async fn a_connection_left_inside_a_failed_transaction_is_not_reused() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
@@ -66,7 +66,6 @@ async fn a_connection_left_inside_a_failed_transaction_is_not_reused() {
 
 /// A full database (here: its page limit) refuses writes with `StorageFull`, keeps serving
 /// reads, and takes writes again as soon as there is room, without reopening.
-#[tokio::test]
 async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let url = url_of(&dir.path().join("t.db"));
@@ -127,7 +126,6 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         .expect("the write check recovers");
 }
 
-#[tokio::test]
 async fn a_file_that_is_not_a_database_is_refused_with_its_name_and_sqlites_message() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.db");
@@ -145,7 +143,6 @@ async fn a_file_that_is_not_a_database_is_refused_with_its_name_and_sqlites_mess
 }
 
 /// A database file cut short (a bad copy, a full disk during a restore).
-#[tokio::test]
 async fn a_truncated_database_is_refused_with_its_name_and_sqlites_message() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.db");
@@ -177,7 +174,6 @@ async fn a_truncated_database_is_refused_with_its_name_and_sqlites_message() {
     assert!(text.contains("malformed"), "{text}");
 }
 
-#[tokio::test]
 async fn an_emptied_database_is_refused_but_a_new_empty_file_is_initialised() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.db");
@@ -204,30 +200,11 @@ async fn an_emptied_database_is_refused_but_a_new_empty_file_is_initialised() {
     assert_eq!(store.count_users().await.unwrap(), 0);
 }
 
-/// A fresh database per test: SQLite in `dir`, or PostgreSQL when the environment names one.
+/// A fresh database per test, on the backend of the current pass.
 async fn fresh_url(dir: &Path) -> String {
-    match std::env::var("TOLLGATE_TEST_POSTGRES_URL") {
-        Ok(server) if !server.is_empty() => {
-            let name = format!("tg_store_{}", Id::generate());
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::any::AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&server)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-            format!("{base}/{name}")
-        }
-        _ => url_of(&dir.join("t.db")),
-    }
+    tollgate_testkit::fresh_database_url(dir).await
 }
 
-#[tokio::test]
 async fn a_newer_schema_is_refused_with_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_url(dir.path()).await;
@@ -258,7 +235,6 @@ async fn a_newer_schema_is_refused_with_both_versions() {
 
 /// Stores opened at once on one new file (as two processes would: separate pools and
 /// connections) all succeed; none fails with "table … already exists".
-#[tokio::test]
 async fn stores_opened_at_once_on_a_new_file_all_succeed() {
     for trial in 0..20 {
         let dir = tempfile::tempdir().unwrap();
@@ -276,7 +252,6 @@ async fn stores_opened_at_once_on_a_new_file_all_succeed() {
     }
 }
 
-#[tokio::test]
 async fn the_check_passes_a_sound_database_and_counts_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_url(dir.path()).await;
@@ -297,7 +272,6 @@ async fn the_check_passes_a_sound_database_and_counts_its_rows() {
 }
 
 /// A page in the middle of the file overwritten with garbage: the check lists problems.
-#[tokio::test]
 async fn the_check_lists_the_problems_of_a_damaged_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
@@ -337,7 +311,6 @@ async fn the_check_lists_the_problems_of_a_damaged_file() {
     );
 }
 
-#[tokio::test]
 async fn open_existing_does_not_create_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing.db");
@@ -346,4 +319,23 @@ async fn open_existing_does_not_create_a_missing_file() {
         .unwrap_err();
     assert!(e.to_string().contains("missing.db"), "{e}");
     assert!(!path.exists());
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(a_connection_left_inside_a_failed_transaction_is_not_reused).once(),
+        case!(a_full_disk_refuses_writes_keeps_reads_and_recovers).once(),
+        case!(a_file_that_is_not_a_database_is_refused_with_its_name_and_sqlites_message).once(),
+        case!(a_truncated_database_is_refused_with_its_name_and_sqlites_message).once(),
+        case!(an_emptied_database_is_refused_but_a_new_empty_file_is_initialised).once(),
+        case!(a_newer_schema_is_refused_with_both_versions),
+        case!(
+            stores_opened_at_once_on_a_new_file_all_succeed,
+            multi_thread = 2
+        )
+        .once(),
+        case!(the_check_passes_a_sound_database_and_counts_its_rows),
+        case!(the_check_lists_the_problems_of_a_damaged_file).once(),
+        case!(open_existing_does_not_create_a_missing_file).once(),
+    ]
 }

@@ -306,9 +306,13 @@ pub async fn revoke_invite(
     let id = params
         .invite_id
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::validation("inviteId is required: the id of the invitation to revoke"))?
+        .ok_or_else(|| {
+            ApiError::validation("inviteId is required: the id of the invitation to revoke")
+        })?
         .parse::<Id>()
-        .map_err(|_| ApiError::validation("inviteId is not valid: ids are 24 hexadecimal characters"))?;
+        .map_err(|_| {
+            ApiError::validation("inviteId is not valid: ids are 24 hexadecimal characters")
+        })?;
     state
         .store()
         .revoke_invite(access.org(), id)

@@ -836,7 +836,12 @@ pub async fn reveal(
     let app = access.application();
     let pad = reveal_pad(state.settings(), &headers).and_then(from_hex);
     let taken = match &pad {
-        Some(_) => state.store().take_reveal(reveal_id, session.user_id).await?,
+        Some(_) => {
+            state
+                .store()
+                .take_reveal(reveal_id, session.user_id)
+                .await?
+        }
         None => None,
     };
     let lv = ListView {

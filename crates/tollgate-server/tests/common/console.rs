@@ -141,4 +141,3 @@ pub async fn console_login(t: &TestApp, email: &str) -> String {
         .expect("a session cookie");
     cookie_pair(&session).to_owned()
 }
-
