@@ -797,8 +797,17 @@ async fn owner_flow() {
     b.nav("#create-token").await;
     let second = b.prop("#reveal-token", "value").await;
     assert!(second.starts_with("tgat_") && second != secret);
-    b.click("#reveal-saved").await;
-    b.nav("#reveal-close").await;
+    // Reloading the page that shows it: the secret is not shown again and no token is added.
+    b.client.refresh().await.unwrap();
+    b.find("#token-count").await;
+    assert!(
+        !b.source().await.contains(&second),
+        "a reload does not show the secret again"
+    );
+    assert!(b.source().await.contains("shown once already"));
+    assert_eq!(b.text("#token-count").await, "2 items");
+    b.shot("token-reveal-reloaded").await;
+    b.goto(&format!("{base}{list_path}")).await;
     b.wait_path("the list", |p| p == list_path).await;
 
     // 2 again: the list.
