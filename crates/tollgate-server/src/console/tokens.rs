@@ -368,7 +368,7 @@ fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
