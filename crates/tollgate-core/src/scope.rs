@@ -232,19 +232,15 @@ impl Scope {
     }
 }
 
-/// How an unknown scope string is named in an error: as given, unless it looks like a bearer
-/// secret pasted by mistake (never echoed) or is too long to be a scope name.
+/// How an unknown scope string is named in an error: as given, except that anything with a
+/// secret's shape is hidden ([`crate::secret::redact`]: a token pasted by mistake, however
+/// quoted or cased) and a string too long to be a scope name is cut short.
 fn shown(s: &str) -> String {
-    let prefixes = [
-        crate::secret::SecretKind::ApplicationToken.prefix(),
-        crate::secret::SecretKind::UserSession.prefix(),
-    ];
-    if prefixes.iter().any(|p| s.starts_with(p)) {
-        "(a token secret, which is not a scope: it was not echoed)".to_owned()
-    } else if s.chars().count() > 80 {
+    let s = crate::secret::redact(s);
+    if s.chars().count() > 80 {
         format!("{}…", s.chars().take(40).collect::<String>())
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 

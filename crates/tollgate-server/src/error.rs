@@ -1,8 +1,11 @@
 //! The one error type of the API: `{"type": "...", "message": "..."}` with the right status.
 //!
 //! Messages are written for the person holding the credential. They never contain a secret:
-//! request values are not echoed (schema errors are masked), and credentials are described by
-//! what is wrong with them, not by their text.
+//! request values are not echoed (schema errors are masked), credentials are described by
+//! what is wrong with them, not by their text, and every message is passed through
+//! [`tollgate_core::secret::redact`] when the error is made and again when it is sent, so a
+//! string with a secret's shape that reached a message anyway (a token pasted as a scope,
+//! quoted, upper-cased, after `Bearer `…) is replaced, wherever it sits.
 
 use std::borrow::Cow;
 
@@ -31,9 +34,31 @@ impl ApiError {
         ApiError {
             status,
             kind,
-            message: message.into(),
+            message: redacted(message.into()),
             required: None,
         }
+    }
+
+    /// 413: the body is larger than the server accepts.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!(
+                "The request body is larger than the limit of {} ({limit} bytes)",
+                human_bytes(limit)
+            ),
+        )
+    }
+
+    /// 507: the database's disk is full. Nothing was written; reads still work.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            "The database's disk is full: nothing was written. Reads still work; writes work \
+             again as soon as space is freed on the database's disk",
+        )
     }
 
     /// 400: the request is malformed or breaks a rule.
@@ -94,6 +119,10 @@ impl ApiError {
             StoreError::UnknownReference(id) => {
                 ApiError::validation(format!("{id} is not an application of this organization"))
             }
+            e if e.is_storage_full() => {
+                tracing::error!(error = ?e, "write refused: the database's disk is full");
+                ApiError::storage_full()
+            }
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::unavailable()
@@ -120,9 +149,11 @@ impl IntoResponse for ApiError {
             kind: &'a str,
             message: &'a str,
         }
+        // Fields are public and may have been changed since `new`: redact again.
+        let message = redacted(self.message);
         let body = Body {
             kind: self.kind,
-            message: &self.message,
+            message: &message,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -136,5 +167,24 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// The message with anything of a secret's shape hidden.
+fn redacted(message: Cow<'static, str>) -> Cow<'static, str> {
+    match tollgate_core::secret::redact(&message) {
+        Cow::Borrowed(_) => message,
+        Cow::Owned(clean) => Cow::Owned(clean),
+    }
+}
+
+/// 1048576 → "1 MiB".
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }

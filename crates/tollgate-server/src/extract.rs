@@ -31,31 +31,87 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::validation(format!(
-                "Could not read the request body: {}",
-                e.body_text()
-            ))
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(crate::MAX_BODY)
+            } else {
+                ApiError::validation(format!(
+                    "Could not read the request body: {}",
+                    e.body_text()
+                ))
+            }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::validation("A JSON request body is required"));
-        }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::validation(format!("The request body is not valid JSON: {e}"))
-        })?;
-        T::precheck(&value)?;
-        schemas::validate(T::SCHEMA, &value)?;
-        // The schema has accepted the shape; a failure here is a type the schema leaves open.
-        // The message does not echo values.
-        serde_json::from_value(value).map(Body).map_err(|e| {
-            ApiError::validation(format!(
-                "Invalid request: {}",
-                e.to_string()
-                    .split(':')
-                    .next()
-                    .unwrap_or("unexpected shape")
-            ))
-        })
+        decode(&bytes).map(Body)
     }
+}
+
+/// A request body from its bytes, exactly as [`Body`] reads it: JSON, then the stored-text
+/// rules ([`crate::validate::body`]), then `T::precheck`, then the reference schema, then
+/// deserialization. (Public for the fuzz targets.)
+pub fn decode<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::validation("A JSON request body is required"));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::validation(format!("The request body is not valid JSON: {e}")))?;
+    decode_value(value)
+}
+
+/// As [`decode`], from a JSON value (the console builds one from its form, so that it goes
+/// through the same checks as the REST API).
+pub fn decode_value<T: RequestBody>(value: Value) -> Result<T, ApiError> {
+    crate::validate::body(&value)?;
+    T::precheck(&value)?;
+    schemas::validate(T::SCHEMA, &value)?;
+    // The schema has accepted the shape; a failure here is a type the schema leaves open.
+    // The message does not echo values.
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::validation(format!(
+            "Invalid request: {}",
+            e.to_string()
+                .split(':')
+                .next()
+                .unwrap_or("unexpected shape")
+        ))
+    })
+}
+
+/// The first control character a query string carries once decoded (`%00`, a raw one, …),
+/// and the name of the parameter it is in (`None`: in a parameter's name).
+fn query_control_character(query: &str) -> Option<(Option<String>, char)> {
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name);
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            return Some((None, c));
+        }
+        if let Some(c) = percent_decode(value).chars().find(|c| c.is_control()) {
+            return Some((Some(name), c));
+        }
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Query parameters, with the reference clients' bracket notation (`tagFilter[0][key]=…`).
@@ -66,6 +122,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some((name, c)) = query_control_character(query) {
+            let what = match name {
+                None => "A query parameter's name".to_owned(),
+                Some(name) => format!("The query parameter {name}"),
+            };
+            return Err(ApiError::validation(format!(
+                "{what} contains a control character (U+{:04X})",
+                u32::from(c)
+            )));
+        }
         // Form encoding: the official clients percent-encode the brackets
         // (`tagFilter%5B0%5D%5Bkey%5D=floor`) and Python's sends spaces as `+`.
         serde_qs::Config::new()

@@ -51,7 +51,11 @@ schemas![
     "lastValueQuery",
     "me",
     "org",
+    "orgInviteActionUser",
     "orgInvitePost",
+    "orgInviteResultUser",
+    "orgInvites",
+    "orgInvitesUser",
     "orgMemberPatch",
     "orgPatch",
     "orgPost",
@@ -104,6 +108,18 @@ fn adjust(name: &str, schema: &mut Value) {
             o.remove("$schema");
         }
         schema["definitions"] = serde_json::json!({ "advancedDeviceQuery": definition });
+    }
+    // The reference's invitation lists wrap their item schema one level too deep
+    // (`items.properties` holds `title`, `type` and `properties` as if they were fields):
+    // unwrap it, so the items are checked as the reference means them.
+    if let Some(inner) = schema
+        .get("items")
+        .and_then(|i| i.get("properties"))
+        .filter(|p| p.get("type") == Some(&Value::String("object".into())))
+        .filter(|p| p.get("properties").is_some_and(Value::is_object))
+        .cloned()
+    {
+        schema["items"] = inner;
     }
     // Device attributes may also hold JSON documents (`dataType: "json"`), which the
     // reference's enum of attribute types does not list: add it wherever that enum appears.

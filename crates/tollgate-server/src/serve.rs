@@ -143,6 +143,14 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     state.credentials().flush_last_used().await.ok();
+    // Leave the database file complete on its own: copy the write-ahead log into it and
+    // empty the log, then close every connection.
+    match state.store().checkpoint().await {
+        Ok(true) => tracing::info!("database checkpointed"),
+        Ok(false) => tracing::warn!("database checkpoint incomplete: a reader held it back"),
+        Err(e) => tracing::warn!(error = %e, "database checkpoint failed"),
+    }
+    state.store().close().await;
     Ok(())
 }
 

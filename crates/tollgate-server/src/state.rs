@@ -44,6 +44,7 @@ struct Inner {
     devices: DeviceCache,
     responses: ResponseCounts,
     settings: Settings,
+    write_check: crate::health::WriteCheck,
 }
 
 impl AppState {
@@ -58,6 +59,7 @@ impl AppState {
             devices,
             responses: ResponseCounts::default(),
             settings,
+            write_check: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
         // reference: the store would otherwise keep the state (and itself) alive forever.
@@ -117,5 +119,10 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The last check of whether the database takes writes (for `/health`).
+    pub fn write_check(&self) -> &crate::health::WriteCheck {
+        &self.0.write_check
     }
 }

@@ -15,13 +15,17 @@ mod api_foundation;
 mod api_tokens;
 mod browser_console;
 mod console_http;
+mod console_once;
 mod credential_lease;
 mod db_copy;
+mod inputs;
+mod invites;
 mod multinode;
 mod official_clients;
 mod openapi;
 mod readme;
 mod secrets;
+mod storage_faults;
 mod token_matrix;
 mod wire_format;
 
@@ -45,13 +49,17 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             browser_console::cases(),
             console_http::cases(),
+            console_once::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            inputs::cases(),
+            invites::cases(),
             multinode::cases(),
             official_clients::cases(),
             openapi::cases(),
             readme::cases(),
             secrets::cases(),
+            storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],

@@ -26,17 +26,9 @@ struct LoginPage {
 
 /// Only console pages are places to return to after logging in (no open redirects).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with("/console/")
-                && !n.starts_with("/console/login")
-                && !n.contains("//")
-                && !n.contains('\\') =>
-        {
-            n.to_owned()
-        }
-        _ => format!("{BASE}/applications"),
-    }
+    next.filter(|n| !n.starts_with("/console/login"))
+        .and_then(|n| super::safe_path(n, "/console/"))
+        .unwrap_or_else(|| format!("{BASE}/applications"))
 }
 
 fn login_response(

@@ -84,6 +84,24 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Ask the process to stop (SIGTERM, a clean shutdown) and wait up to 30 s for it.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                assert!(exit.success(), "exit {exit:?}; log:\n{}", self.log());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not stop within 30 s of SIGTERM");
+    }
+
     /// Stop the process (SIGKILL) and wait for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
