@@ -74,7 +74,4 @@ cargo test --workspace --lib --bins --tests
 step "PostgreSQL pass: store and server behaviour on PostgreSQL, several nodes"
 TOLLGATE_TEST_BACKEND=postgres cargo test -p tollgate-store -p tollgate-server --test all
 
-step "fuzz targets, 20 s each from the committed corpus"
-scripts/fuzz.sh 20
-
 step "done"
