@@ -74,4 +74,7 @@ cargo test --workspace --lib --bins --tests
 step "PostgreSQL pass: store and server behaviour on PostgreSQL, several nodes"
 TOLLGATE_TEST_BACKEND=postgres cargo test -p tollgate-store -p tollgate-server --test all
 
+step "quick fuzzing: the token and scope parsers, 15 s each from the committed corpus"
+scripts/fuzz.sh 15 --quick
+
 step "done"

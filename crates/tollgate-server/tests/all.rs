@@ -18,6 +18,7 @@ mod console_http;
 mod console_once;
 mod credential_lease;
 mod db_copy;
+mod fuzz_corpus;
 mod inputs;
 mod invites;
 mod multinode;
@@ -52,6 +53,7 @@ fn main() -> std::process::ExitCode {
             console_once::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
             multinode::cases(),

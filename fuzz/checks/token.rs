@@ -1,11 +1,9 @@
 //! The bearer-secret parser: any input is classified without panicking, only well-formed
 //! secrets pass, and redaction never leaves a secret's shape behind.
-#![no_main]
-
-use libfuzzer_sys::fuzz_target;
 use tollgate_core::secret::{self, SECRET_LEN};
 
-fuzz_target!(|data: &[u8]| {
+/// One input: panics when a property fails.
+pub fn check(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
@@ -30,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut run = 0;
     for b in clean.bytes() {
-        run = if b.is_ascii_alphanumeric() { run + 1 } else { 0 };
+        run = if b.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            0
+        };
         assert!(run < secret::REDACT_RUN, "a long run survived redaction");
     }
-});
+}
