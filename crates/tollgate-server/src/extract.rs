@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use tollgate_store::list::{Fields, Filter, ListSpec};
 
 use crate::error::ApiError;
-use crate::schemas;
+use crate::{limits, schemas};
 
 /// A request body type, checked against the reference schema `SCHEMA` before it is
 /// deserialized.
-pub trait RequestBody: DeserializeOwned {
+pub trait RequestBody: DeserializeOwned + Send + 'static {
     const SCHEMA: &'static str;
 
     /// Checks that should answer before the schema does, with a more useful message.
@@ -39,23 +39,50 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::validation("A JSON request body is required"));
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::validation(format!("The request body is not valid JSON: {e}"))
-        })?;
-        T::precheck(&value)?;
-        schemas::validate(T::SCHEMA, &value)?;
-        // The schema has accepted the shape; a failure here is a type the schema leaves open.
-        // The message does not echo values.
-        serde_json::from_value(value).map(Body).map_err(|e| {
-            ApiError::validation(format!(
-                "Invalid request: {}",
-                e.to_string()
-                    .split(':')
-                    .next()
-                    .unwrap_or("unexpected shape")
-            ))
-        })
+        if limits::json_depth_exceeds(&bytes, limits::MAX_JSON_DEPTH) {
+            return Err(ApiError::validation(format!(
+                "The request body nests arrays and objects more than {} deep",
+                limits::MAX_JSON_DEPTH
+            )));
+        }
+        if bytes.len() <= limits::BLOCKING_BODY_BYTES {
+            return decode::<T>(&bytes).map(Body);
+        }
+        // Parsing and checking a large body against its schema takes milliseconds of CPU:
+        // do it on the blocking pool, a few at a time, so the async workers keep answering.
+        let _turn = blocking_turn().acquire().await.map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(move || decode::<T>(&bytes))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map(Body)
     }
+}
+
+/// Large bodies decoded at once, at most (one per core).
+fn blocking_turn() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))
+    })
+}
+
+/// Parse, precheck, validate against the schema and deserialize.
+fn decode<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::validation(format!("The request body is not valid JSON: {e}")))?;
+    T::precheck(&value)?;
+    schemas::validate(T::SCHEMA, &value)?;
+    // The schema has accepted the shape; a failure here is a type the schema leaves open.
+    // The message does not echo values.
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::validation(format!(
+            "Invalid request: {}",
+            e.to_string()
+                .split(':')
+                .next()
+                .unwrap_or("unexpected shape")
+        ))
+    })
 }
 
 /// Query parameters, with the reference clients' bracket notation (`tagFilter[0][key]=…`).
@@ -66,6 +93,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        let params = query.split('&').filter(|p| !p.is_empty()).count();
+        if params > limits::MAX_QUERY_PARAMS {
+            return Err(ApiError::validation(format!(
+                "The query string has {params} parameters: at most {} are allowed",
+                limits::MAX_QUERY_PARAMS
+            )));
+        }
         // Form encoding: the official clients percent-encode the brackets
         // (`tagFilter%5B0%5D%5Bkey%5D=floor`) and Python's sends spaces as `+`.
         serde_qs::Config::new()
@@ -87,6 +121,24 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|p| Path(p.0))
             .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+/// The address of the client at the other end of the connection, when the request came over a
+/// socket (in-process tests have none). A reverse proxy in front makes this the proxy's.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 

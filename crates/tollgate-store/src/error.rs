@@ -44,13 +44,29 @@ impl StoreError {
                 // PostgreSQL: class 08 (connection exception), 57P01..03 (shutdown), 53300
                 // (too many connections) mean "unavailable", not "bad query".
                 let code = db.code().unwrap_or_default();
-                if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                // 57014 is a statement cancelled at `statement_timeout`: the database is too
+                // busy (or the query too costly) to answer in time.
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "53300"
+                    || code == "57014"
+                {
                     StoreError::Unavailable(e)
                 } else {
                     StoreError::Database(e)
                 }
             }
             _ => StoreError::Database(e),
+        }
+    }
+
+    /// True when the database cancelled the statement at its `statement_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            StoreError::Unavailable(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|c| c == "57014")
+            }
+            _ => false,
         }
     }
 

@@ -61,6 +61,10 @@ pub struct StoreOptions {
     /// How long a query waits for a connection (including reconnecting to a database that is
     /// down) before it fails as [`StoreError::Unavailable`], which the server answers with 503.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: the session's `statement_timeout`, so that a statement nobody waits for
+    /// any more (the request gave up at its deadline) does not keep a backend busy. `None`
+    /// for no limit (copying a whole deployment, say). Migrations run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +72,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: None,
         }
     }
 }
@@ -176,6 +181,10 @@ impl Store {
             });
         }
         let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        let statement_timeout_ms = options
+            .statement_timeout
+            .map(|t| t.as_millis().max(1))
+            .filter(|_| backend == Backend::Postgres);
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -189,6 +198,13 @@ impl Store {
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                         )
+                        .await?;
+                    }
+                    if let Some(ms) = statement_timeout_ms {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SET statement_timeout = {ms}"
+                        )))
+                        .execute(&mut *conn)
                         .await?;
                     }
                     Ok(())
