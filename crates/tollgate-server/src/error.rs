@@ -162,6 +162,11 @@ impl ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 if e.is_timeout() {
                     ApiError::unavailable_timeout()
+                } else if e.is_pool_timeout() {
+                    ApiError::busy(
+                        "No database connection answered within the server's --db-timeout-ms: the database is down, unreachable or saturated; try again shortly",
+                        1,
+                    )
                 } else {
                     ApiError::unavailable()
                 }

@@ -70,6 +70,11 @@ impl StoreError {
         }
     }
 
+    /// True when no connection could be had within the pool's acquire timeout.
+    pub fn is_pool_timeout(&self) -> bool {
+        matches!(self, StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+    }
+
     /// True when retrying later might succeed (the server answers 503).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
