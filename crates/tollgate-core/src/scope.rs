@@ -318,7 +318,9 @@ mod tests {
         let many: Vec<String> = (0..20_000).map(|i| format!("bogus{i}")).collect();
         let text = Scope::parse(&many).unwrap_err().to_string();
         assert!(
-            text.starts_with("unknown scope bogus0, bogus1, bogus2, bogus3, bogus4 and 19995 more:"),
+            text.starts_with(
+                "unknown scope bogus0, bogus1, bogus2, bogus3, bogus4 and 19995 more:"
+            ),
             "{text}"
         );
         assert!(text.len() < 400, "{}", text.len());

@@ -127,7 +127,11 @@ impl ApiError {
     pub fn busy(message: impl Into<Cow<'static, str>>, retry_after: u64) -> Self {
         ApiError {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                message,
+            )
         }
     }
 

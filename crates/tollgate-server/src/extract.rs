@@ -50,7 +50,10 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
         }
         // Parsing and checking a large body against its schema takes milliseconds of CPU:
         // do it on the blocking pool, a few at a time, so the async workers keep answering.
-        let _turn = blocking_turn().acquire().await.map_err(|_| ApiError::internal())?;
+        let _turn = blocking_turn()
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
         tokio::task::spawn_blocking(move || decode::<T>(&bytes))
             .await
             .map_err(|_| ApiError::internal())?

@@ -166,13 +166,21 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_BURST", default_value_t = 10)]
     login_account_burst: u32,
     /// A throttled account regains one attempt every this many seconds.
-    #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ACCOUNT_INTERVAL_SECS",
+        default_value_t = 60
+    )]
     login_account_interval_secs: u64,
     /// Failed logins allowed in a row from one client address (IPv4, or IPv6 /64).
     #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_BURST", default_value_t = 30)]
     login_address_burst: u32,
     /// A throttled address regains one attempt every this many seconds.
-    #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_INTERVAL_SECS", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ADDRESS_INTERVAL_SECS",
+        default_value_t = 2
+    )]
     login_address_interval_secs: u64,
 }
 

@@ -179,8 +179,13 @@ pub async fn serve(
         idle_timeout_secs = limits.idle_timeout.as_secs(),
         "Tollgate is listening"
     );
-    crate::connections::serve(listener, crate::app(state.clone()), limits, shutdown_signal())
-        .await?;
+    crate::connections::serve(
+        listener,
+        crate::app(state.clone()),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     state.credentials().flush_last_used().await.ok();
     Ok(())
 }

@@ -39,20 +39,29 @@ async fn tag_filters_and_device_classes_are_bounded() {
     };
     // 20 are fine and answered.
     let r = t
-        .get(&format!("/applications/{app}/devices?{}", query(20)), &read_only)
+        .get(
+            &format!("/applications/{app}/devices?{}", query(20)),
+            &read_only,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // 21 are refused, by name and limit.
     refused(
-        t.get(&format!("/applications/{app}/devices?{}", query(21)), &read_only)
-            .await,
+        t.get(
+            &format!("/applications/{app}/devices?{}", query(21)),
+            &read_only,
+        )
+        .await,
         "tagFilter has 21 entries: at most 20 are allowed",
     );
     // 933 was a 500 on SQLite ("Expression tree is too large") and 160 took 13.6 s on
     // PostgreSQL: now the query-string bound answers first.
     refused(
-        t.get(&format!("/applications/{app}/devices?{}", query(933)), &read_only)
-            .await,
+        t.get(
+            &format!("/applications/{app}/devices?{}", query(933)),
+            &read_only,
+        )
+        .await,
         "The query string has 933 parameters: at most 200 are allowed",
     );
     let classes = (0..8)
@@ -60,8 +69,11 @@ async fn tag_filters_and_device_classes_are_bounded() {
         .collect::<Vec<_>>()
         .join("&");
     refused(
-        t.get(&format!("/applications/{app}/devices?{classes}"), &read_only)
-            .await,
+        t.get(
+            &format!("/applications/{app}/devices?{classes}"),
+            &read_only,
+        )
+        .await,
         "deviceClass has 8 entries: at most 7 are allowed",
     );
 }
@@ -73,14 +85,22 @@ async fn data_queries_bound_device_ids_tags_and_attributes() {
     for path in ["time-series-query", "last-value-query"] {
         let url = format!("/applications/{app}/data/{path}");
         refused(
-            t.post(&url, &read_only, json!({ "attribute": "t", "deviceIds": ids }))
-                .await,
+            t.post(
+                &url,
+                &read_only,
+                json!({ "attribute": "t", "deviceIds": ids }),
+            )
+            .await,
             "deviceIds has 1001 entries: at most 1000 are allowed",
         );
         let tags: Vec<Value> = (0..21).map(|i| json!({ "key": format!("k{i}") })).collect();
         refused(
-            t.post(&url, &read_only, json!({ "attribute": "t", "deviceTags": tags }))
-                .await,
+            t.post(
+                &url,
+                &read_only,
+                json!({ "attribute": "t", "deviceTags": tags }),
+            )
+            .await,
             "deviceTags has 21 entries: at most 20 are allowed",
         );
     }
@@ -190,10 +210,7 @@ async fn deeply_nested_bodies_are_refused_before_parsing() {
         "The request body nests arrays and objects more than 32 deep",
     );
     // Brackets inside strings are text, not nesting.
-    let text = format!(
-        "{{\"name\":\"d\",\"description\":\"{}\"}}",
-        "[".repeat(100)
-    );
+    let text = format!("{{\"name\":\"d\",\"description\":\"{}\"}}", "[".repeat(100));
     let r = t
         .send_raw(
             Method::POST,

@@ -18,7 +18,8 @@ fn sqlite(dir: &tempfile::TempDir) -> String {
 
 fn connect(server: &ServerProcess) -> TcpStream {
     let s = TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     s
 }
 
@@ -86,7 +87,8 @@ fn half_a_request_is_closed_within_the_header_timeout() {
     );
     // Slowloris: the request line and one header, then nothing.
     let mut slow = connect(&server);
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n").unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
     let mut got = Vec::new();
     assert!(
         closed_within(&mut slow, Duration::from_secs(10), &mut got),
@@ -118,7 +120,11 @@ fn half_a_request_is_closed_within_the_header_timeout() {
     );
     // A connection that opens and sends nothing is closed too.
     let mut silent = connect(&server);
-    assert!(closed_within(&mut silent, Duration::from_secs(10), &mut Vec::new()));
+    assert!(closed_within(
+        &mut silent,
+        Duration::from_secs(10),
+        &mut Vec::new()
+    ));
     // A whole request is answered as ever.
     let mut ok = connect(&server);
     ok.write_all(HEALTH).unwrap();
@@ -188,7 +194,8 @@ fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
     );
     // Room again: it is served.
     held.pop();
-    let res = read_response(&mut third, Duration::from_secs(10)).expect("served once there is room");
+    let res =
+        read_response(&mut third, Duration::from_secs(10)).expect("served once there is room");
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     drop(held);
     assert!(server.log().contains("connection cap reached"));
@@ -229,7 +236,8 @@ fn many_stalled_connections_do_not_exhaust_file_descriptors() {
     let mut answered = false;
     while Instant::now() < deadline && !answered {
         if let Ok(mut s) = TcpStream::connect(server.url.trim_start_matches("http://")) {
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             let _ = s.write_all(HEALTH);
             answered = read_response(&mut s, Duration::from_secs(10))
                 .is_some_and(|r| r.starts_with("HTTP/1.1 200"));

@@ -132,8 +132,13 @@ fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
         .to_owned();
     // Warm the pool: the requests below run on connections the pool already holds.
     for i in 0..4 {
-        http::post(&server.url, "/applications", &session, json!({ "name": format!("warm {i}") }))
-            .expect(201);
+        http::post(
+            &server.url,
+            "/applications",
+            &session,
+            json!({ "name": format!("warm {i}") }),
+        )
+        .expect(201);
     }
 
     // The write gets its connection and starts; its INSERT (whose parameters carry the name)
@@ -141,7 +146,11 @@ fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
     // can end it. Then everything is frozen for the requests after it.
     proxy.freeze_at(b"during the outage");
     for (method, path, body) in [
-        ("POST", "/applications", Some(json!({ "name": "during the outage" }))),
+        (
+            "POST",
+            "/applications",
+            Some(json!({ "name": "during the outage" })),
+        ),
         ("GET", "/applications", None),
         ("GET", "/health", None),
     ] {
@@ -152,13 +161,19 @@ fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
         if path != "/health" {
             assert_eq!(r.body["type"], "ServiceUnavailable", "{}", r.body);
             assert!(
-                r.body["message"].as_str().unwrap().contains("--db-timeout-ms"),
+                r.body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--db-timeout-ms"),
                 "{}",
                 r.body
             );
         }
         // Ends at the deadline (1.5 s), not at the end of the outage.
-        assert!(took < Duration::from_secs(8), "{method} {path} took {took:?}");
+        assert!(
+            took < Duration::from_secs(8),
+            "{method} {path} took {took:?}"
+        );
     }
 
     proxy.resume();
@@ -166,7 +181,12 @@ fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     while Instant::now() < deadline {
-        let r = http::post(&server.url, "/applications", &session, json!({ "name": "after" }));
+        let r = http::post(
+            &server.url,
+            "/applications",
+            &session,
+            json!({ "name": "after" }),
+        );
         if r.status == 201 {
             last = None;
             break;

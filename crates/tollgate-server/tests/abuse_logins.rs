@@ -57,7 +57,13 @@ async fn an_account_is_throttled_after_ten_failures_even_for_the_right_password(
     }
     // Ten failures, spread over addresses so that only the account's limit is reached.
     for i in 0..10 {
-        let r = login_from(&t, &format!("192.0.2.{}", 10 + i), "alice@example.com", "wrong password 1").await;
+        let r = login_from(
+            &t,
+            &format!("192.0.2.{}", 10 + i),
+            "alice@example.com",
+            "wrong password 1",
+        )
+        .await;
         assert_eq!(r.status, 401, "attempt {i}: {}", r.body);
     }
     let r = login_from(&t, "198.51.100.1", "Alice@Example.com", "wrong password 1").await;
@@ -102,7 +108,13 @@ async fn an_address_is_throttled_across_accounts_and_unknown_emails() {
     t.user("carol@example.com").await;
     // Thirty failures from one address, each against a different (mostly unknown) email.
     for i in 0..30 {
-        let r = login_from(&t, "192.0.2.50", &format!("guess{i}@example.com"), "wrong password 1").await;
+        let r = login_from(
+            &t,
+            "192.0.2.50",
+            &format!("guess{i}@example.com"),
+            "wrong password 1",
+        )
+        .await;
         assert_eq!(r.status, 401, "attempt {i}: {}", r.body);
     }
     let r = login_from(&t, "192.0.2.50", "carol@example.com", PASSWORD).await;
@@ -133,11 +145,7 @@ async fn the_console_login_shares_the_throttle() {
     let app = tollgate_server::app(t.state.clone());
     let page = app
         .clone()
-        .oneshot(
-            Request::get("/console/login")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(Request::get("/console/login").body(Body::empty()).unwrap())
         .await
         .unwrap();
     let cookie = page.headers()[header::SET_COOKIE]
@@ -226,7 +234,10 @@ fn password_checks_are_bounded_and_failures_are_logged() {
     let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
     let denied = replies.iter().filter(|r| r.status == 401).count();
     assert_eq!(busy.len() + denied, replies.len(), "{replies:?}");
-    assert!(!busy.is_empty(), "24 checks at once with 1 thread and 2 waiting: {replies:?}");
+    assert!(
+        !busy.is_empty(),
+        "24 checks at once with 1 thread and 2 waiting: {replies:?}"
+    );
     assert!(denied >= 1, "{replies:?}");
     for r in &busy {
         assert_eq!(r.body["type"], "ServiceUnavailable");
@@ -249,10 +260,7 @@ fn password_checks_are_bounded_and_failures_are_logged() {
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
     let log = server.log();
-    let failed: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("login failed"))
-        .collect();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("login failed")).collect();
     assert!(failed.len() >= denied, "{log}");
     assert!(
         failed

@@ -201,11 +201,9 @@ impl Store {
                         .await?;
                     }
                     if let Some(ms) = statement_timeout_ms {
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SET statement_timeout = {ms}"
-                        )))
-                        .execute(&mut *conn)
-                        .await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })

@@ -61,7 +61,11 @@ async fn statements_past_the_timeout_are_cancelled_and_unavailable() {
         .execute(store.pool())
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let err = tollgate_store::StoreError::from(err);
     assert!(err.is_unavailable(), "{err:?}");
     assert!(err.is_timeout(), "{err:?}");

@@ -17,8 +17,8 @@ use tollgate_store::{Id, now_ms};
 
 use crate::api::success;
 use crate::auth::AppAccess;
-use crate::error::{ApiError, ApiResult};
 use crate::error::some_of;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::limits;
 use crate::state::AppState;

@@ -44,7 +44,10 @@ pub enum HashError {
 }
 
 enum Job {
-    Hash(String, tokio::sync::oneshot::Sender<Result<String, HashError>>),
+    Hash(
+        String,
+        tokio::sync::oneshot::Sender<Result<String, HashError>>,
+    ),
     Verify(String, Option<String>, tokio::sync::oneshot::Sender<bool>),
 }
 
@@ -115,32 +118,41 @@ fn work(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-fn submit(job: Job) -> Result<(), HashError> {
-    let h = hasher();
-    h.jobs.try_send(job).map_err(|e| match e {
-        TrySendError::Full(_) => HashError::Busy {
-            threads: h.limits.threads,
-            queue: h.limits.queue,
-        },
-        TrySendError::Disconnected(_) => HashError::Failed("no hashing thread".into()),
-    })
+impl Hasher {
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => HashError::Busy {
+                threads: self.limits.threads,
+                queue: self.limits.queue,
+            },
+            TrySendError::Disconnected(_) => HashError::Failed("no hashing thread".into()),
+        })
+    }
+
+    async fn hash(&self, password: String) -> Result<String, HashError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Hash(password, tx))?;
+        rx.await
+            .map_err(|_| HashError::Failed("the hashing thread stopped".into()))?
+    }
+
+    async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Verify(password, stored, tx))?;
+        Ok(rx.await.unwrap_or(false))
+    }
 }
 
 /// Hash a password into a PHC string, on a hashing thread.
 pub async fn hash(password: String) -> Result<String, HashError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    submit(Job::Hash(password, tx))?;
-    rx.await
-        .map_err(|_| HashError::Failed("the hashing thread stopped".into()))?
+    hasher().hash(password).await
 }
 
 /// Check a password against a stored PHC string, on a hashing thread. With `None` (no such
 /// user) a dummy hash is checked instead, so a wrong email costs as much time as a wrong
 /// password. `Err(Busy)` when the queue is full: nothing was checked.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, HashError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    submit(Job::Verify(password, stored, tx))?;
-    Ok(rx.await.unwrap_or(false))
+    hasher().verify(password, stored).await
 }
 
 fn hash_now(password: &str) -> Result<String, HashError> {
@@ -184,7 +196,11 @@ mod tests {
         let h = hash("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(!h.contains("correct horse"));
-        assert!(verify("correct horse".into(), Some(h.clone())).await.unwrap());
+        assert!(
+            verify("correct horse".into(), Some(h.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!verify("wrong horse".into(), Some(h)).await.unwrap());
         assert!(
             !verify("tollgate-dummy-password".into(), None)
@@ -195,13 +211,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_instead_of_piling_up() {
-        // Whatever limits the process has, asking for far more checks at once than threads
-        // plus queue can hold must refuse some, and every refusal names the limit.
-        let limits = limits();
+        // A hasher of its own (the process's is shared with other tests): far more checks at
+        // once than threads plus queue can hold are refused, and every refusal names the limit.
+        let limits = HashLimits {
+            threads: 1,
+            queue: 2,
+        };
+        let hasher = std::sync::Arc::new(start(limits));
         let n = limits.threads + limits.queue + 50;
-        let stored = hash("correct horse".into()).await.unwrap();
+        let stored = hash_now("correct horse").unwrap();
         let checks: Vec<_> = (0..n)
-            .map(|_| tokio::spawn(verify("wrong".into(), Some(stored.clone()))))
+            .map(|_| {
+                let (h, stored) = (hasher.clone(), stored.clone());
+                tokio::spawn(async move { h.verify("wrong".into(), Some(stored)).await })
+            })
             .collect();
         let mut busy = 0;
         let mut checked = 0;

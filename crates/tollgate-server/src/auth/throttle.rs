@@ -374,7 +374,10 @@ mod tests {
         for _ in 0..3 {
             t.attempt(&[alice()]).unwrap().failed();
         }
-        let refused = t.attempt(&[Key::account("alice@example.com")]).err().unwrap();
+        let refused = t
+            .attempt(&[Key::account("alice@example.com")])
+            .err()
+            .unwrap();
         assert_eq!(refused.kind, Kind::Account);
         assert!(refused.first);
         assert!(refused.retry_after > Duration::from_secs(58));

@@ -161,7 +161,14 @@ pub async fn login(
         Err(e) if e.retry_after.is_some() => {
             // Throttled (429) or every password check busy (503): the form again, saying why
             // and when to come back.
-            let mut res = login_response(&state, e.status, email, next, Some(e.message.to_string()), None);
+            let mut res = login_response(
+                &state,
+                e.status,
+                email,
+                next,
+                Some(e.message.to_string()),
+                None,
+            );
             if let Some(secs) = e.retry_after {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
