@@ -3,12 +3,11 @@
 //! stay short whatever the input. Runs on SQLite, and on PostgreSQL when
 //! TOLLGATE_TEST_POSTGRES_URL is set.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::Method;
-use common::TestApp;
 use serde_json::{Value, json};
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
 async fn setup() -> (TestApp, String, String, String) {
     let t = TestApp::new().await;
@@ -21,14 +20,13 @@ async fn setup() -> (TestApp, String, String, String) {
 }
 
 #[track_caller]
-fn refused(r: common::Resp, expected: &str) {
+fn refused(r: crate::common::Resp, expected: &str) {
     let message = r.message().to_owned();
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["type"], "Validation");
     assert!(message.contains(expected), "{message}");
 }
 
-#[tokio::test]
 async fn tag_filters_and_device_classes_are_bounded() {
     let (t, _, app, read_only) = setup().await;
     let query = |n: usize| {
@@ -78,7 +76,6 @@ async fn tag_filters_and_device_classes_are_bounded() {
     );
 }
 
-#[tokio::test]
 async fn data_queries_bound_device_ids_tags_and_attributes() {
     let (t, _, app, read_only) = setup().await;
     let ids: Vec<String> = (0..1001).map(|i| format!("{i:024x}")).collect();
@@ -125,7 +122,6 @@ async fn data_queries_bound_device_ids_tags_and_attributes() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-#[tokio::test]
 async fn scope_lists_are_bounded_and_unknown_ones_are_named_briefly() {
     let (t, session, app, _) = setup().await;
     let url = format!("/applications/{app}/tokens");
@@ -148,7 +144,6 @@ async fn scope_lists_are_bounded_and_unknown_ones_are_named_briefly() {
     assert!(message.len() < 400, "{} bytes: {message}", message.len());
 }
 
-#[tokio::test]
 async fn workflows_bound_triggers_and_nodes() {
     let (t, session, app, _) = setup().await;
     let url = format!("/applications/{app}/flows");
@@ -188,7 +183,6 @@ async fn workflows_bound_triggers_and_nodes() {
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
-#[tokio::test]
 async fn deeply_nested_bodies_are_refused_before_parsing() {
     let (t, session, app, _) = setup().await;
     let deep = format!(
@@ -221,4 +215,14 @@ async fn deeply_nested_bodies_are_refused_before_parsing() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(tag_filters_and_device_classes_are_bounded),
+        case!(data_queries_bound_device_ids_tags_and_attributes),
+        case!(scope_lists_are_bounded_and_unknown_ones_are_named_briefly),
+        case!(workflows_bound_triggers_and_nodes),
+        case!(deeply_nested_bodies_are_refused_before_parsing),
+    ]
 }

@@ -4,13 +4,12 @@
 //! (and are served once there is room) instead of the server running out of file
 //! descriptors.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, case};
 
-use common::process::ServerProcess;
+use crate::common::process::ServerProcess;
 
 fn sqlite(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("tollgate.db").display())
@@ -74,7 +73,6 @@ fn read_response(s: &mut TcpStream, within: Duration) -> Option<String> {
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
 
-#[test]
 fn half_a_request_is_closed_within_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(
@@ -132,7 +130,6 @@ fn half_a_request_is_closed_within_the_header_timeout() {
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
 }
 
-#[test]
 fn an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(
@@ -164,7 +161,6 @@ fn an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not() {
     );
 }
 
-#[test]
 fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(
@@ -201,7 +197,6 @@ fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
     assert!(server.log().contains("connection cap reached"));
 }
 
-#[test]
 fn many_stalled_connections_do_not_exhaust_file_descriptors() {
     if std::process::Command::new("prlimit")
         .arg("--version")
@@ -254,4 +249,13 @@ fn many_stalled_connections_do_not_exhaust_file_descriptors() {
         log.contains("max-connections lowered to stay below the open-file limit"),
         "{log}"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync half_a_request_is_closed_within_the_header_timeout).once(),
+        case!(sync an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not).once(),
+        case!(sync past_the_connection_cap_new_connections_wait_and_are_served_later).once(),
+        case!(sync many_stalled_connections_do_not_exhaust_file_descriptors).once(),
+    ]
 }

@@ -4,14 +4,13 @@
 //! "frozen" by a TCP proxy between the server and PostgreSQL that stops forwarding, so only
 //! this test's server is affected. Needs TOLLGATE_TEST_PG_SERVER.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, Need, case};
 
-use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, http, require_env};
+use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, http};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -104,13 +103,10 @@ async fn pump(
     let _ = to.shutdown().await;
 }
 
-#[test]
 fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
-    let Some(pg) = require_env("TOLLGATE_TEST_PG_SERVER", "a PostgreSQL server") else {
-        return;
-    };
+    let pg = tollgate_testkit::postgres_server().expect("checked by the harness");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db_url = rt.block_on(common::fresh_pg_database(&pg));
+    let db_url = rt.block_on(tollgate_testkit::fresh_pg_database(&pg));
     // postgres://user[:pass]@host:port/db → the same through the proxy.
     let (prefix, rest) = db_url.split_once('@').unwrap();
     let (host_port, db) = rest.split_once('/').unwrap();
@@ -196,4 +192,12 @@ fn requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after() {
     }
     assert!(last.is_none(), "no recovery: {last:?}\n{}", server.log());
     assert!(server.log().contains("request abandoned at its deadline"));
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync requests_end_at_the_db_timeout_while_postgres_is_frozen_and_recover_after)
+            .postgres_pass()
+            .needs(Need::PostgresServer),
+    ]
 }

@@ -4,15 +4,14 @@
 //! under a bound and past it are refused at once; failed logins are logged without the
 //! password.
 
-mod common;
-
 use std::net::SocketAddr;
+use tollgate_testkit::{Case, case};
 
+use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess};
+use crate::common::{PASSWORD, Resp, TestApp};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, header};
-use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess};
-use common::{PASSWORD, Resp, TestApp};
 use serde_json::{Value, json};
 use tollgate_server::auth::throttle::Rate;
 use tower::ServiceExt;
@@ -45,7 +44,6 @@ async fn login_from(t: &TestApp, client: &str, email: &str, password: &str) -> R
     }
 }
 
-#[tokio::test]
 async fn an_account_is_throttled_after_ten_failures_even_for_the_right_password() {
     let t = TestApp::new().await;
     t.user("alice@example.com").await;
@@ -93,7 +91,6 @@ async fn an_account_is_throttled_after_ten_failures_even_for_the_right_password(
         .expect(200);
 }
 
-#[tokio::test]
 async fn an_address_is_throttled_across_accounts_and_unknown_emails() {
     // Slower refill than the default (one per 2 s), so that the hashing time of the test's
     // own failures does not refill the bucket.
@@ -132,7 +129,6 @@ async fn an_address_is_throttled_across_accounts_and_unknown_emails() {
         .expect(200);
 }
 
-#[tokio::test]
 async fn the_console_login_shares_the_throttle() {
     let t = TestApp::new().await;
     t.user("dave@example.com").await;
@@ -196,7 +192,6 @@ async fn the_console_login_shares_the_throttle() {
     );
 }
 
-#[tokio::test]
 async fn a_login_response_is_not_cached() {
     let t = TestApp::new().await;
     t.user("erin@example.com").await;
@@ -207,7 +202,6 @@ async fn a_login_response_is_not_cached() {
 
 /// The real server: password checks past the bound are refused at once (503 naming the
 /// bound), and failed logins are in the log with the email and address but no password.
-#[test]
 fn password_checks_are_bounded_and_failures_are_logged() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("tollgate.db").display());
@@ -226,7 +220,7 @@ fn password_checks_are_bounded_and_failures_are_logged() {
             let url = server.url.clone();
             std::thread::spawn(move || {
                 let body = json!({ "email": format!("nobody{i}@example.com"), "password": wrong });
-                common::process::http::call(&url, "POST", "/auth/user", None, Some(&body))
+                crate::common::process::http::call(&url, "POST", "/auth/user", None, Some(&body))
             })
         })
         .collect();
@@ -251,7 +245,7 @@ fn password_checks_are_bounded_and_failures_are_logged() {
         );
     }
     // The administrator still logs in.
-    let ok = common::process::http::call(
+    let ok = crate::common::process::http::call(
         &server.url,
         "POST",
         "/auth/user",
@@ -269,4 +263,14 @@ fn password_checks_are_bounded_and_failures_are_logged() {
         "{failed:?}"
     );
     assert!(!log.contains(wrong), "the password reached the log");
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(an_account_is_throttled_after_ten_failures_even_for_the_right_password),
+        case!(an_address_is_throttled_across_accounts_and_unknown_emails),
+        case!(the_console_login_shares_the_throttle),
+        case!(a_login_response_is_not_cached),
+        case!(sync password_checks_are_bounded_and_failures_are_logged).once(),
+    ]
 }

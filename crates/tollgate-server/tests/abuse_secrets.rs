@@ -3,14 +3,13 @@
 //! (and tightened, with a warning, when they were not); a generated first-admin password is
 //! written to a 0600 file and only its path is printed.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use tollgate_testkit::{Case, case};
 
+use crate::common::TestApp;
+use crate::common::process::{ServerProcess, http};
 use axum::http::header;
-use common::TestApp;
-use common::process::{ServerProcess, http};
 use serde_json::json;
 
 fn mode(p: &Path) -> u32 {
@@ -21,7 +20,6 @@ fn mode(p: &Path) -> u32 {
         & 0o777
 }
 
-#[tokio::test]
 async fn token_creation_is_not_cached() {
     let t = TestApp::new().await;
     let (user, session) = t.login("owner@example.com").await;
@@ -38,7 +36,6 @@ async fn token_creation_is_not_cached() {
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
 }
 
-#[test]
 fn data_files_are_private_and_the_first_password_goes_to_a_private_file() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -94,4 +91,11 @@ fn data_files_are_private_and_the_first_password_goes_to_a_private_file() {
         log.contains("the database file could be read by other users: its mode is now 600"),
         "{log}"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(token_creation_is_not_cached),
+        case!(sync data_files_are_private_and_the_first_password_goes_to_a_private_file).once(),
+    ]
 }

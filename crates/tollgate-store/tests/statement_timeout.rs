@@ -1,44 +1,16 @@
 //! PostgreSQL sessions carry the configured `statement_timeout` (issue 12, item 3): a
 //! statement running past it is cancelled by the server and reported as unavailable (the API
 //! answers 503), so nothing keeps a backend busy after the request that asked has gone.
-//! Needs TOLLGATE_TEST_POSTGRES_URL (a server on which databases may be created).
+//! PostgreSQL pass only (SQLite has no statement timeout; its writers wait their turn).
 
 use std::time::{Duration, Instant};
 
 use tollgate_store::{Store, StoreOptions};
+use tollgate_testkit::{Case, case};
 
-async fn fresh_database() -> Option<String> {
-    let server = match std::env::var("TOLLGATE_TEST_POSTGRES_URL") {
-        Ok(s) if !s.is_empty() => s,
-        _ if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") => {
-            panic!("TOLLGATE_TEST_POSTGRES_URL is required")
-        }
-        _ => {
-            eprintln!("NOT RUN: set TOLLGATE_TEST_POSTGRES_URL");
-            return None;
-        }
-    };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&server)
-        .await
-        .unwrap();
-    let name = format!("tg_test_{}", tollgate_store::Id::generate());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
-}
-
-#[tokio::test]
 async fn statements_past_the_timeout_are_cancelled_and_unavailable() {
-    let Some(url) = fresh_database().await else {
-        return;
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = tollgate_testkit::fresh_database_url(dir.path()).await;
     let store = Store::open(
         &url,
         &StoreOptions {
@@ -76,4 +48,8 @@ async fn statements_past_the_timeout_are_cancelled_and_unavailable() {
         .await
         .unwrap();
     assert_eq!(shown, "0");
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(statements_past_the_timeout_are_cancelled_and_unavailable).postgres_pass()]
 }
