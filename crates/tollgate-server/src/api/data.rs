@@ -104,7 +104,7 @@ impl RequestBody for LastValueQuery {
 fn check_counts(body: &Value) -> Result<(), ApiError> {
     for (field, max) in [
         ("deviceIds", limits::MAX_DEVICE_IDS),
-        ("deviceTags", limits::MAX_TAG_FILTERS),
+        ("deviceTags", limits::MAX_DEVICE_TAGS),
         ("attributes", limits::MAX_QUERY_ATTRIBUTES),
     ] {
         if let Some(list) = body.get(field).and_then(Value::as_array) {
