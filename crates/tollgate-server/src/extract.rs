@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use tollgate_store::list::{Fields, Filter, ListSpec};
 
 use crate::error::ApiError;
-use crate::schemas;
+use crate::{limits, schemas};
 
 /// A request body type, checked against the reference schema `SCHEMA` before it is
 /// deserialized.
-pub trait RequestBody: DeserializeOwned {
+pub trait RequestBody: DeserializeOwned + Send + 'static {
     const SCHEMA: &'static str;
 
     /// Checks that should answer before the schema does, with a more useful message.
@@ -40,16 +40,43 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
                 ))
             }
         })?;
-        decode(&bytes).map(Body)
+        if bytes.len() <= limits::BLOCKING_BODY_BYTES {
+            return decode::<T>(&bytes).map(Body);
+        }
+        // Parsing and checking a large body against its schema takes milliseconds of CPU:
+        // do it on the blocking pool, a few at a time, so the async workers keep answering.
+        let _turn = blocking_turn()
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(move || decode::<T>(&bytes))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map(Body)
     }
 }
 
-/// A request body from its bytes, exactly as [`Body`] reads it: JSON, then the stored-text
-/// rules ([`crate::validate::body`]), then `T::precheck`, then the reference schema, then
+/// Large bodies decoded at once, at most (one per core).
+fn blocking_turn() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))
+    })
+}
+
+/// A request body from its bytes, exactly as [`Body`] reads it: the nesting bound (a scan of
+/// the bytes, before any parsing), JSON, then the stored-text rules
+/// ([`crate::validate::body`]), then `T::precheck`, then the reference schema, then
 /// deserialization. (Public for the fuzz targets.)
 pub fn decode<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation("A JSON request body is required"));
+    }
+    if limits::json_depth_exceeds(bytes, limits::MAX_JSON_DEPTH) {
+        return Err(ApiError::validation(format!(
+            "The request body nests arrays and objects more than {} deep",
+            limits::MAX_JSON_DEPTH
+        )));
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::validation(format!("The request body is not valid JSON: {e}")))?;
@@ -122,6 +149,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        let params = query.split('&').filter(|p| !p.is_empty()).count();
+        if params > limits::MAX_QUERY_PARAMS {
+            return Err(ApiError::validation(format!(
+                "The query string has {params} parameters: at most {} are allowed",
+                limits::MAX_QUERY_PARAMS
+            )));
+        }
         if let Some((name, c)) = query_control_character(query) {
             let what = match name {
                 None => "A query parameter's name".to_owned(),
@@ -153,6 +187,24 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|p| Path(p.0))
             .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+/// The address of the client at the other end of the connection, when the request came over a
+/// socket (in-process tests have none). A reverse proxy in front makes this the proxy's.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 

@@ -122,7 +122,14 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let cache = state.freshness().state().as_str();
     let cached = state.credentials().cached_tokens();
     let lapses = state.freshness().lease_lapses();
-    if let Err(e) = state.store().ping().await {
+    // Bounded well inside the request deadline, so a database that does not answer is
+    // reported in this body rather than cut off by the deadline's bare 503.
+    let within = state.settings().db_timeout / 2;
+    let ping = match tokio::time::timeout(within, state.store().ping()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+    };
+    if let Err(e) = ping {
         tracing::warn!(error = %e, "health check: database unavailable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,12 +5,16 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod connections;
 pub mod console;
+pub mod datadir;
+pub mod deadline;
 pub mod device_cache;
 pub mod error;
 pub mod extract;
 pub mod freshness;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -45,6 +49,10 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(console::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(close_if_body_unread))
         .layer(axum::middleware::from_fn_with_state(

@@ -8,6 +8,11 @@
 
 mod common;
 
+mod abuse_bounds;
+mod abuse_connections;
+mod abuse_db_timeout;
+mod abuse_logins;
+mod abuse_secrets;
 mod api_data;
 mod api_devices;
 mod api_flows;
@@ -43,6 +48,11 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     tollgate_testkit::run(
         [
+            abuse_bounds::cases(),
+            abuse_connections::cases(),
+            abuse_db_timeout::cases(),
+            abuse_logins::cases(),
+            abuse_secrets::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),

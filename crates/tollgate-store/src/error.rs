@@ -67,7 +67,13 @@ impl StoreError {
                 // PostgreSQL: class 08 (connection exception), 57P01..03 (shutdown), 53300
                 // (too many connections) mean "unavailable", not "bad query".
                 let code = db.code().unwrap_or_default();
-                if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                // 57014 is a statement cancelled at `statement_timeout`: the database is too
+                // busy (or the query too costly) to answer in time.
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "53300"
+                    || code == "57014"
+                {
                     StoreError::Unavailable(e)
                 } else {
                     StoreError::Database(e)
@@ -80,6 +86,21 @@ impl StoreError {
     /// True when the disk under the database is full.
     pub fn is_storage_full(&self) -> bool {
         matches!(self, StoreError::StorageFull(_))
+    }
+
+    /// True when the database cancelled the statement at its `statement_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            StoreError::Unavailable(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|c| c == "57014")
+            }
+            _ => false,
+        }
+    }
+
+    /// True when no connection could be had within the pool's acquire timeout.
+    pub fn is_pool_timeout(&self) -> bool {
+        matches!(self, StoreError::Unavailable(sqlx::Error::PoolTimedOut))
     }
 
     /// True when retrying later might succeed (the server answers 503).

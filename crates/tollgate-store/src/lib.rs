@@ -69,6 +69,10 @@ pub struct StoreOptions {
     /// every connection). A write that needs more fails exactly as on a full disk. For tests
     /// and quotas; `None` leaves SQLite's default (no practical limit).
     pub sqlite_max_page_count: Option<u64>,
+    /// PostgreSQL: the session's `statement_timeout`, so that a statement nobody waits for
+    /// any more (the request gave up at its deadline) does not keep a backend busy. `None`
+    /// for no limit (copying a whole deployment, say). Migrations run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -77,6 +81,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             sqlite_max_page_count: None,
+            statement_timeout: None,
         }
     }
 }
@@ -368,6 +373,10 @@ impl Store {
             probe_sqlite(&connect, path, options.acquire_timeout, create).await?;
         }
         let max_page_count = options.sqlite_max_page_count;
+        let statement_timeout_ms = options
+            .statement_timeout
+            .map(|t| t.as_millis().max(1))
+            .filter(|_| backend == Backend::Postgres);
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -382,6 +391,11 @@ impl Store {
                             .await?;
                         }
                     }
+                    if let Some(ms) = statement_timeout_ms {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     Ok(())
                 })
             })
@@ -392,6 +406,10 @@ impl Store {
             // finish a rollback queued when the transaction was dropped.
             .after_release(|conn, _| {
                 Box::pin(async move {
+                    if !conn.is_in_transaction() {
+                        // The usual case: no round trip on the hot path.
+                        return Ok(true);
+                    }
                     conn.ping().await?;
                     let clean = !conn.is_in_transaction();
                     if !clean {

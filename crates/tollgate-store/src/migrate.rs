@@ -34,6 +34,11 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tollgate_migrations \
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let mut conn = store.pool.acquire().await?;
     if store.backend == Backend::Postgres {
+        // A migration may take longer than requests are allowed to; this connection is
+        // closed afterwards rather than returned to the pool without its statement timeout.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(LOCK_KEY)
             .execute(&mut *conn)
@@ -45,6 +50,7 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
             .bind(LOCK_KEY)
             .execute(&mut *conn)
             .await?;
+        let _ = conn.close().await;
     }
     result
 }

@@ -14,6 +14,7 @@
 
 pub mod credentials;
 pub mod passwords;
+pub mod throttle;
 
 use std::sync::Arc;
 
