@@ -3,17 +3,24 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use tollgate_server::Settings;
-use tollgate_server::auth::passwords;
+use tollgate_server::admin;
+use tollgate_server::auth::passwords::{self, HashLimits};
+use tollgate_server::auth::throttle::Rate;
+use tollgate_server::connections::{self, ConnectionLimits};
+use tollgate_server::datadir;
+use tollgate_server::local_changes::{self, Delivery};
 use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
+use tollgate_store::tokens::TokenRecord;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Backend, Store, StoreError, StoreOptions};
+use tollgate_store::{Backend, Change, Store, StoreError, StoreOptions};
 
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
@@ -30,14 +37,57 @@ enum Command {
     ///
     /// On first start (an empty database) an administrator is created: from
     /// TOLLGATE_ADMIN_EMAIL and TOLLGATE_ADMIN_PASSWORD when set, otherwise admin@tollgate.local
-    /// with a generated password printed once to the terminal.
+    /// with a generated password written to DATA_DIR/initial-admin-password (mode 600; shown
+    /// on the terminal only when standard output is one).
     Serve(ServeArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Move a deployment between databases.
+    /// Back up, restore, check and move the database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Inspect and revoke application API tokens (list, show, deactivate, delete). Changes
+    /// take effect on a running server before the command returns.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// List application API tokens: id, application, name, status, scope, creator, dates.
+    /// Never the secrets (only their digests are stored).
+    List {
+        /// Only the tokens of this application (its id).
+        #[arg(long = "app", value_name = "ID")]
+        app: Option<String>,
+        /// One JSON array (the API's token objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one token, as the API's applicationApiToken.get does (JSON).
+    Show {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Deactivate a token: it is refused from the very next request on, on every node (it
+    /// can be activated again in the console or with applicationApiToken.patch).
+    Deactivate {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a token: it is refused from the very next request on, on every node.
+    Delete {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,6 +111,14 @@ enum DbCommand {
         /// The backup file to restore.
         #[arg(long)]
         from: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Check the database: on SQLite every page, index and foreign key (PRAGMA
+    /// integrity_check, foreign_key_check); on both, the schema version and every table, with
+    /// row counts. Changes nothing (no migration is applied). Exits with status 1 and lists
+    /// the problems when there are any. Safe while a server runs (it reads a snapshot).
+    Check {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -95,8 +153,9 @@ struct DbArgs {
     /// the data directory.
     #[arg(long, env = "TOLLGATE_DATABASE_URL")]
     database_url: Option<String>,
-    /// How long a request waits for a database connection before answering 503, in
-    /// milliseconds (at least 1).
+    /// The most a request may take with the database, in milliseconds: waiting for a
+    /// connection, and its queries (a request past it is answered 503 and its work rolled
+    /// back; on PostgreSQL also each session's statement_timeout).
     #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..))]
     db_timeout_ms: u64,
@@ -115,16 +174,27 @@ impl DbArgs {
         let url = match &self.database_url {
             Some(url) => url.clone(),
             None => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                datadir::prepare(&self.data_dir).with_context(|| {
                     format!("cannot create data directory {}", self.data_dir.display())
                 })?;
                 format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
             }
         };
+        // The database holds password hashes and token digests: its files are 0600.
+        let file = datadir::sqlite_path(&url);
+        if let Some(file) = &file {
+            datadir::secure_database_files(file, true)
+                .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
+        }
         // Never print the URL: it may hold a password.
-        Store::open(&url, &store_options(self.db_timeout_ms))
+        let store = Store::open(&url, &store_options(self.db_timeout_ms, true))
             .await
-            .context("cannot open the database")
+            .context("cannot open the database")?;
+        if let Some(file) = &file {
+            datadir::secure_database_files(file, false)
+                .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
+        }
+        Ok(store)
     }
 }
 
@@ -185,6 +255,52 @@ struct ServeArgs {
     /// the data directory.
     #[arg(long, env = "TOLLGATE_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// A connection must send each request's head (request line and headers) within this
+    /// many milliseconds of being opened, or of the first byte of a further request; else it
+    /// is closed (slow or stalled clients cannot hold connections).
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+    /// A kept-alive connection with no request for this many seconds is closed.
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECS", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Connections served at once, at most; more wait to be accepted. Lowered to stay 128
+    /// below the open-file limit (whose soft value is raised to the hard one at start).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Password hashes computed at once (each Argon2 hash holds 19 MiB). Default: the number
+    /// of cores.
+    #[arg(long, env = "TOLLGATE_LOGIN_HASH_THREADS")]
+    login_hash_threads: Option<usize>,
+    /// Logins that may wait for a password check; more are answered 503 at once. Default: 16
+    /// per hashing thread.
+    #[arg(long, env = "TOLLGATE_LOGIN_HASH_QUEUE")]
+    login_hash_queue: Option<usize>,
+    /// Failed logins allowed in a row for one account before it is throttled (429).
+    #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_account_burst: u32,
+    /// A throttled account regains one attempt every this many seconds.
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ACCOUNT_INTERVAL_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    login_account_interval_secs: u64,
+    /// Failed logins allowed in a row from one client address (IPv4, or IPv6 /64).
+    #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_BURST", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_address_burst: u32,
+    /// A throttled address regains one attempt every this many seconds.
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ADDRESS_INTERVAL_SECS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    login_address_interval_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -271,9 +387,11 @@ enum UserCommand {
     },
 }
 
-fn store_options(timeout_ms: u64) -> StoreOptions {
+fn store_options(timeout_ms: u64, statement_timeout: bool) -> StoreOptions {
+    let timeout = Duration::from_millis(timeout_ms.max(1));
     StoreOptions {
-        acquire_timeout: Duration::from_millis(timeout_ms.max(1)),
+        acquire_timeout: timeout,
+        statement_timeout: statement_timeout.then_some(timeout),
         ..StoreOptions::default()
     }
 }
@@ -307,6 +425,41 @@ async fn backup_database(to: &std::path::Path, db: &DbArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// The lock file beside an SQLite database: `serve` holds it shared, `db restore` exclusively.
+fn lock_path(db_file: &std::path::Path) -> PathBuf {
+    let name = db_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db_file.with_file_name(format!("{name}.lock"))
+}
+
+/// Take the database's lock shared, for as long as this server runs.
+fn serving_lock(db_file: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = lock_path(db_file);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match lock.try_lock_shared() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is being restored (tollgate db restore holds {}): start the server when it is done",
+            db_file.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// `tollgate db restore`.
 async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     let url = db.url();
@@ -319,13 +472,7 @@ async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result
     };
     // The lock `serve` holds on this database for as long as it runs: no server may use the
     // file while it is replaced.
-    let lock_path = {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        path.with_file_name(format!("{name}.lock"))
-    };
+    let lock_path = lock_path(&path);
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -350,7 +497,7 @@ async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result
         tollgate_store::backup::restore_sqlite(from, &path, tollgate_store::schema_version())
             .await?;
     // Bring it to this version's schema now rather than at the next start.
-    let store = Store::open(&url, &store_options(db.db_timeout_ms))
+    let store = Store::open(&url, &store_options(db.db_timeout_ms, false))
         .await
         .context("the restored database does not open")?;
     store.close().await;
@@ -366,6 +513,38 @@ async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result
         println!("the database it replaced is kept as {}", kept.display());
     }
     Ok(())
+}
+
+/// `tollgate db check`: exit status 0 when sound, 1 with the problems listed otherwise.
+async fn check_database(db: &DbArgs) -> anyhow::Result<bool> {
+    // Never print the URL: it may hold a password.
+    let store = Store::open_existing(&db.url(), &store_options(db.db_timeout_ms, false))
+        .await
+        .context("cannot open the database")?;
+    let report = store.check().await.context("the check could not run")?;
+    store.close().await;
+    match report.schema_version {
+        Some(v) => println!(
+            "schema version {v} (this Tollgate: {})",
+            report.expected_version
+        ),
+        None => println!("no schema version recorded"),
+    }
+    for (table, rows) in &report.counts {
+        println!("{table:<28} {rows:>10} rows");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if report.is_ok() {
+        println!("ok: no problems found");
+    } else {
+        println!("{} problem(s) found:", report.problems.len());
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(report.is_ok())
 }
 
 /// `tollgate db copy`.
@@ -384,7 +563,8 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
         }
     }
     // Never print the URLs: they may hold passwords.
-    let options = store_options(5000);
+    // No statement timeout: copying a large deployment takes long statements.
+    let options = store_options(5000, false);
     let source = Store::open(from, &options)
         .await
         .context("cannot open the source database")?;
@@ -493,6 +673,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             let password = read_password_from_stdin()?;
             passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = db.open().await?;
+            let changes = record_changes(&store);
             let user = find_user(&store, &email).await?;
             let hash = passwords::hash(password).await?;
             let ended = store.set_password(user.id, &hash, None).await?;
@@ -501,7 +682,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 user.email,
                 if ended == 1 { "session" } else { "sessions" }
             );
-            Ok(())
+            announce(&db, &changes)
         }
         UserCommand::List { json, db } => {
             let store = db.open().await?;
@@ -547,6 +728,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
 
 async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Result<()> {
     let store = db.open().await?;
+    let changes = record_changes(&store);
     let user = find_user(&store, email).await?;
     let ended = store.set_user_disabled(user.id, disabled).await?;
     if disabled {
@@ -558,7 +740,129 @@ async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Resul
     } else {
         println!("enabled {}", user.email);
     }
-    Ok(())
+    announce(db, &changes)
+}
+
+/// The changes that writes through `store` commit (in this process), to hand to a running
+/// server afterwards ([`announce`]).
+fn record_changes(store: &Store) -> Arc<Mutex<Vec<Change>>> {
+    let changes: Arc<Mutex<Vec<Change>>> = Arc::default();
+    let sink = changes.clone();
+    store.on_change(Arc::new(move |c: &Change| {
+        sink.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c.clone());
+    }));
+    changes
+}
+
+/// Make sure a running server has applied the changes this command committed. PostgreSQL
+/// notified every node in the commit itself; on SQLite the server is told through its local
+/// socket, and this waits for its answer.
+fn announce(db: &DbArgs, changes: &Mutex<Vec<Change>>) -> anyhow::Result<()> {
+    let changes = std::mem::take(&mut *changes.lock().unwrap_or_else(|p| p.into_inner()));
+    let Some(file) = datadir::sqlite_path(&db.url()) else {
+        return Ok(());
+    };
+    match local_changes::forward(&file, &changes) {
+        Ok(Delivery::Applied(_)) => {
+            println!("the running server has applied the change");
+            Ok(())
+        }
+        Ok(Delivery::Nothing | Delivery::NoServer) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "the change is committed, but the running server did not confirm it ({e}): until \
+             it does, it may accept what was revoked from its cache; restart it to be sure"
+        )),
+    }
+}
+
+fn print_token_table(tokens: &[TokenRecord]) {
+    println!(
+        "{:<24} {:<24} {:<24} {:<8} {:<24} {:<24} {:<10} {:<10} {:<10}",
+        "id",
+        "application",
+        "name",
+        "status",
+        "scope",
+        "creator",
+        "created",
+        "expires",
+        "last used"
+    );
+    let day = |ms: Option<i64>| {
+        ms.map(|ms| tollgate_server::time::iso(ms)[..10].to_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for t in tokens {
+        println!(
+            "{:<24} {:<24} {:<24} {:<8} {:<24} {:<24} {:<10} {:<10} {:<10}",
+            t.id.to_string(),
+            t.application_id.to_string(),
+            t.name,
+            t.status.as_str(),
+            t.scope.join(","),
+            admin::creator_label(t),
+            day(Some(t.creation_date)),
+            day(t.expiration_date),
+            day(t.last_used)
+        );
+    }
+}
+
+async fn tokens_command(command: TokensCommand) -> anyhow::Result<()> {
+    match command {
+        TokensCommand::List { app, json, db } => {
+            let app = app.as_deref().map(admin::parse_id).transpose()?;
+            let store = db.open().await?;
+            let tokens = admin::list_tokens(&store, app).await?;
+            if json {
+                println!("{}", admin::list_json(&tokens));
+            } else {
+                print_token_table(&tokens);
+            }
+            Ok(())
+        }
+        TokensCommand::Show { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let store = db.open().await?;
+            let token = admin::token(&store, id).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&admin::token_json(&token))?
+            );
+            Ok(())
+        }
+        TokensCommand::Deactivate { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let store = db.open().await?;
+            let changes = record_changes(&store);
+            let done = admin::deactivate_token(&store, id).await?;
+            if done.changed {
+                println!(
+                    "deactivated API token {} ({:?}) of application {}",
+                    done.token.id, done.token.name, done.token.application_id
+                );
+            } else {
+                println!(
+                    "API token {} ({:?}) was inactive already: nothing changed",
+                    done.token.id, done.token.name
+                );
+            }
+            announce(&db, &changes)
+        }
+        TokensCommand::Delete { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let store = db.open().await?;
+            let changes = record_changes(&store);
+            let token = admin::delete_token(&store, id).await?;
+            println!(
+                "deleted API token {} ({:?}) of application {}",
+                token.id, token.name, token.application_id
+            );
+            announce(&db, &changes)
+        }
+    }
 }
 
 #[tokio::main]
@@ -587,31 +891,77 @@ async fn main() -> anyhow::Result<()> {
                 .secret_key_file
                 .clone()
                 .unwrap_or_else(|| args.db.data_dir.join("secret.key"));
+            let defaults = HashLimits::default();
+            let threads = args.login_hash_threads.unwrap_or(defaults.threads).max(1);
+            passwords::configure(HashLimits {
+                threads,
+                queue: args.login_hash_queue.unwrap_or(16 * threads),
+            });
+            let limits = ConnectionLimits {
+                header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+                max_connections: connections::cap_below_fd_limit(
+                    args.max_connections.max(1),
+                    connections::fd_limit(),
+                ),
+            };
+            // SQLite: the shared lock that `tollgate db restore` must be able to take exclusively
+            // (held until exit), and the socket the `tollgate` command tells its changes to.
+            let sqlite_file = datadir::sqlite_path(&args.db.url());
             let store = args.db.open().await?;
+            let _serving = match &sqlite_file {
+                Some(file) => Some(serving_lock(file)?),
+                None => None,
+            };
             ensure_admin(
                 &store,
                 AdminSeed {
                     email: std::env::var("TOLLGATE_ADMIN_EMAIL").ok(),
                     password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
                 },
+                &args.db.data_dir,
             )
             .await?;
+            let rate = |burst: u32, secs: u64| Rate {
+                burst: burst.max(1),
+                interval: Duration::from_secs(secs.max(1)),
+            };
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
-                change_lease: Duration::from_millis(args.change_lease_ms),
+                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
                 preload_tokens: args.preload_tokens,
                 secret_key_file: Some(secret_key_file),
                 cors_origins: args.cors_origins.clone(),
                 metrics_token,
+                local_changes_socket: sqlite_file.as_deref().map(local_changes::socket_path),
+                login_account_rate: rate(
+                    args.login_account_burst,
+                    args.login_account_interval_secs,
+                ),
+                login_address_rate: rate(
+                    args.login_address_burst,
+                    args.login_address_interval_secs,
+                ),
+                db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
             };
             serve(
                 store,
                 settings,
                 args.listen,
-                Duration::from_secs(args.last_used_flush_secs),
+                Duration::from_secs(args.last_used_flush_secs.max(1)),
+                limits,
             )
             .await
+        }
+        Command::Db(DbCommand::Check { db }) => {
+            let logs = init_logs(LogFormat::Text);
+            if check_database(&db).await? {
+                Ok(())
+            } else {
+                drop(logs);
+                std::process::exit(1)
+            }
         }
         Command::Db(DbCommand::Copy {
             from,
@@ -632,6 +982,10 @@ async fn main() -> anyhow::Result<()> {
         Command::User(command) => {
             let _logs = init_logs(LogFormat::Text);
             user_command(command).await
+        }
+        Command::Tokens(command) => {
+            let _logs = init_logs(LogFormat::Text);
+            tokens_command(command).await
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
-use crate::auth::throttle::{LoginThrottle, NoThrottle};
+use crate::auth::throttle::{self, Kind, Rate, Throttle};
 use crate::auth::two_factor::SecretKey;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
@@ -31,7 +31,27 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// The bearer secret `GET /metrics` requires, if any.
     pub metrics_token: Option<String>,
+    /// SQLite: where to listen for the changes the `tollgate` command commits while this server
+    /// runs (see [`crate::local_changes`]).
+    pub local_changes_socket: Option<std::path::PathBuf>,
+    /// Failed logins allowed per account: a burst, then one per interval.
+    pub login_account_rate: Rate,
+    /// Failed logins allowed per client address (IPv4, or IPv6 /64).
+    pub login_address_rate: Rate,
+    /// The most a request may take with the database (`--db-timeout-ms`): past it the request
+    /// is answered 503 and its database work is abandoned (rolled back).
+    pub db_timeout: std::time::Duration,
 }
+
+/// Defaults of the login throttle (see README, "Limits and hardening").
+pub const LOGIN_ACCOUNT_RATE: Rate = Rate {
+    burst: 10,
+    interval: std::time::Duration::from_secs(60),
+};
+pub const LOGIN_ADDRESS_RATE: Rate = Rate {
+    burst: 30,
+    interval: std::time::Duration::from_secs(2),
+};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -43,6 +63,10 @@ impl Default for Settings {
             secret_key_file: None,
             cors_origins: Vec::new(),
             metrics_token: None,
+            local_changes_socket: None,
+            login_account_rate: LOGIN_ACCOUNT_RATE,
+            login_address_rate: LOGIN_ADDRESS_RATE,
+            db_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -58,21 +82,13 @@ struct Inner {
     responses: ResponseCounts,
     latencies: Arc<Latencies>,
     secret_key: SecretKey,
-    throttle: Arc<dyn LoginThrottle>,
+    login_throttle: Throttle,
     settings: Settings,
+    write_check: crate::health::WriteCheck,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
-        Self::with_throttle(store, settings, Arc::new(NoThrottle))
-    }
-
-    /// As [`AppState::new`], with `throttle` counting login attempts.
-    pub fn with_throttle(
-        store: Store,
-        settings: Settings,
-        throttle: Arc<dyn LoginThrottle>,
-    ) -> AppState {
         let freshness = Arc::new(Freshness::default());
         let credentials = Arc::new(Credentials::new(store.clone(), freshness.clone()));
         let devices = DeviceCache::new(store.clone(), freshness.clone());
@@ -84,8 +100,15 @@ impl AppState {
             responses: ResponseCounts::default(),
             latencies: Arc::default(),
             secret_key: SecretKey::new(settings.secret_key_file.clone()),
-            throttle,
+            login_throttle: Throttle::new(
+                &[
+                    (Kind::Account, settings.login_account_rate),
+                    (Kind::Address, settings.login_address_rate),
+                ],
+                throttle::DEFAULT_CAPACITY,
+            ),
             settings,
+            write_check: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
         // reference: the store would otherwise keep the state (and itself) alive forever.
@@ -148,6 +171,12 @@ impl AppState {
         &self.0.credentials
     }
 
+    /// Failed-login throttling (accounts and client addresses), asked before any password
+    /// is hashed. Other guessable checks (second-factor codes) can use it too.
+    pub fn login_throttle(&self) -> &Throttle {
+        &self.0.login_throttle
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.0.settings
     }
@@ -157,8 +186,8 @@ impl AppState {
         &self.0.secret_key
     }
 
-    /// Counts login attempts (password and second factor) and refuses too many.
-    pub fn throttle(&self) -> &dyn LoginThrottle {
-        &*self.0.throttle
+    /// The last check of whether the database takes writes (for `/health`).
+    pub fn write_check(&self) -> &crate::health::WriteCheck {
+        &self.0.write_check
     }
 }

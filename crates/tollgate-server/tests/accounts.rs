@@ -1,17 +1,16 @@
 //! Accounts: `me.patch`, `me.changePassword` (every other session ends, on the very next
 //! request), disabled users, two-factor authentication (TOTP and recovery codes, each code
-//! once), organizations that require it (`mfaMode`), and the login throttle hook seeing every
-//! second-factor guess.
+//! once), organizations that require it (`mfaMode`), and wrong second-factor codes counted by the
+//! login throttle like wrong passwords.
 
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tollgate_testkit::{Case, case};
 
 use crate::common::{PASSWORD, TestApp};
 use axum::http::Method;
 use serde_json::json;
 use tollgate_server::Settings;
-use tollgate_server::auth::throttle::{Attempt, Factor, LoginThrottle};
-use tollgate_server::error::ApiError;
+use tollgate_server::auth::throttle::Rate;
 
 const NEW_PASSWORD: &str = "Brand-new-passw0rd";
 
@@ -415,15 +414,10 @@ async fn an_organization_can_require_two_factor_for_its_admins() {
         .expect(201);
     let org_id = org["id"].as_str().unwrap().to_owned();
     assert_eq!(org["mfaMode"], "notRequired");
-    for (email, role) in [("bob@example.com", "admin"), ("viewer@example.com", "view")] {
-        t.post(
-            &format!("/orgs/{org_id}/invites"),
-            &alice,
-            json!({ "email": email, "role": role }),
-        )
-        .await
-        .expect(200);
-    }
+    t.join_org(&org_id, &alice, "bob@example.com", "admin", &bob)
+        .await;
+    t.join_org(&org_id, &alice, "viewer@example.com", "view", &viewer)
+        .await;
     let app = t
         .post(
             "/applications",
@@ -540,68 +534,66 @@ async fn an_admin_of_a_requiring_organization_cannot_disable_two_factor() {
     );
 }
 
-/// A throttle that records every attempt and refuses second-factor attempts once told to.
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<(String, Factor, Option<bool>)>>,
-    refuse_codes: Mutex<bool>,
-}
-
-impl LoginThrottle for Recorder {
-    fn check(&self, a: &Attempt<'_>) -> Result<(), ApiError> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((a.email.to_owned(), a.factor, None));
-        if a.factor == Factor::SecondFactor && *self.refuse_codes.lock().unwrap() {
-            let mut e = ApiError::unauthorized("Too many attempts");
-            e.status = axum::http::StatusCode::TOO_MANY_REQUESTS;
-            e.kind = "TooManyRequests";
-            return Err(e);
-        }
-        Ok(())
-    }
-    fn record(&self, a: &Attempt<'_>, ok: bool) {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((a.email.to_owned(), a.factor, Some(ok)));
-    }
-}
-
-async fn the_login_throttle_sees_every_second_factor_guess() {
-    let recorder = Arc::new(Recorder::default());
-    let t = TestApp::with_throttle(Settings::default(), recorder.clone()).await;
+/// A wrong two-factor code is a failed login for the login throttle, exactly like a wrong
+/// password: after the account's burst of failures even the right password with an unused
+/// recovery code is refused (429) before either is checked; other accounts are not affected.
+async fn wrong_two_factor_codes_count_against_the_login_throttle() {
+    let settings = Settings {
+        login_account_rate: Rate {
+            burst: 3,
+            interval: Duration::from_secs(3600),
+        },
+        ..Settings::default()
+    };
+    let t = TestApp::with_settings(settings).await;
     let (_, s) = t.login("fay@example.com").await;
-    enable_2fa(&t, &s).await;
-    recorder.seen.lock().unwrap().clear();
-
-    let r = login(&t, "fay@example.com", PASSWORD, Some("000000")).await;
-    assert_eq!(r.status, 401);
-    let seen: Vec<(Factor, Option<bool>)> = recorder
-        .seen
-        .lock()
-        .unwrap()
+    let (key, recovery) = enable_2fa(&t, &s).await;
+    // A code that is none of the accepted steps (now, one before, one after).
+    let now = now_secs();
+    let accepted: Vec<String> = [now - 30, now, now + 30]
         .iter()
-        .map(|(e, f, ok)| {
-            assert_eq!(e, "fay@example.com");
-            (*f, *ok)
-        })
+        .map(|at| code_at(&key, *at))
         .collect();
-    assert_eq!(
-        seen,
-        vec![
-            (Factor::Password, None),
-            (Factor::Password, Some(true)),
-            (Factor::SecondFactor, None),
-            (Factor::SecondFactor, Some(false)),
-        ]
+    let wrong = (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !accepted.contains(c))
+        .unwrap();
+    for _ in 0..3 {
+        let r = login(&t, "fay@example.com", PASSWORD, Some(&wrong)).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(
+            r.message().starts_with("Invalid two-factor code"),
+            "{}",
+            r.message()
+        );
+    }
+    let r = login(&t, "FAY@example.com", PASSWORD, Some(&recovery[0])).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.message()
+            .contains("Too many failed logins for this account"),
+        "{}",
+        r.message()
     );
-
-    // Refused by the throttle before the code is checked: a right code does not get in.
-    *recorder.refuse_codes.lock().unwrap() = true;
-    let r = login(&t, "fay@example.com", PASSWORD, Some("123456")).await;
-    assert_eq!(r.status, 429);
+    assert!(!r.message().contains(&recovery[0]));
+    // The refused attempt checked nothing: the recovery code is still unused.
+    let user = t
+        .state
+        .store()
+        .user_by_email("fay@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        t.state.store().count_recovery_codes(user.id).await.unwrap(),
+        recovery.len() as i64
+    );
+    // Another account logs in as usual.
+    let (_, other) = t.login("gus@example.com").await;
+    assert_eq!(
+        t.get("/me", &other).await.expect(200)["email"],
+        "gus@example.com"
+    );
 }
 
 pub fn cases() -> Vec<Case> {
@@ -613,6 +605,6 @@ pub fn cases() -> Vec<Case> {
         case!(two_factor_codes_and_recovery_codes_work_once_each),
         case!(an_organization_can_require_two_factor_for_its_admins),
         case!(an_admin_of_a_requiring_organization_cannot_disable_two_factor),
-        case!(the_login_throttle_sees_every_second_factor_guess),
+        case!(wrong_two_factor_codes_count_against_the_login_throttle),
     ]
 }

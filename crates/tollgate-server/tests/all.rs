@@ -8,6 +8,11 @@
 
 mod common;
 
+mod abuse_bounds;
+mod abuse_connections;
+mod abuse_db_timeout;
+mod abuse_logins;
+mod abuse_secrets;
 mod accounts;
 mod api_data;
 mod api_devices;
@@ -17,9 +22,14 @@ mod api_tokens;
 mod backup_restore;
 mod browser_console;
 mod cli_operations;
+mod cli_tokens;
 mod console_http;
+mod console_once;
 mod credential_lease;
 mod db_copy;
+mod fuzz_corpus;
+mod inputs;
+mod invites;
 mod multinode;
 mod not_implemented;
 mod observability;
@@ -27,6 +37,7 @@ mod official_clients;
 mod openapi;
 mod readme;
 mod secrets;
+mod storage_faults;
 mod token_matrix;
 mod wire_format;
 
@@ -43,6 +54,11 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     tollgate_testkit::run(
         [
+            abuse_bounds::cases(),
+            abuse_connections::cases(),
+            abuse_db_timeout::cases(),
+            abuse_logins::cases(),
+            abuse_secrets::cases(),
             accounts::cases(),
             api_data::cases(),
             api_devices::cases(),
@@ -52,9 +68,14 @@ fn main() -> std::process::ExitCode {
             backup_restore::cases(),
             browser_console::cases(),
             cli_operations::cases(),
+            cli_tokens::cases(),
             console_http::cases(),
+            console_once::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            fuzz_corpus::cases(),
+            inputs::cases(),
+            invites::cases(),
             multinode::cases(),
             not_implemented::cases(),
             observability::cases(),
@@ -62,6 +83,7 @@ fn main() -> std::process::ExitCode {
             openapi::cases(),
             readme::cases(),
             secrets::cases(),
+            storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],

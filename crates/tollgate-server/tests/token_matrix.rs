@@ -45,12 +45,16 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         | MeGenerateTwoFactorAuth
         | MeEnableTwoFactorAuth
         | MeDisableTwoFactorAuth
+        | MeInvites
+        | MeRespondToInvite
         | OrgsGet
         | OrgsPost
         | OrgGet
         | OrgPatch
         | OrgDelete
         | OrgInviteMember
+        | OrgPendingInvites
+        | OrgRevokeInvite
         | OrgModifyMember
         | OrgRemoveMember
         | ApplicationsGet

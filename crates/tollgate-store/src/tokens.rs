@@ -164,6 +164,22 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 impl Store {
     /// Store a new token; other nodes hear of it.
     pub async fn create_token(&self, new: &NewToken<'_>) -> Result<TokenRecord> {
+        let mut tx = self.begin_write().await?;
+        let record = self.insert_token(&mut tx, new).await?;
+        let change = Change::Token {
+            id: record.id,
+            digest: record.digest,
+        };
+        self.commit_with(tx, &[change]).await?;
+        Ok(record)
+    }
+
+    /// The token's row, inside `tx` (the caller commits, announcing the change).
+    pub(crate) async fn insert_token(
+        &self,
+        tx: &mut crate::WriteTx,
+        new: &NewToken<'_>,
+    ) -> Result<TokenRecord> {
         let now = crate::now_ms();
         let record = TokenRecord {
             id: Id::generate(),
@@ -179,7 +195,6 @@ impl Store {
             last_updated: now,
             last_used: None,
         };
-        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
@@ -199,16 +214,11 @@ impl Store {
         .bind(&new.creator.name)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        let change = Change::Token {
-            id: record.id,
-            digest: record.digest,
-        };
-        self.commit_with(tx, &[change]).await?;
         Ok(record)
     }
 
@@ -245,6 +255,34 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Every token, or every token of `application`, ordered by application, then name (the
+    /// operator's `tollgate tokens list`), streamed to `f` so a million tokens need not fit
+    /// in memory at once.
+    pub async fn for_each_token(
+        &self,
+        application: Option<Id>,
+        mut f: impl FnMut(TokenRecord),
+    ) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let filter = if application.is_some() {
+            " WHERE application_id = $1"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens{filter} ORDER BY application_id, name, id"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(app) = application {
+            q = q.bind(app.to_hex());
+        }
+        let mut rows = q.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            f(token_from_row(&row)?);
+        }
+        Ok(())
     }
 
     /// The key of the token whose secret has this digest.

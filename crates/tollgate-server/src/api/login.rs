@@ -1,19 +1,23 @@
 //! `auth.authenticateUser`: email, password and (when enabled) a two-factor code in, a
 //! session token out.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::users::User;
 use tollgate_store::{Id, now_ms};
 
-use crate::auth::passwords;
-use crate::auth::throttle::{Attempt, Factor};
+use crate::auth::passwords::{self, HashError};
+use crate::auth::throttle::{Attempt, Key};
 use crate::auth::two_factor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, RequestBody};
+use crate::extract::{Body, ClientAddr, RequestBody};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -34,8 +38,9 @@ impl RequestBody for UserCredentials {
 
 pub async fn authenticate_user(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Body(body): Body<UserCredentials>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if let Some(scopes) = &body.requested_scopes
         && scopes.iter().any(|s| s != "all.User")
     {
@@ -53,9 +58,18 @@ pub async fn authenticate_user(
         body.password,
         body.two_factor_code.as_deref(),
         ttl,
+        client,
     )
     .await?;
-    Ok(Json(json!({ "userId": user_id, "token": secret.expose() })))
+    let mut res = Json(json!({ "userId": user_id, "token": secret.expose() })).into_response();
+    no_store(&mut res);
+    Ok(res)
+}
+
+/// Mark a response that carries a secret as not to be kept by any cache.
+pub fn no_store(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// The message for a user with two-factor authentication who sent no code.
@@ -65,14 +79,21 @@ pub const CODE_REQUIRED: &str = "This account uses two-factor authentication: se
 /// session for `ttl_ms` (capped at the server's session lifetime). Returns the user, the
 /// session secret (`tgus_…`, shown to the caller once and stored only as its digest) and when
 /// the session ends. The REST login and the console's login form both call this.
+///
+/// Before any password is hashed, and again before a two-factor code is checked, the attempt
+/// is put to the login throttle (the account and the client address): a throttled attempt is
+/// a 429 whether or not the password or code is right, and a wrong code counts as a failed
+/// login. Failed logins are logged with the email and the client address, never the password
+/// or the code.
 pub async fn open_session(
     state: &AppState,
     email: &str,
     password: String,
     two_factor_code: Option<&str>,
     ttl_ms: Option<i64>,
+    client: Option<IpAddr>,
 ) -> ApiResult<(Id, Secret, i64)> {
-    let user = check_password(state, email, password).await?;
+    let user = check_password(state, email, password, client).await?;
     if user.disabled_at.is_some() {
         return Err(ApiError::unauthorized(
             "This account is disabled: ask an administrator to enable it (tollgate user enable)",
@@ -82,7 +103,7 @@ pub async fn open_session(
         let code = two_factor_code
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| ApiError::unauthorized(CODE_REQUIRED))?;
-        check_second_factor(state, &user, code).await?;
+        check_second_factor(state, &user, code, client).await?;
     }
     let max = state.settings().session_ttl_ms;
     let ttl = ttl_ms.map_or(max, |t| t.min(max));
@@ -100,42 +121,92 @@ pub async fn open_session(
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(user = %user.id, "user logged in");
+    tracing::info!(user = %user.id, client = ?client, "user logged in");
     Ok((user.id, secret, expires))
+}
+
+/// Put a guess of a login factor for `email` from `client` to the login throttle: a 429
+/// (with when to retry) when the account or the address has failed too often.
+fn throttled<'a>(
+    state: &'a AppState,
+    email: &str,
+    client: Option<IpAddr>,
+) -> ApiResult<Attempt<'a>> {
+    let mut keys = vec![Key::account(email)];
+    keys.extend(client.map(Key::address));
+    state.login_throttle().attempt(&keys).map_err(|r| {
+        if r.first {
+            tracing::warn!(email = ?email, client = ?client, retry_after_secs = r.retry_after_secs(), "login throttled");
+        } else {
+            tracing::debug!(email = ?email, client = ?client, "login throttled");
+        }
+        ApiError::too_many_requests(r.message("logins"), r.retry_after_secs())
+    })
 }
 
 /// Check `password` for the account `email`, counted by the login throttle. The same answer,
 /// after the same work, for an unknown email and a wrong password.
-pub async fn check_password(state: &AppState, email: &str, password: String) -> ApiResult<User> {
-    let attempt = Attempt {
-        email,
-        factor: Factor::Password,
-    };
-    state.throttle().check(&attempt)?;
+pub async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: Option<IpAddr>,
+) -> ApiResult<User> {
+    let attempt = throttled(state, email, client)?;
     let user = state.store().user_by_email(email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = passwords::verify(password, stored).await;
-    state.throttle().record(&attempt, ok && user.is_some());
-    match (ok, user) {
-        (true, Some(user)) => Ok(user),
-        _ => Err(ApiError::unauthorized("Invalid email or password")),
-    }
+    let verified = match passwords::verify(password, stored).await {
+        Ok(v) => v,
+        Err(HashError::Busy { threads, queue }) => {
+            // Nothing was checked: the attempt does not count.
+            attempt.succeeded();
+            tracing::warn!(email = ?email, client = ?client, "login refused: password checks are saturated");
+            return Err(ApiError::busy(
+                format!(
+                    "The server is checking as many passwords as it can ({threads} at a time, {queue} waiting): try again in a second"
+                ),
+                1,
+            ));
+        }
+        Err(e) => {
+            attempt.succeeded();
+            tracing::error!(error = %e, "password check failed");
+            return Err(ApiError::internal());
+        }
+    };
+    let (true, Some(user)) = (verified, user) else {
+        attempt.failed();
+        tracing::warn!(email = ?email, client = ?client, "login failed: unknown email or wrong password");
+        return Err(ApiError::unauthorized("Invalid email or password"));
+    };
+    attempt.succeeded();
+    Ok(user)
 }
 
 /// Check a second factor of `user`, who has two-factor authentication enabled: a TOTP code
 /// (each time step accepted once) or an unused recovery code (used up). Counted by the login
-/// throttle like a password.
-pub async fn check_second_factor(state: &AppState, user: &User, code: &str) -> ApiResult<()> {
-    let attempt = Attempt {
-        email: &user.email,
-        factor: Factor::SecondFactor,
+/// throttle exactly like a password (the same account and address buckets).
+pub async fn check_second_factor(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    client: Option<IpAddr>,
+) -> ApiResult<()> {
+    let attempt = throttled(state, &user.email, client)?;
+    let ok = match second_factor_ok(state, user, code).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Nothing was decided: the attempt does not count.
+            attempt.succeeded();
+            return Err(e);
+        }
     };
-    state.throttle().check(&attempt)?;
-    let ok = second_factor_ok(state, user, code).await?;
-    state.throttle().record(&attempt, ok);
     if ok {
+        attempt.succeeded();
         Ok(())
     } else {
+        attempt.failed();
+        tracing::warn!(user = %user.id, client = ?client, "login failed: wrong two-factor code");
         Err(ApiError::unauthorized(
             "Invalid two-factor code: use the current code from your authenticator app (each code works once) or an unused recovery code",
         ))

@@ -1,11 +1,16 @@
-//! `me.*`: the logged-in user's own account: profile, password, two-factor authentication.
+//! `me.*`: the logged-in user's own account (profile, password, two-factor authentication)
+//! and the invitations waiting for them (`me.invites`, `me.respondToInvite`).
+
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::secret::{Digest, Secret, SecretKind};
 use tollgate_store::applications::Owner;
+use tollgate_store::invites::{AnswerError, INVITE_TTL_MS, InviteAnswer};
 use tollgate_store::users::{ProfileChange, User};
 use tollgate_store::{Id, StoreError, now_ms};
 
@@ -15,9 +20,89 @@ use crate::auth::UserAccess;
 use crate::auth::passwords;
 use crate::auth::two_factor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, RequestBody};
+use crate::extract::{Body, ClientAddr, Path, RequestBody};
 use crate::state::AppState;
 use crate::time::iso;
+
+/// `me.invites`: invitations addressed to the user's email, with the organization's name and
+/// who invited them.
+pub async fn invites(State(state): State<AppState>, access: UserAccess) -> ApiResult<Json<Value>> {
+    let user = state.store().user(access.user_id()).await?;
+    let now = tollgate_store::now_ms();
+    let items = state
+        .store()
+        .invites_for_email(&user.email)
+        .await?
+        .into_iter()
+        .map(|i| {
+            let mut by = json!({});
+            if !i.invited_by_name.is_empty() {
+                by["fullName"] = json!(i.invited_by_name);
+            }
+            if let Some(email) = &i.invited_by_email {
+                by["email"] = json!(email);
+            }
+            json!({
+                "id": i.invite.id,
+                "orgName": i.org_name,
+                "role": i.invite.role.as_str(),
+                "inviteDate": iso(i.invite.invite_date),
+                "ttl": INVITE_TTL_MS,
+                "expired": i.invite.has_expired(now),
+                "invitedBy": by,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(items)))
+}
+
+#[derive(Deserialize)]
+pub struct InviteAction {
+    action: String,
+}
+
+impl RequestBody for InviteAction {
+    const SCHEMA: &'static str = "orgInviteActionUser";
+}
+
+/// `me.respondToInvite`: `accept` joins the organization with the invitation's role (in the
+/// same transaction that removes the invitation); `reject` and `dismiss` remove it.
+pub async fn respond_to_invite(
+    State(state): State<AppState>,
+    access: UserAccess,
+    Path(invite): Path<Id>,
+    Body(body): Body<InviteAction>,
+) -> ApiResult<Json<Value>> {
+    let (answer, result) = match body.action.as_str() {
+        "accept" => (InviteAnswer::Accept, "accepted"),
+        "reject" => (InviteAnswer::Reject, "rejected"),
+        _ => (InviteAnswer::Reject, "dismissed"),
+    };
+    let user = state.store().user(access.user_id()).await?;
+    match state
+        .store()
+        .answer_invite(invite, user.id, &user.email, answer)
+        .await
+    {
+        Ok(found) => {
+            tracing::info!(org = %found.org_id, invite = %invite, user = %user.id, result, "invitation answered");
+            Ok(Json(json!({ "result": result, "orgId": found.org_id })))
+        }
+        Err(AnswerError::NotFound) => Err(ApiError::not_found("Invitation")),
+        Err(AnswerError::Expired) => {
+            let mut e = ApiError::validation(
+                "This invitation has expired: ask the organization's administrator for a new one",
+            );
+            e.status = StatusCode::GONE;
+            e.kind = "Gone";
+            Err(e)
+        }
+        Err(AnswerError::AlreadyMember) => Err(ApiError::conflict(
+            "You are a member of this organization already; the invitation was removed",
+        )),
+        Err(AnswerError::Store(e)) => Err(e.into()),
+    }
+}
 
 pub async fn get(State(state): State<AppState>, access: UserAccess) -> ApiResult<Json<Value>> {
     let user = state.store().user(access.user_id()).await?;
@@ -146,6 +231,7 @@ impl RequestBody for ChangePassword {
 /// `me.changePassword`.
 pub async fn change_password(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     access: UserAccess,
     Body(body): Body<ChangePassword>,
 ) -> ApiResult<Json<Value>> {
@@ -162,6 +248,7 @@ pub async fn change_password(
         body.new_password,
         keep,
         ttl,
+        client,
     )
     .await?;
     Ok(Json(
@@ -190,9 +277,10 @@ pub async fn change_own_password(
     new_password: String,
     keep: Option<&Digest>,
     ttl_ms: Option<i64>,
+    client: Option<IpAddr>,
 ) -> ApiResult<PasswordChanged> {
     let user = state.store().user(user_id).await?;
-    reauthenticate(state, &user, current, two_factor_code).await?;
+    reauthenticate(state, &user, current, two_factor_code, client).await?;
     passwords::check_new_password(&new_password).map_err(ApiError::validation)?;
     let hash = passwords::hash(new_password).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");
@@ -227,8 +315,9 @@ async fn reauthenticate(
     user: &User,
     password: String,
     two_factor_code: Option<&str>,
+    client: Option<IpAddr>,
 ) -> ApiResult<()> {
-    check_password(state, &user.email, password)
+    check_password(state, &user.email, password, client)
         .await
         .map_err(|e| {
             if e.status == axum::http::StatusCode::UNAUTHORIZED {
@@ -245,13 +334,15 @@ async fn reauthenticate(
                     "twoFactorCode is required: this account uses two-factor authentication",
                 )
             })?;
-        check_second_factor(state, user, code).await.map_err(|e| {
-            if e.status == axum::http::StatusCode::UNAUTHORIZED {
-                ApiError::validation(e.message)
-            } else {
-                e
-            }
-        })?;
+        check_second_factor(state, user, code, client)
+            .await
+            .map_err(|e| {
+                if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                    ApiError::validation(e.message)
+                } else {
+                    e
+                }
+            })?;
     }
     Ok(())
 }
@@ -309,6 +400,7 @@ impl RequestBody for EnableTwoFactor {
 /// `me.enableTwoFactorAuth`: the user's `me`, plus `twoFactorRecoveryCodes` (shown once).
 pub async fn enable_two_factor(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     access: UserAccess,
     Body(body): Body<EnableTwoFactor>,
 ) -> ApiResult<Json<Value>> {
@@ -319,6 +411,7 @@ pub async fn enable_two_factor(
         &body.two_factor_code,
         body.two_factor_auth_key.as_deref(),
         Some(access.session()),
+        client,
     )
     .await?;
     let user = state.store().user(access.user_id()).await?;
@@ -337,12 +430,13 @@ pub async fn enable(
     code: &str,
     key: Option<&str>,
     keep: Option<&Digest>,
+    client: Option<IpAddr>,
 ) -> ApiResult<Vec<String>> {
     let user = state.store().user(user_id).await?;
     if user.two_factor_enabled() {
         return Err(already_enabled());
     }
-    reauthenticate(state, &user, password, None).await?;
+    reauthenticate(state, &user, password, None, client).await?;
     let Some(pending) = &user.totp_pending else {
         return Err(ApiError::validation(
             "There is no two-factor key to confirm: call me.generateTwoFactorAuth first",
@@ -395,6 +489,7 @@ impl RequestBody for DisableTwoFactor {
 /// `me.disableTwoFactorAuth`.
 pub async fn disable_two_factor(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     access: UserAccess,
     Body(body): Body<DisableTwoFactor>,
 ) -> ApiResult<Json<Value>> {
@@ -403,6 +498,7 @@ pub async fn disable_two_factor(
         access.user_id(),
         body.password,
         &body.two_factor_code,
+        client,
     )
     .await?;
     let user = state.store().user(access.user_id()).await?;
@@ -411,14 +507,20 @@ pub async fn disable_two_factor(
 
 /// Turn two-factor authentication off, with the password and a code (or recovery code).
 /// Refused while an organization of the user requires it of them.
-pub async fn disable(state: &AppState, user_id: Id, password: String, code: &str) -> ApiResult<()> {
+pub async fn disable(
+    state: &AppState,
+    user_id: Id,
+    password: String,
+    code: &str,
+    client: Option<IpAddr>,
+) -> ApiResult<()> {
     let user = state.store().user(user_id).await?;
     if !user.two_factor_enabled() {
         return Err(ApiError::validation(
             "Two-factor authentication is not enabled",
         ));
     }
-    reauthenticate(state, &user, password, Some(code)).await?;
+    reauthenticate(state, &user, password, Some(code), client).await?;
     let requiring = state.store().orgs_requiring_two_factor(user.id).await?;
     if let Some(name) = requiring.first() {
         return Err(ApiError::validation(format!(

@@ -13,6 +13,7 @@ use super::view::UserBar;
 use super::{BASE, PageError, render, see_other, user_access};
 use crate::api::me;
 use crate::error::ApiError;
+use crate::extract::ClientAddr;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -125,6 +126,7 @@ pub async fn save_profile(
 
 pub async fn change_password(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     form: FormData,
 ) -> Result<Response, PageError> {
@@ -152,6 +154,7 @@ pub async fn change_password(
         new.to_owned(),
         None,
         None,
+        client,
     )
     .await;
     match changed {
@@ -210,6 +213,7 @@ pub async fn setup(State(state): State<AppState>, session: Session) -> Result<Re
 
 pub async fn enable(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     form: FormData,
 ) -> Result<Response, PageError> {
@@ -223,6 +227,7 @@ pub async fn enable(
         form.text("twoFactorCode"),
         Some(&key),
         Some(access.session()),
+        client,
     )
     .await;
     match result {
@@ -260,6 +265,7 @@ pub async fn enable(
 
 pub async fn disable(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     form: FormData,
 ) -> Result<Response, PageError> {
@@ -270,6 +276,7 @@ pub async fn disable(
         access.user_id(),
         form.text("password").to_owned(),
         form.text("twoFactorCode"),
+        client,
     )
     .await
     {

@@ -1,0 +1,140 @@
+//! The operator's token commands: `tollgate tokens list|show|deactivate|delete`.
+//!
+//! The operator holds the database, not a user or a token, so there is no scope to check: what
+//! the commands may do is what an application's administrator may do through the API
+//! (`applicationApiToken.patch` with `status: inactive`, `applicationApiToken.delete`), with
+//! the same store operations. Those commit the same change notices as the API, so the
+//! revocation guarantee is the same: on PostgreSQL every node hears of the change when it
+//! commits; on SQLite the command then hands the change to the running server
+//! ([`crate::local_changes`]) and returns only once it has applied it. Every change is logged
+//! as made by the operator (`by="operator"`), with the token and application ids.
+
+use serde_json::Value;
+use tollgate_store::tokens::{TokenChange, TokenRecord, TokenStatus};
+use tollgate_store::{Id, Store, StoreError};
+
+use crate::api::tokens::record_json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0:?} is not a token id: ids are 24 hexadecimal characters")]
+    BadId(String),
+    #[error("there is no API token with the id {0}")]
+    NoToken(Id),
+    #[error("there is no application with the id {0}")]
+    NoApplication(Id),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Parse an id given on the command line.
+pub fn parse_id(s: &str) -> Result<Id, AdminError> {
+    s.trim()
+        .parse()
+        .map_err(|_| AdminError::BadId(s.to_owned()))
+}
+
+/// A token as the API shows it (`applicationApiToken.get`), never with its secret.
+pub fn token_json(t: &TokenRecord) -> Value {
+    record_json(t, t.last_used)
+}
+
+/// Every token, or the tokens of one application, ordered by application and name.
+pub async fn list_tokens(
+    store: &Store,
+    application: Option<Id>,
+) -> Result<Vec<TokenRecord>, AdminError> {
+    if let Some(app) = application {
+        match store.application(app).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return Err(AdminError::NoApplication(app)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = Vec::new();
+    store.for_each_token(application, |t| out.push(t)).await?;
+    Ok(out)
+}
+
+/// One token, whatever its application.
+pub async fn token(store: &Store, id: Id) -> Result<TokenRecord, AdminError> {
+    store.token_by_id(id).await?.ok_or(AdminError::NoToken(id))
+}
+
+/// What a deactivation did.
+#[derive(Debug)]
+pub struct Deactivated {
+    pub token: TokenRecord,
+    /// False when the token was inactive already (nothing changed).
+    pub changed: bool,
+}
+
+/// Deactivate a token: it is refused from the very next request on (and can be activated
+/// again through the API or the console).
+pub async fn deactivate_token(store: &Store, id: Id) -> Result<Deactivated, AdminError> {
+    let current = token(store, id).await?;
+    if current.status == TokenStatus::Inactive {
+        return Ok(Deactivated {
+            token: current,
+            changed: false,
+        });
+    }
+    let change = TokenChange {
+        status: Some(TokenStatus::Inactive),
+        ..TokenChange::default()
+    };
+    let updated = store
+        .update_token(current.application_id, id, &change)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AdminError::NoToken(id),
+            e => e.into(),
+        })?;
+    tracing::info!(token = %id, application = %updated.application_id, by = "operator", "API token deactivated");
+    Ok(Deactivated {
+        token: updated,
+        changed: true,
+    })
+}
+
+/// Delete a token: it is refused from the very next request on. Returns it as it was.
+pub async fn delete_token(store: &Store, id: Id) -> Result<TokenRecord, AdminError> {
+    let current = token(store, id).await?;
+    store
+        .delete_token(current.application_id, id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AdminError::NoToken(id),
+            e => e.into(),
+        })?;
+    tracing::info!(token = %id, application = %current.application_id, by = "operator", "API token deleted");
+    Ok(current)
+}
+
+/// The summary `tollgate tokens list --json` prints per token.
+pub fn list_json(tokens: &[TokenRecord]) -> Value {
+    Value::Array(tokens.iter().map(token_json).collect())
+}
+
+/// Who created the token, for the table.
+pub fn creator_label(t: &TokenRecord) -> String {
+    let c = &t.creator;
+    match c.kind {
+        "user" => format!("user {}", c.name),
+        "apiToken" => format!("token {}", c.name),
+        other => format!("{other} {}", c.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(matches!(parse_id("nope"), Err(AdminError::BadId(_))));
+        let id = Id::generate();
+        assert_eq!(parse_id(&format!(" {id} ")).unwrap(), id);
+        assert_eq!(serde_json::json!(id), serde_json::json!(id.to_hex()));
+    }
+}
