@@ -74,12 +74,16 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     }
 }
 
-/// `501 NotImplemented` naming the reference action.
+/// `501 NotImplemented` naming the reference action. Written directly, not as an
+/// [`ApiError`]: the name comes from the reference catalog, never from the request, and
+/// error messages' redaction would hide names as long as a secret
+/// (`applicationCertificateAuthorities.get`).
 fn not_implemented(name: &str) -> axum::response::Response {
-    let mut e = ApiError::validation(format!("{name} is not implemented by this server"));
-    e.status = StatusCode::NOT_IMPLEMENTED;
-    e.kind = "NotImplemented";
-    e.into_response()
+    let body = serde_json::json!({
+        "type": "NotImplemented",
+        "message": format!("{name} is not implemented by this server"),
+    });
+    (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response()
 }
 
 /// Every registry action at its route, each behind the authorization guard.

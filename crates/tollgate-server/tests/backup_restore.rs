@@ -110,6 +110,18 @@ fn a_backup_taken_under_write_load_holds_every_acknowledged_write() {
     assert!(!o.status.success());
     assert!(text(&o).contains("already exists"), "{}", text(&o));
 
+    // Restoring over the database the running server uses is refused (serve holds the lock).
+    let o = tollgate(
+        &["db", "restore", "--from", backup.to_str().unwrap()],
+        &[("TOLLGATE_DATA_DIR", data.to_str().unwrap())],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("Stop the server, then restore"),
+        "{}",
+        text(&o)
+    );
+
     // Restore into a new data directory and serve it.
     let restored = dir.path().join("restored");
     let o = tollgate(

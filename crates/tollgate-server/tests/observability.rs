@@ -292,11 +292,20 @@ async fn text_logs_in_a_file_have_no_colour() {
     let db = crate::common::fresh_database_url(dir.path()).await;
     let server = ServerProcess::start(dir.path(), &db, &[("RUST_LOG", "info")]);
     http::admin_session(&server.url);
-    let log = server.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("tollgate::request") && l.contains("route=/auth/user"))
-        .unwrap_or_else(|| panic!("no request line in {log}"));
+    // The line is written after the answer is sent, by the log's writer thread.
+    let (log, line) = crate::common::eventually(
+        "the request line of the login",
+        std::time::Duration::from_secs(10),
+        || async {
+            let log = server.log();
+            let line = log
+                .lines()
+                .find(|l| l.contains("tollgate::request") && l.contains("route=/auth/user"))?
+                .to_owned();
+            Some((log, line))
+        },
+    )
+    .await;
     assert!(
         line.contains(" INFO ") && line.contains("status=200"),
         "{line}"
