@@ -240,20 +240,31 @@ pub async fn change_password(
         .filter(|secs| *secs > 0)
         .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     let keep = (!body.invalidate_existing_tokens).then_some(access.session());
+    let proof = Proof {
+        password: body.password,
+        two_factor_code: body.two_factor_code.as_deref(),
+        client,
+    };
     let changed = change_own_password(
         &state,
         access.user_id(),
-        body.password,
-        body.two_factor_code.as_deref(),
+        proof,
         body.new_password,
         keep,
         ttl,
-        client,
     )
     .await?;
     Ok(Json(
         json!({ "userId": access.user_id(), "token": changed.secret.expose() }),
     ))
+}
+
+/// What the user proves a password change with: the current password, the two-factor code
+/// when it is enabled, and where the request came from (for the login throttle).
+pub struct Proof<'a> {
+    pub password: String,
+    pub two_factor_code: Option<&'a str>,
+    pub client: Option<IpAddr>,
 }
 
 /// What a password change gives back.
@@ -272,15 +283,20 @@ pub struct PasswordChanged {
 pub async fn change_own_password(
     state: &AppState,
     user_id: Id,
-    current: String,
-    two_factor_code: Option<&str>,
+    proof: Proof<'_>,
     new_password: String,
     keep: Option<&Digest>,
     ttl_ms: Option<i64>,
-    client: Option<IpAddr>,
 ) -> ApiResult<PasswordChanged> {
     let user = state.store().user(user_id).await?;
-    reauthenticate(state, &user, current, two_factor_code, client).await?;
+    reauthenticate(
+        state,
+        &user,
+        proof.password,
+        proof.two_factor_code,
+        proof.client,
+    )
+    .await?;
     passwords::check_new_password(&new_password).map_err(ApiError::validation)?;
     let hash = passwords::hash(new_password).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");

@@ -146,17 +146,13 @@ pub async fn change_password(
     }
     let code = Some(form.text("twoFactorCode").trim()).filter(|c| !c.is_empty());
     // Every session ends, this browser's too: it continues with the new session below.
-    let changed = me::change_own_password(
-        &state,
-        access.user_id(),
-        form.text("password").to_owned(),
-        code,
-        new.to_owned(),
-        None,
-        None,
+    let proof = me::Proof {
+        password: form.text("password").to_owned(),
+        two_factor_code: code,
         client,
-    )
-    .await;
+    };
+    let changed =
+        me::change_own_password(&state, access.user_id(), proof, new.to_owned(), None, None).await;
     match changed {
         Ok(changed) => {
             let mut res = see_other(&format!("{BASE}/account?notice=password"));
