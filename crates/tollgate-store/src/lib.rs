@@ -7,6 +7,7 @@
 //! migration locking, change notifications) the difference is confined to this module and
 //! [`notify`].
 
+pub mod actor;
 pub mod applications;
 pub mod copy;
 pub mod devices;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use actor::{Actor, Credential, Revoked};
 pub use error::StoreError;
 pub use ids::Id;
 pub use notify::Change;
@@ -90,6 +92,8 @@ pub struct Store {
 /// Dereferences to the connection, so `&mut *tx` is what queries execute on.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// Which SQL dialect the row locks are written in (see [`actor::Lock`]).
+    pub(crate) backend: Backend,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -266,14 +270,48 @@ impl Store {
                 let turn = self.writer.clone().lock_owned().await;
                 WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    backend: self.backend,
                     _turn: Some(turn),
                 }
             }
             Backend::Postgres => WriteTx {
                 tx: self.pool.begin().await?,
+                backend: self.backend,
                 _turn: None,
             },
         })
+    }
+
+    /// Begin a write by `actor`: its credential is checked (and, on PostgreSQL, locked) as the
+    /// transaction's first statement, see [`actor`].
+    pub(crate) async fn begin_as(&self, actor: &Actor) -> Result<WriteTx> {
+        let mut tx = self.begin_write().await?;
+        actor::check(&mut tx, actor, actor::Lock::KeyShare).await?;
+        Ok(tx)
+    }
+
+    /// Begin a write by `actor` inside application `app`: the application row is locked with
+    /// `app_lock` (`NotFound` when it is gone) and the credential checked, in the lock order of
+    /// [`actor`]. A token of another application is refused as revoked there.
+    pub(crate) async fn begin_in_application(
+        &self,
+        actor: &Actor,
+        app: Id,
+        app_lock: actor::Lock,
+    ) -> Result<WriteTx> {
+        let mut tx = self.begin_write().await?;
+        match actor.credential() {
+            Credential::ApiToken { application, .. } if *application != app => {
+                return Err(StoreError::Revoked(Revoked::TokenDeleted));
+            }
+            // The token's check locks its application first.
+            Credential::ApiToken { .. } => actor::check(&mut tx, actor, app_lock).await?,
+            _ => {
+                actor::check(&mut tx, actor, app_lock).await?;
+                actor::lock_application(&mut tx, app, app_lock).await?;
+            }
+        }
+        Ok(tx)
     }
 
     /// Close every pooled connection.

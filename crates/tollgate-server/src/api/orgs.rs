@@ -179,7 +179,13 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let org = state
         .store()
-        .create_org(&body.name, &body.description, &body.extra, access.user_id())
+        .create_org(
+            &access.actor(),
+            &body.name,
+            &body.description,
+            &body.extra,
+            access.user_id(),
+        )
         .await?;
     tracing::info!(org = %org.id, by = %access.user_id(), "organization created");
     Ok((StatusCode::CREATED, Json(org_json(&state, &org).await?)))
@@ -202,7 +208,7 @@ pub async fn patch(
     };
     let org = state
         .store()
-        .update_org(access.org(), &change)
+        .update_org(&access.actor(), access.org(), &change)
         .await
         .map_err(not_found)?;
     Ok(Json(org_json(&state, &org).await?))
@@ -211,7 +217,7 @@ pub async fn patch(
 pub async fn delete(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
     state
         .store()
-        .delete_org(access.org())
+        .delete_org(&access.actor(), access.org())
         .await
         .map_err(not_found)?;
     tracing::info!(org = %access.org(), by = %access.user_id(), "organization deleted");
@@ -236,7 +242,7 @@ pub async fn invite_member(
     };
     match state
         .store()
-        .add_member(access.org(), user.id, &change)
+        .add_member(&access.actor(), access.org(), user.id, &change)
         .await
     {
         Err(StoreError::Conflict(_)) => {
@@ -262,7 +268,7 @@ pub async fn modify_member(
     };
     state
         .store()
-        .modify_member(access.org(), body.user_id, &change)
+        .modify_member(&access.actor(), access.org(), body.user_id, &change)
         .await
         .map_err(|e| ApiError::from_store(e, "Member"))?;
     let org = state.store().org(access.org()).await.map_err(not_found)?;
@@ -284,7 +290,7 @@ pub async fn remove_member(
         })?;
     state
         .store()
-        .remove_member(access.org(), user_id)
+        .remove_member(&access.actor(), access.org(), user_id)
         .await
         .map_err(|e| ApiError::from_store(e, "Member"))?;
     let org = state.store().org(access.org()).await.map_err(not_found)?;
