@@ -2,11 +2,9 @@
 //! write half): a request authorized from the caches whose database work comes later is
 //! refused by the write's own transaction, answered 401, and writes nothing. Each test
 //! authorizes exactly as the guard does, revokes, and then performs the handler's write with
-//! the capability it got. Runs on SQLite, and on PostgreSQL with `TOLLGATE_TEST_POSTGRES_URL`.
+//! the capability it got. Both passes (SQLite and PostgreSQL).
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 use tollgate_core::Action;
 use tollgate_server::auth::{Access, AppAccess, Target, decide};
@@ -17,6 +15,7 @@ use tollgate_store::devices::{Device, DevicePatch};
 use tollgate_store::states::Report;
 use tollgate_store::tokens::TokenChange;
 use tollgate_store::{Id, StoreError};
+use tollgate_testkit::{Case, case};
 
 /// What the guard hands a handler for `action` in `app`, for the bearer `secret`.
 async fn authorize(t: &TestApp, secret: &str, action: Action, app: Id) -> AppAccess {
@@ -41,7 +40,6 @@ fn assert_refused(e: ApiError, message: &str) {
     assert_eq!(e.message, message);
 }
 
-#[tokio::test]
 async fn writes_authorized_before_a_token_was_switched_off_are_refused() {
     let t = TestApp::new().await;
     let (owner, admin) = t.login("admin@example.com").await;
@@ -167,7 +165,6 @@ async fn writes_authorized_before_a_token_was_switched_off_are_refused() {
     assert_eq!(a["name"], "Plant");
 }
 
-#[tokio::test]
 async fn writes_authorized_before_a_token_was_deleted_are_refused() {
     let t = TestApp::new().await;
     let (owner, admin) = t.login("admin@example.com").await;
@@ -205,7 +202,6 @@ async fn writes_authorized_before_a_token_was_deleted_are_refused() {
     assert_eq!(list["totalCount"], 0, "{list}");
 }
 
-#[tokio::test]
 async fn writes_authorized_before_a_session_ended_are_refused() {
     let t = TestApp::new().await;
     let (owner, session) = t.login("admin@example.com").await;
@@ -236,4 +232,12 @@ async fn writes_authorized_before_a_session_ended_are_refused() {
         "Plant",
         "nothing was written"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(writes_authorized_before_a_token_was_switched_off_are_refused),
+        case!(writes_authorized_before_a_token_was_deleted_are_refused),
+        case!(writes_authorized_before_a_session_ended_are_refused),
+    ]
 }

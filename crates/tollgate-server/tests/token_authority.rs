@@ -1,13 +1,11 @@
 //! Authority over tokens (issue 11, item 3): a token may change or delete only tokens it could
 //! have created itself (the target's scope within its own, its expiry no later than its own);
-//! users keep their role rules. Runs on SQLite, and on PostgreSQL with
-//! `TOLLGATE_TEST_POSTGRES_URL`.
+//! users keep their role rules. Both passes (SQLite and PostgreSQL).
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 use tollgate_store::Id;
+use tollgate_testkit::{Case, case};
 
 async fn admin_app(t: &TestApp) -> (String, Id) {
     let (user, session) = t.login("admin@example.com").await;
@@ -26,7 +24,6 @@ fn id(created: &Value) -> String {
 /// The attack of issue 11: a stolen all-permissions token mints a token holding only
 /// `applicationApiToken.patch`; an administrator switches the stolen token off; the minted one
 /// must not switch it back on.
-#[tokio::test]
 async fn a_patch_only_token_cannot_reactivate_an_all_permissions_token() {
     let t = TestApp::new().await;
     let (admin, app) = admin_app(&t).await;
@@ -74,7 +71,6 @@ async fn a_patch_only_token_cannot_reactivate_an_all_permissions_token() {
     );
 }
 
-#[tokio::test]
 async fn a_narrow_token_cannot_delete_a_broad_one() {
     let t = TestApp::new().await;
     let (admin, app) = admin_app(&t).await;
@@ -111,7 +107,6 @@ async fn a_narrow_token_cannot_delete_a_broad_one() {
 
 /// A token that expires may not act on one that outlives it (whether it never expires or
 /// expires later), and may act on one that expires no later.
-#[tokio::test]
 async fn a_token_cannot_change_a_token_that_outlives_it() {
     let t = TestApp::new().await;
     let (admin, app) = admin_app(&t).await;
@@ -184,7 +179,6 @@ async fn a_token_cannot_change_a_token_that_outlives_it() {
 
 /// Within its bounds a token manages tokens fully: it renames, describes, switches off and on
 /// and deletes one it created, and one an administrator created with the same reach.
-#[tokio::test]
 async fn a_token_manages_tokens_within_its_bounds() {
     let t = TestApp::new().await;
     let (admin, app) = admin_app(&t).await;
@@ -259,7 +253,6 @@ async fn a_token_manages_tokens_within_its_bounds() {
 /// Users keep their role rules: an editor may change and delete any token of the
 /// application, whatever its scope (their role reaches every application action); a viewer
 /// may change none.
-#[tokio::test]
 async fn users_keep_their_role_rules() {
     let t = TestApp::new().await;
     let (_, admin) = t.login("admin@example.com").await;
@@ -313,4 +306,14 @@ async fn users_keep_their_role_rules() {
     assert_eq!(t.delete(&path, &viewer).await.status.as_u16(), 403);
     t.delete(&path, &editor).await.expect(200);
     assert_eq!(t.get(&path, &admin).await.status.as_u16(), 404);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(a_patch_only_token_cannot_reactivate_an_all_permissions_token),
+        case!(a_narrow_token_cannot_delete_a_broad_one),
+        case!(a_token_cannot_change_a_token_that_outlives_it),
+        case!(a_token_manages_tokens_within_its_bounds),
+        case!(users_keep_their_role_rules),
+    ]
 }

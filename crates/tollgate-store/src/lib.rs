@@ -4,8 +4,18 @@
 //! SQLite (`sqlite://…`, the embedded default) or PostgreSQL (`postgres://…`). Every query is
 //! written once, in the SQL both understand (`$1` placeholders, `ON CONFLICT`, `RETURNING`),
 //! and the same test suite runs against both. Where the backends differ (connection set-up,
-//! migration locking, change notifications) the difference is confined to this module and
-//! [`notify`].
+//! migration locking, change notifications, row locks) the difference is confined to this
+//! module, [`actor`] and [`notify`].
+//!
+//! **How writes are made.** Every write applies one intent inside one transaction, correct at
+//! PostgreSQL's default READ COMMITTED: a single statement, or a row read `FOR UPDATE` and
+//! then written in the same transaction. Never a read-modify-write of a whole row read without
+//! a lock: between the read and the write another transaction may commit a change, and the
+//! write would undo it. A PATCH is merged inside the transaction into the row as it is then;
+//! an invariant that spans rows (an organization keeps an administrator) is checked under a
+//! lock that makes the changes it concerns take turns. And every write a request performs
+//! takes the [`Actor`] it was authorized for and re-checks its credential as its first
+//! statement (see [`actor`]).
 
 pub mod actor;
 pub mod applications;

@@ -1,7 +1,7 @@
-//! Store writes under concurrency, the same cases on SQLite and on PostgreSQL: every write
-//! applies one change in one transaction, merges a PATCH into the row as it is when the
-//! change commits, keeps its invariants in that transaction, and re-checks its credential
-//! there.
+//! Store writes under concurrency, the same cases on SQLite and on PostgreSQL (both passes):
+//! every write applies one change in one transaction, merges a PATCH into the row as it is
+//! when the change commits, keeps its invariants in that transaction, and re-checks its
+//! credential there.
 //!
 //! Each race releases its two operations together (a barrier, on a multi-thread runtime, each
 //! with its own pooled connection), so they really overlap. Measured before the writes were
@@ -11,8 +11,6 @@
 //! one of two changes in 87 to 193 of 200; a state report outlived its attribute's removal in
 //! 127 and 139 of 200 (also 132 and 164 of 200 on SQLite, where the handler merged devices
 //! from a stale copy).
-
-mod common;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,40 +27,33 @@ use tollgate_store::states::Report;
 use tollgate_store::tokens::{Creator, NewToken, TokenChange, TokenRecord, TokenStatus};
 use tollgate_store::users::NewUser;
 use tollgate_store::{Actor, Id, Revoked, Store, StoreError, now_ms};
+use tollgate_testkit::{Case, case};
 
-/// Run `case` on SQLite and, when a server is configured, on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        $(
-            mod $case {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    let s = super::common::sqlite().await;
-                    super::$case(s.store.clone()).await;
-                }
+use crate::support::{allow, fresh};
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    let Some(s) = super::common::postgres().await else { return };
-                    super::$case(s.store.clone()).await;
-                }
-            }
-        )*
-    };
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(deactivation_and_rename_both_survive, multi_thread = 4),
+        case!(
+            tokens_deactivating_each_other_one_wins_without_deadlock,
+            multi_thread = 4
+        ),
+        case!(mutual_demotion_keeps_an_admin, multi_thread = 4),
+        case!(device_patches_both_survive, multi_thread = 4),
+        case!(
+            state_reports_never_outlive_their_attribute,
+            multi_thread = 4
+        ),
+        case!(application_patches_both_survive, multi_thread = 4),
+        case!(flow_patches_both_survive, multi_thread = 4),
+        case!(organization_patches_both_survive, multi_thread = 4),
+        case!(
+            writes_by_a_revoked_credential_change_nothing,
+            multi_thread = 4
+        ),
+        case!(a_revocation_waits_for_the_writes_it_races, multi_thread = 4),
+    ]
 }
-
-on_both_backends!(
-    deactivation_and_rename_both_survive,
-    tokens_deactivating_each_other_one_wins_without_deadlock,
-    mutual_demotion_keeps_an_admin,
-    device_patches_both_survive,
-    state_reports_never_outlive_their_attribute,
-    application_patches_both_survive,
-    flow_patches_both_survive,
-    organization_patches_both_survive,
-    writes_by_a_revoked_credential_change_nothing,
-    a_revocation_waits_for_the_writes_it_races,
-);
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -198,16 +189,14 @@ fn declared(
     }
 }
 
-fn allow(_: &TokenRecord) -> Result<(), StoreError> {
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------
 // Cases
 
 /// Issue 11's first finding: at READ COMMITTED a rename read the row, a deactivation
 /// committed, and the rename wrote the old status back.
-async fn deactivation_and_rename_both_survive(s: Store) {
+async fn deactivation_and_rename_both_survive() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (actor, app) = owner_and_app(&s).await;
     let rounds = 300;
     let mut lost = 0;
@@ -255,7 +244,9 @@ async fn deactivation_and_rename_both_survive(s: Store) {
 /// Two tokens switching each other off at once: each write locks both rows in id order, so
 /// neither waits for the other in a circle (PostgreSQL would abort one as a deadlock), and
 /// the second sees that its own token is already off.
-async fn tokens_deactivating_each_other_one_wins_without_deadlock(s: Store) {
+async fn tokens_deactivating_each_other_one_wins_without_deadlock() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (_, app) = owner_and_app(&s).await;
     let rounds = 100;
     for _ in 0..rounds {
@@ -304,7 +295,9 @@ async fn tokens_deactivating_each_other_one_wins_without_deadlock(s: Store) {
 /// The last two admins demote (or remove) each other at once: one change commits, the other
 /// is refused because its author is no longer an admin (or would leave none), and an admin
 /// always remains.
-async fn mutual_demotion_keeps_an_admin(s: Store) {
+async fn mutual_demotion_keeps_an_admin() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let rounds = 200;
     let (mut no_longer_admin, mut last_admin) = (0, 0);
     for i in 0..rounds {
@@ -366,7 +359,9 @@ async fn mutual_demotion_keeps_an_admin(s: Store) {
 
 /// One PATCH removes an attribute while another renames and tags the device: both survive
 /// (the store merges each into the row as it is, not into a copy read earlier).
-async fn device_patches_both_survive(s: Store) {
+async fn device_patches_both_survive() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (actor, app) = owner_and_app(&s).await;
     let rounds = 200;
     let mut lost = 0;
@@ -421,7 +416,9 @@ async fn device_patches_both_survive(s: Store) {
 /// removal of its attribute: it either commits first and its points are deleted with the
 /// attribute, or it sees the removal and is refused. Points of an undeclared attribute are
 /// never left behind.
-async fn state_reports_never_outlive_their_attribute(s: Store) {
+async fn state_reports_never_outlive_their_attribute() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (actor, app) = owner_and_app(&s).await;
     let rounds = 200;
     let (mut stray, mut stored_first, mut refused) = (0, 0, 0);
@@ -485,7 +482,9 @@ async fn state_reports_never_outlive_their_attribute(s: Store) {
     );
 }
 
-async fn application_patches_both_survive(s: Store) {
+async fn application_patches_both_survive() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (id, actor) = user(&s).await;
     let rounds = 200;
     let mut lost = 0;
@@ -524,7 +523,9 @@ async fn application_patches_both_survive(s: Store) {
     );
 }
 
-async fn flow_patches_both_survive(s: Store) {
+async fn flow_patches_both_survive() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (actor, app) = owner_and_app(&s).await;
     let rounds = 200;
     let mut lost = 0;
@@ -567,7 +568,9 @@ async fn flow_patches_both_survive(s: Store) {
     );
 }
 
-async fn organization_patches_both_survive(s: Store) {
+async fn organization_patches_both_survive() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (id, actor) = user(&s).await;
     let rounds = 100;
     let mut lost = 0;
@@ -607,7 +610,9 @@ async fn organization_patches_both_survive(s: Store) {
 
 /// Every write a request can make, by a credential revoked after it was authorized: each is
 /// refused as revoked, and nothing changes.
-async fn writes_by_a_revoked_credential_change_nothing(s: Store) {
+async fn writes_by_a_revoked_credential_change_nothing() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (owner, app) = owner_and_app(&s).await;
     let d = device(&s, &owner, app, &["temp"]).await;
     let f = s
@@ -825,7 +830,9 @@ async fn snapshot(
 /// every write the token got committed is already visible, and every later one is refused.
 /// (On PostgreSQL the write holds its token's row `FOR KEY SHARE` until it commits and the
 /// deactivation takes it `FOR UPDATE`; on SQLite write transactions take turns.)
-async fn a_revocation_waits_for_the_writes_it_races(s: Store) {
+async fn a_revocation_waits_for_the_writes_it_races() {
+    let f = fresh().await;
+    let s = f.store.clone();
     let (owner, app) = owner_and_app(&s).await;
     let rounds = 200;
     let (mut before, mut refused) = (0, 0);
