@@ -8,6 +8,11 @@
 
 mod common;
 
+mod abuse_bounds;
+mod abuse_connections;
+mod abuse_db_timeout;
+mod abuse_logins;
+mod abuse_secrets;
 mod api_data;
 mod api_devices;
 mod api_flows;
@@ -15,14 +20,20 @@ mod api_foundation;
 mod api_tokens;
 mod browser_console;
 mod console_http;
+mod console_once;
 mod credential_lease;
 mod db_copy;
+mod fuzz_corpus;
+mod inputs;
+mod invites;
 mod multinode;
 mod official_clients;
 mod openapi;
+mod races;
 mod readme;
 mod revoked_writes;
 mod secrets;
+mod storage_faults;
 mod token_authority;
 mod token_matrix;
 mod wire_format;
@@ -40,6 +51,11 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     tollgate_testkit::run(
         [
+            abuse_bounds::cases(),
+            abuse_connections::cases(),
+            abuse_db_timeout::cases(),
+            abuse_logins::cases(),
+            abuse_secrets::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),
@@ -47,15 +63,21 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             browser_console::cases(),
             console_http::cases(),
+            console_once::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            fuzz_corpus::cases(),
+            inputs::cases(),
+            invites::cases(),
             multinode::cases(),
             official_clients::cases(),
             openapi::cases(),
+            races::cases(),
             readme::cases(),
             revoked_writes::cases(),
             secrets::cases(),
             token_authority::cases(),
+            storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],

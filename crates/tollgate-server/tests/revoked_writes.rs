@@ -187,6 +187,7 @@ async fn writes_authorized_before_a_token_was_deleted_are_refused() {
             scope: None,
             expiration_date: None,
             status: tollgate_store::tokens::TokenStatus::Active,
+            form_key: None,
         },
     )
     .await

@@ -395,7 +395,7 @@ impl Store {
 
 /// Lock an organization's row `FOR UPDATE` (what serializes every change of it and of its
 /// members) and return it; `NotFound` when it does not exist.
-async fn lock_org(tx: &mut WriteTx, id: Id) -> Result<Org> {
+pub(crate) async fn lock_org(tx: &mut WriteTx, id: Id) -> Result<Org> {
     let sql = format!(
         "SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1{}",
         Lock::Update.clause(tx.backend)
@@ -411,7 +411,7 @@ async fn lock_org(tx: &mut WriteTx, id: Id) -> Result<Org> {
 /// With the organization locked: a user acting on it must still be one of its
 /// administrators (every organization write needs that role; it may have been taken away
 /// since the request was authorized). The operator may always act.
-async fn ensure_admin(tx: &mut WriteTx, org: Id, actor: &Actor) -> Result<()> {
+pub(crate) async fn ensure_admin(tx: &mut WriteTx, org: Id, actor: &Actor) -> Result<()> {
     let Some(user) = actor.user() else {
         return Ok(());
     };
@@ -453,7 +453,7 @@ async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, org: Id, user: Id)
     }
 }
 
-async fn replace_application_roles(
+pub(crate) async fn replace_application_roles(
     conn: &mut sqlx::AnyConnection,
     org: Id,
     user: Id,

@@ -165,6 +165,26 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 impl Store {
     /// Store a new token created by `actor`; other nodes hear of it.
     pub async fn create_token(&self, actor: &Actor, new: &NewToken<'_>) -> Result<TokenRecord> {
+        // The application row stays locked until commit: it cannot be deleted under the insert.
+        let mut tx = self
+            .begin_in_application(actor, new.application_id, Lock::KeyShare)
+            .await?;
+        let record = self.insert_token(&mut tx, new).await?;
+        let change = Change::Token {
+            id: record.id,
+            digest: record.digest,
+        };
+        self.commit_with(tx, &[change]).await?;
+        Ok(record)
+    }
+
+    /// The token's row, inside `tx`, which has locked the application and checked the actor
+    /// ([`Store::begin_in_application`]); the caller commits, announcing the change.
+    pub(crate) async fn insert_token(
+        &self,
+        tx: &mut crate::WriteTx,
+        new: &NewToken<'_>,
+    ) -> Result<TokenRecord> {
         let now = crate::now_ms();
         let record = TokenRecord {
             id: Id::generate(),
@@ -180,11 +200,7 @@ impl Store {
             last_updated: now,
             last_used: None,
         };
-        // The application row stays locked until commit: it cannot be deleted under the insert.
-        let mut tx = self
-            .begin_in_application(actor, new.application_id, Lock::KeyShare)
-            .await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -202,13 +218,11 @@ impl Store {
         .bind(&new.creator.name)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        let change = Change::Token {
-            id: record.id,
-            digest: record.digest,
-        };
-        self.commit_with(tx, &[change]).await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(record)
     }
 

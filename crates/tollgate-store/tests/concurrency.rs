@@ -235,6 +235,7 @@ async fn deactivation_and_rename_both_survive() {
             lost += 1;
         }
     }
+    eprintln!("deactivation_and_rename_both_survive: {lost} of {rounds} rounds with a violation");
     assert_eq!(
         lost, 0,
         "{lost} of {rounds} rounds lost the deactivation or the rename"
@@ -290,6 +291,9 @@ async fn tokens_deactivating_each_other_one_wins_without_deadlock() {
             "exactly the winner's token stays on: {statuses:?}"
         );
     }
+    eprintln!(
+        "tokens_deactivating_each_other: {rounds} rounds, each with one winner and no deadlock"
+    );
 }
 
 /// The last two admins demote (or remove) each other at once: one change commits, the other
@@ -406,6 +410,7 @@ async fn device_patches_both_survive() {
             "the tag index agrees with the device's tags"
         );
     }
+    eprintln!("device_patches_both_survive: {lost} of {rounds} rounds with a violation");
     assert_eq!(
         lost, 0,
         "{lost} of {rounds} rounds lost one of the two PATCHes"
@@ -476,6 +481,9 @@ async fn state_reports_never_outlive_their_attribute() {
     eprintln!(
         "state report vs attribute removal: {rounds} rounds, stored before the removal {stored_first}, refused after it {refused}"
     );
+    eprintln!(
+        "state_reports_never_outlive_their_attribute: {stray} of {rounds} rounds with a violation"
+    );
     assert_eq!(
         stray, 0,
         "{stray} of {rounds} rounds left points of a removed attribute"
@@ -517,6 +525,7 @@ async fn application_patches_both_survive() {
             lost += 1;
         }
     }
+    eprintln!("application_patches_both_survive: {lost} of {rounds} rounds with a violation");
     assert_eq!(
         lost, 0,
         "{lost} of {rounds} rounds lost one of the two PATCHes"
@@ -562,6 +571,7 @@ async fn flow_patches_both_survive() {
             lost += 1;
         }
     }
+    eprintln!("flow_patches_both_survive: {lost} of {rounds} rounds with a violation");
     assert_eq!(
         lost, 0,
         "{lost} of {rounds} rounds lost one of the two PATCHes"
@@ -602,6 +612,7 @@ async fn organization_patches_both_survive() {
             lost += 1;
         }
     }
+    eprintln!("organization_patches_both_survive: {lost} of {rounds} rounds with a violation");
     assert_eq!(
         lost, 0,
         "{lost} of {rounds} rounds lost one of the two PATCHes"

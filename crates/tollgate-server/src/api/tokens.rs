@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::Scope;
@@ -17,6 +18,7 @@ use crate::api::success;
 use crate::auth::AppAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::limits;
 use crate::service::tokens::{self as service, TokenRequest, last_used};
 use crate::state::AppState;
 use crate::time::{iso, parse_iso};
@@ -34,6 +36,13 @@ pub struct TokenPost {
 
 impl RequestBody for TokenPost {
     const SCHEMA: &'static str = "applicationApiTokenPost";
+
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        match body.get("scope").and_then(Value::as_array) {
+            Some(scope) => limits::at_most("scope", scope.len(), limits::MAX_SCOPE_STRINGS),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -123,7 +132,7 @@ pub async fn create(
     State(state): State<AppState>,
     access: AppAccess,
     Body(body): Body<TokenPost>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let expiration_date = match body.expiration_date.as_deref() {
         None => None,
         Some(s) => Some(parse_iso(s).ok_or_else(|| {
@@ -138,12 +147,15 @@ pub async fn create(
         scope: body.scope,
         expiration_date,
         status: status(body.status.as_deref())?.unwrap_or(TokenStatus::Active),
+        form_key: None,
     };
     let (record, secret) = service::create(&state, &access, request).await?;
     let mut out = token_json(&state, &record);
-    // The only response that ever carries the secret.
+    // The only response that ever carries the secret: no cache may keep it.
     out["token"] = json!(secret.expose());
-    Ok((StatusCode::CREATED, Json(out)))
+    let mut res = (StatusCode::CREATED, Json(out)).into_response();
+    crate::api::login::no_store(&mut res);
+    Ok(res)
 }
 
 pub async fn get(

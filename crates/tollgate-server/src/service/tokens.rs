@@ -23,9 +23,10 @@ use tollgate_store::tokens::{NewToken, TokenChange, TokenRecord, TokenStatus};
 use tollgate_store::{Id, StoreError, now_ms};
 
 use crate::auth::AppAccess;
-use crate::error::ApiError;
+use crate::error::{ApiError, some_of};
 use crate::state::AppState;
 use crate::time::iso;
+use crate::validate;
 
 /// Who acts, as far as the token rules care: the most a token they manage may do, and the
 /// latest it may expire.
@@ -111,6 +112,9 @@ pub struct TokenRequest {
     /// Milliseconds since the epoch; `None` never expires.
     pub expiration_date: Option<i64>,
     pub status: TokenStatus,
+    /// The console's one-time form key and the user submitting it: the token is created only
+    /// if the key was never used, in the same transaction that marks it used.
+    pub form_key: Option<(String, Id)>,
 }
 
 /// Why a token was not created, changed or deleted. The REST API and the console word these
@@ -139,7 +143,9 @@ pub enum TokenError {
         limit: i64,
         expires: Option<i64>,
     },
-    /// Anything else (the store, a vanished credential); already an API answer.
+    /// The one-time form key was used already: nothing was created.
+    AlreadySubmitted,
+    /// Anything else (the store, a vanished credential, the text rules); already an API answer.
     Other(ApiError),
 }
 
@@ -177,8 +183,8 @@ impl TokenError {
                 Verb::Create.action(),
                 format!(
                     "A token cannot be more powerful than its creator: {} would reach beyond the creator's scope ({})",
-                    excess.join(", "),
-                    bound.join(", ")
+                    some_of(&excess),
+                    some_of(&bound)
                 ),
             ),
             TokenError::TooPowerful {
@@ -194,9 +200,9 @@ impl TokenError {
                     who(by),
                     verb.word(),
                     itself(by),
-                    excess.join(", "),
+                    some_of(&excess),
                     whose_scope(by),
-                    bound.join(", ")
+                    some_of(&bound)
                 ),
             ),
             TokenError::Outlives {
@@ -227,6 +233,9 @@ impl TokenError {
                     iso(limit)
                 ),
             ),
+            TokenError::AlreadySubmitted => {
+                ApiError::conflict("This form was submitted already: no second token was created")
+            }
             TokenError::Other(e) => e,
         }
     }
@@ -331,6 +340,13 @@ pub async fn create(
     request: TokenRequest,
 ) -> Result<(TokenRecord, Secret), TokenError> {
     check_name(Request::Create(&request))?;
+    // The same text rules and limits as the REST body's schema, for the console too.
+    validate::name_field("applicationApiTokenPost", "name", &request.name)?;
+    validate::text_field(
+        "applicationApiTokenPost",
+        "description",
+        &request.description,
+    )?;
     let scope = match &request.scope {
         None => Scope::all(),
         Some(items) => Scope::parse(items).map_err(TokenError::Scope)?,
@@ -347,23 +363,30 @@ pub async fn create(
     )?;
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope_strings = scope.to_strings();
-    let record = state
-        .store()
-        .create_token(
-            &access.actor(),
-            &NewToken {
-                application_id: access.application(),
-                digest: secret.digest(),
-                name: &request.name,
-                description: &request.description,
-                scope: &scope_strings,
-                status: request.status,
-                expiration_date: request.expiration_date,
-                creator: access.creator(state).await?,
-            },
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    let new = NewToken {
+        application_id: access.application(),
+        digest: secret.digest(),
+        name: &request.name,
+        description: &request.description,
+        scope: &scope_strings,
+        status: request.status,
+        expiration_date: request.expiration_date,
+        creator: access.creator(state).await?,
+    };
+    let actor = access.actor();
+    let created = match &request.form_key {
+        None => state.store().create_token(&actor, &new).await,
+        Some((key, user)) => {
+            state
+                .store()
+                .create_token_once(&actor, &new, key, *user)
+                .await
+        }
+    };
+    let record = match created {
+        Err(StoreError::Conflict("this form")) => return Err(TokenError::AlreadySubmitted),
+        other => other.map_err(|e| ApiError::from_store(e, "Application"))?,
+    };
     tracing::info!(token = %record.id, application = %record.application_id, creator = %record.creator.id, "API token created");
     Ok((record, secret))
 }
@@ -378,6 +401,12 @@ pub async fn change(
     let request = Request::Change(change);
     // The name first: it needs no token, and a bad one is the caller's to fix.
     check_name(request)?;
+    if let Some(name) = &change.name {
+        validate::name_field("apiTokenPatch", "name", name)?;
+    }
+    if let Some(description) = &change.description {
+        validate::text_field("apiTokenPatch", "description", description)?;
+    }
     let authority = Authority::of(access);
     let t = state
         .store()
