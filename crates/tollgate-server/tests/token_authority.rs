@@ -263,18 +263,11 @@ async fn users_keep_their_role_rules() {
         .await
         .expect(201);
     let org = org["id"].as_str().unwrap();
-    for (email, role) in [
-        ("editor@example.com", "edit"),
-        ("viewer@example.com", "view"),
-    ] {
-        t.post(
-            &format!("/orgs/{org}/invites"),
-            &admin,
-            json!({ "email": email, "role": role }),
-        )
-        .await
-        .expect(200);
-    }
+    // Invitations are pending until accepted: each invitee accepts theirs.
+    t.join_org(org, &admin, "editor@example.com", "edit", &editor)
+        .await;
+    t.join_org(org, &admin, "viewer@example.com", "view", &viewer)
+        .await;
     let app = t
         .post(
             "/applications",
