@@ -67,6 +67,9 @@ impl TokenEntry {
 pub struct SessionEntry {
     pub user_id: Id,
     pub expires: i64,
+    /// SHA-256 of the session secret: how writes name the session they act with (see
+    /// `tollgate_store::Actor`).
+    pub digest: Digest,
 }
 
 /// Who a verified secret belongs to.
@@ -320,6 +323,7 @@ impl Credentials {
         let entry = Arc::new(SessionEntry {
             user_id: session.user_id,
             expires: session.expiration_date,
+            digest: *digest,
         });
         if self.freshness.may_keep(epoch) {
             let mut sessions = write(&self.sessions);
