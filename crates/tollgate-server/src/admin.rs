@@ -1,9 +1,11 @@
 //! The operator's token commands: `tollgate tokens list|show|deactivate|delete`.
 //!
-//! The operator holds the database, not a user or a token, so there is no scope to check: what
-//! the commands may do is what an application's administrator may do through the API
-//! (`applicationApiToken.patch` with `status: inactive`, `applicationApiToken.delete`), with
-//! the same store operations. Those commit the same change notices as the API, so the
+//! The operator holds the database, not a user or a token, so there is no scope to check (the
+//! token service's authority rule does not apply): what the commands may do is what an
+//! application's administrator may do through the API (`applicationApiToken.patch` with
+//! `status: inactive`, `applicationApiToken.delete`), through the same token service
+//! (`crate::service::tokens`) and store writes, as `tollgate_store::Actor::operator`. Those
+//! commit the same change notices as the API, so the
 //! revocation guarantee is the same: on PostgreSQL every node hears of the change when it
 //! commits; on SQLite the command then hands the change to the running server
 //! ([`crate::local_changes`]) and returns only once it has applied it. Every change is logged
@@ -14,6 +16,7 @@ use tollgate_store::tokens::{TokenChange, TokenRecord, TokenStatus};
 use tollgate_store::{Id, Store, StoreError};
 
 use crate::api::tokens::record_json;
+use crate::service::tokens::{self, TokenError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -23,8 +26,17 @@ pub enum AdminError {
     NoToken(Id),
     #[error("there is no application with the id {0}")]
     NoApplication(Id),
+    /// A rule of the token service refused the change.
+    #[error("{}", .0.message)]
+    Refused(crate::error::ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<TokenError> for AdminError {
+    fn from(e: TokenError) -> Self {
+        AdminError::Refused(e.into_api())
+    }
 }
 
 /// Parse an id given on the command line.
@@ -65,50 +77,44 @@ pub async fn token(store: &Store, id: Id) -> Result<TokenRecord, AdminError> {
 #[derive(Debug)]
 pub struct Deactivated {
     pub token: TokenRecord,
-    /// False when the token was inactive already (nothing changed).
+    /// False when the token was inactive already (nothing changed but its `lastUpdated`).
     pub changed: bool,
 }
 
 /// Deactivate a token: it is refused from the very next request on (and can be activated
-/// again through the API or the console).
+/// again through the API or the console). Through the token service
+/// ([`tokens::operator_change`]).
 pub async fn deactivate_token(store: &Store, id: Id) -> Result<Deactivated, AdminError> {
     let current = token(store, id).await?;
-    if current.status == TokenStatus::Inactive {
-        return Ok(Deactivated {
-            token: current,
-            changed: false,
-        });
-    }
     let change = TokenChange {
         status: Some(TokenStatus::Inactive),
         ..TokenChange::default()
     };
-    let updated = store
-        .update_token(current.application_id, id, &change)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AdminError::NoToken(id),
-            e => e.into(),
-        })?;
-    tracing::info!(token = %id, application = %updated.application_id, by = "operator", "API token deactivated");
+    let done: tokens::OperatorChange =
+        tokens::operator_change(store, current.application_id, id, &change)
+            .await
+            .map_err(|e| not_found_is(e, id))?;
     Ok(Deactivated {
-        token: updated,
-        changed: true,
+        changed: done.before.status != TokenStatus::Inactive,
+        token: done.token,
     })
 }
 
 /// Delete a token: it is refused from the very next request on. Returns it as it was.
+/// Through the token service ([`tokens::operator_delete`]).
 pub async fn delete_token(store: &Store, id: Id) -> Result<TokenRecord, AdminError> {
     let current = token(store, id).await?;
-    store
-        .delete_token(current.application_id, id)
+    tokens::operator_delete(store, current.application_id, id)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AdminError::NoToken(id),
-            e => e.into(),
-        })?;
-    tracing::info!(token = %id, application = %current.application_id, by = "operator", "API token deleted");
-    Ok(current)
+        .map_err(|e| not_found_is(e, id))
+}
+
+/// The token went away between reading it and changing it: it is not there.
+fn not_found_is(e: AdminError, id: Id) -> AdminError {
+    match e {
+        AdminError::Store(StoreError::NotFound) => AdminError::NoToken(id),
+        e => e,
+    }
 }
 
 /// The summary `tollgate tokens list --json` prints per token.

@@ -20,7 +20,7 @@ use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::tokens::TokenRecord;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Backend, Change, Store, StoreError, StoreOptions};
+use tollgate_store::{Actor, Backend, Change, Store, StoreError, StoreOptions};
 
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
@@ -676,7 +676,10 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             let changes = record_changes(&store);
             let user = find_user(&store, &email).await?;
             let hash = passwords::hash(password).await?;
-            let ended = store.set_password(user.id, &hash, None).await?;
+            let ended = store
+                .set_password(&Actor::operator(), user.id, &hash, None)
+                .await?;
+            tracing::info!(user = %user.id, by = "operator", sessions_ended = ended, "password changed");
             println!(
                 "changed the password of {}; {ended} {} ended",
                 user.email,
@@ -730,7 +733,16 @@ async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Resul
     let store = db.open().await?;
     let changes = record_changes(&store);
     let user = find_user(&store, email).await?;
-    let ended = store.set_user_disabled(user.id, disabled).await?;
+    let ended = store
+        .set_user_disabled(&Actor::operator(), user.id, disabled)
+        .await?;
+    tracing::info!(
+        user = %user.id,
+        by = "operator",
+        sessions_ended = ended,
+        "{}",
+        if disabled { "user disabled" } else { "user enabled" }
+    );
     if disabled {
         println!(
             "disabled {}; {ended} {} ended",

@@ -11,6 +11,7 @@ use axum::http::Method;
 use serde_json::json;
 use tollgate_server::Settings;
 use tollgate_server::auth::throttle::Rate;
+use tollgate_store::Actor;
 
 const NEW_PASSWORD: &str = "Brand-new-passw0rd";
 
@@ -171,7 +172,7 @@ async fn a_login_checked_against_the_old_password_opens_no_session() {
     let user = t.user("cy@example.com").await;
     let old = t.store().user(user).await.unwrap().password_hash;
     t.store()
-        .set_password(user, "$argon2id$new", None)
+        .set_password(&Actor::operator(), user, "$argon2id$new", None)
         .await
         .unwrap();
     let digest = [7u8; 32];
@@ -193,7 +194,11 @@ async fn a_disabled_user_cannot_log_in_and_their_sessions_end() {
     let t = TestApp::new().await;
     let (id, s) = t.login("dee@example.com").await;
     t.get("/me", &s).await.expect(200);
-    let ended = t.store().set_user_disabled(id, true).await.unwrap();
+    let ended = t
+        .store()
+        .set_user_disabled(&Actor::operator(), id, true)
+        .await
+        .unwrap();
     assert_eq!(ended, 1);
     assert_eq!(t.get("/me", &s).await.status, 401);
     let r = login(&t, "dee@example.com", PASSWORD, None).await;
@@ -208,7 +213,10 @@ async fn a_disabled_user_cannot_log_in_and_their_sessions_end() {
         .create_session(&[9u8; 32], id, tollgate_store::now_ms() + 60_000)
         .await;
     assert!(matches!(r, Err(tollgate_store::StoreError::NotFound)));
-    t.store().set_user_disabled(id, false).await.unwrap();
+    t.store()
+        .set_user_disabled(&Actor::operator(), id, false)
+        .await
+        .unwrap();
     login(&t, "dee@example.com", PASSWORD, None)
         .await
         .expect(200);

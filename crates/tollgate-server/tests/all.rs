@@ -35,9 +35,12 @@ mod not_implemented;
 mod observability;
 mod official_clients;
 mod openapi;
+mod races;
 mod readme;
+mod revoked_writes;
 mod secrets;
 mod storage_faults;
+mod token_authority;
 mod token_matrix;
 mod wire_format;
 
@@ -81,8 +84,11 @@ fn main() -> std::process::ExitCode {
             observability::cases(),
             official_clients::cases(),
             openapi::cases(),
+            races::cases(),
             readme::cases(),
+            revoked_writes::cases(),
             secrets::cases(),
+            token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),

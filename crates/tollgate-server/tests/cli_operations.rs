@@ -14,7 +14,7 @@ fn tollgate(db: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(binary())
         .args(args)
         .env("TOLLGATE_DATABASE_URL", db)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -102,6 +102,11 @@ async fn user_commands_reset_list_disable_and_enable() {
         text(&o)
     );
     assert!(
+        text(&o).contains("by=\"operator\"") || text(&o).contains("by=operator"),
+        "logged as the operator's: {}",
+        text(&o)
+    );
+    assert!(
         !text(&o).contains("Good-passw0rd-1"),
         "the password is never printed"
     );
@@ -141,6 +146,11 @@ async fn user_commands_reset_list_disable_and_enable() {
     assert!(
         text(&o).contains("disabled op@example.com; 1 session ended"),
         "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("user disabled") && text(&o).contains("operator"),
+        "logged as the operator's: {}",
         text(&o)
     );
     let r = login(&base, "op@example.com", "Good-passw0rd-1");

@@ -193,6 +193,7 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         let scope = vec!["all.Application.read".to_owned()];
         let made = store
             .create_token_once(
+                &tollgate_store::Actor::operator(),
                 &tollgate_store::tokens::NewToken {
                     application_id: app_id,
                     digest: [7; 32],
@@ -236,11 +237,22 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
             .await
             .unwrap();
         store
-            .set_totp_pending(carol.id, "sealed-stand-in")
+            .set_totp_pending(
+                &tollgate_store::Actor::operator(),
+                carol.id,
+                "sealed-stand-in",
+            )
             .await
             .unwrap();
         store
-            .enable_totp(carol.id, "sealed-stand-in", 1, &[[3; 32], [4; 32]], None)
+            .enable_totp(
+                &tollgate_store::Actor::operator(),
+                carol.id,
+                "sealed-stand-in",
+                1,
+                &[[3; 32], [4; 32]],
+                None,
+            )
             .await
             .unwrap();
         store.close().await;

@@ -3,9 +3,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::actor::{Actor, Credential};
 use crate::ids::from_db;
 use crate::notify::Change;
-use crate::{Id, Result, Store, StoreError};
+use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -242,8 +243,27 @@ impl Store {
         Ok(())
     }
 
-    /// Change a user's name fields (`me.patch`). Unknown user: `NotFound`.
-    pub async fn update_profile(&self, id: Id, change: &ProfileChange) -> Result<User> {
+    /// Begin a write on user `id`'s account by `actor`, who must be that user (by a session
+    /// still open, re-checked in this transaction: see [`crate::actor`]) or the operator. Any
+    /// other actor has no account of theirs by that id: `NotFound`.
+    async fn begin_on_account(&self, actor: &Actor, id: Id) -> Result<WriteTx> {
+        match actor.credential() {
+            Credential::Operator => {}
+            Credential::UserSession { user, .. } if *user == id => {}
+            _ => return Err(StoreError::NotFound),
+        }
+        self.begin_as(actor).await
+    }
+
+    /// Change a user's name fields (`me.patch`), as `actor` (the user, by a session
+    /// still open, or the operator). Unknown user: `NotFound`.
+    pub async fn update_profile(
+        &self,
+        actor: &Actor,
+        id: Id,
+        change: &ProfileChange,
+    ) -> Result<User> {
+        let mut tx = self.begin_on_account(actor, id).await?;
         let updated = sqlx::query(
             "UPDATE users SET first_name = COALESCE($2, first_name), \
              last_name = COALESCE($3, last_name), last_updated = $4 WHERE id = $1",
@@ -252,25 +272,28 @@ impl Store {
         .bind(change.first_name.as_deref())
         .bind(change.last_name.as_deref())
         .bind(crate::now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         self.user(id).await
     }
 
     /// Set a user's password hash and end every one of their sessions except `keep` (the one
     /// the change was made with), in one transaction: the ended sessions are announced to
     /// every node and dropped from this node's caches before this returns. Returns how many
-    /// sessions ended. Unknown user: `NotFound`.
+    /// sessions ended. As `actor`: the user themself (whose session must still be open when
+    /// this commits) or the operator. Unknown user: `NotFound`.
     pub async fn set_password(
         &self,
+        actor: &Actor,
         id: Id,
         password_hash: &str,
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_on_account(actor, id).await?;
         let now = crate::now_ms();
         let updated = sqlx::query(
             "UPDATE users SET password_hash = $2, password_last_updated = $3, last_updated = $3 \
@@ -291,9 +314,10 @@ impl Store {
     }
 
     /// Disable a user (they cannot log in; every session of theirs ends, on every node) or
-    /// enable them again. Returns how many sessions ended. Unknown user: `NotFound`.
-    pub async fn set_user_disabled(&self, id: Id, disabled: bool) -> Result<usize> {
-        let mut tx = self.begin_write().await?;
+    /// enable them again, as `actor` (the operator's `tollgate user disable|enable`). Returns
+    /// how many sessions ended. Unknown user: `NotFound`.
+    pub async fn set_user_disabled(&self, actor: &Actor, id: Id, disabled: bool) -> Result<usize> {
+        let mut tx = self.begin_on_account(actor, id).await?;
         let now = crate::now_ms();
         let updated =
             sqlx::query("UPDATE users SET disabled_at = $2, last_updated = $3 WHERE id = $1")
@@ -344,35 +368,39 @@ impl Store {
     }
 
     /// Keep a newly generated TOTP secret (encrypted) until the user confirms it. Refused
-    /// (`Conflict`) when two-factor authentication is already on.
-    pub async fn set_totp_pending(&self, id: Id, encrypted: &str) -> Result<()> {
+    /// (`Conflict`) when two-factor authentication is already on. As `actor` (the user, by a session
+    /// still open, or the operator).
+    pub async fn set_totp_pending(&self, actor: &Actor, id: Id, encrypted: &str) -> Result<()> {
+        let mut tx = self.begin_on_account(actor, id).await?;
         let updated =
             sqlx::query("UPDATE users SET totp_pending = $2 WHERE id = $1 AND totp_secret IS NULL")
                 .bind(id.to_hex())
                 .bind(encrypted)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::Conflict(
                 "two-factor authentication for this user",
             ));
         }
-        Ok(())
+        tx.commit().await
     }
 
     /// Turn two-factor authentication on with the pending secret `pending` (as read when its
     /// code was checked; if another secret was generated since, `Conflict`), store the
     /// recovery codes' digests, record `step` as used, and end every other session of the
-    /// user (they were opened without a second factor). Returns how many sessions ended.
+    /// user (they were opened without a second factor), as `actor` (the user, by a session
+    /// still open, or the operator). Returns how many sessions ended.
     pub async fn enable_totp(
         &self,
+        actor: &Actor,
         id: Id,
         pending: &str,
         step: i64,
         recovery_digests: &[[u8; 32]],
         keep: Option<&[u8; 32]>,
     ) -> Result<usize> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_on_account(actor, id).await?;
         let now = crate::now_ms();
         let updated = sqlx::query(
             "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, \
@@ -408,8 +436,9 @@ impl Store {
     }
 
     /// Turn two-factor authentication off: the secret and every recovery code are deleted.
-    pub async fn disable_totp(&self, id: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// As `actor` (the user, by a session still open, or the operator).
+    pub async fn disable_totp(&self, actor: &Actor, id: Id) -> Result<()> {
+        let mut tx = self.begin_on_account(actor, id).await?;
         sqlx::query(
             "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL, \
              last_updated = $2 WHERE id = $1",

@@ -81,7 +81,7 @@ pub async fn respond_to_invite(
     let user = state.store().user(access.user_id()).await?;
     match state
         .store()
-        .answer_invite(invite, user.id, &user.email, answer)
+        .answer_invite(&access.actor(), invite, user.id, &user.email, answer)
         .await
     {
         Ok(found) => {
@@ -182,14 +182,14 @@ pub async fn patch(
     access: UserAccess,
     Body(body): Body<MePatch>,
 ) -> ApiResult<Json<Value>> {
-    let user = update_profile(&state, access.user_id(), body.first_name, body.last_name).await?;
+    let user = update_profile(&state, &access, body.first_name, body.last_name).await?;
     Ok(Json(me_json(&state, &user).await?))
 }
 
 /// Change the name fields (the REST handler and the console call this).
 pub async fn update_profile(
     state: &AppState,
-    user: Id,
+    access: &UserAccess,
     first_name: Option<String>,
     last_name: Option<String>,
 ) -> ApiResult<User> {
@@ -202,7 +202,10 @@ pub async fn update_profile(
             "firstName cannot be empty (leave it out to keep it)",
         ));
     }
-    Ok(state.store().update_profile(user, &change).await?)
+    Ok(state
+        .store()
+        .update_profile(&access.actor(), access.user_id(), &change)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -245,15 +248,7 @@ pub async fn change_password(
         two_factor_code: body.two_factor_code.as_deref(),
         client,
     };
-    let changed = change_own_password(
-        &state,
-        access.user_id(),
-        proof,
-        body.new_password,
-        keep,
-        ttl,
-    )
-    .await?;
+    let changed = change_own_password(&state, &access, proof, body.new_password, keep, ttl).await?;
     Ok(Json(
         json!({ "userId": access.user_id(), "token": changed.secret.expose() }),
     ))
@@ -282,13 +277,13 @@ pub struct PasswordChanged {
 /// REST handler and the console's password page call this).
 pub async fn change_own_password(
     state: &AppState,
-    user_id: Id,
+    access: &UserAccess,
     proof: Proof<'_>,
     new_password: String,
     keep: Option<&Digest>,
     ttl_ms: Option<i64>,
 ) -> ApiResult<PasswordChanged> {
-    let user = state.store().user(user_id).await?;
+    let user = state.store().user(access.user_id()).await?;
     reauthenticate(
         state,
         &user,
@@ -302,7 +297,10 @@ pub async fn change_own_password(
         tracing::error!(error = %e, "password hashing failed");
         ApiError::internal()
     })?;
-    let ended = state.store().set_password(user.id, &hash, keep).await?;
+    let ended = state
+        .store()
+        .set_password(&access.actor(), user.id, &hash, keep)
+        .await?;
     let max = state.settings().session_ttl_ms;
     let expires = now_ms().saturating_add(ttl_ms.map_or(max, |t| t.min(max)));
     let secret = Secret::generate(SecretKind::UserSession);
@@ -368,14 +366,14 @@ pub async fn generate_two_factor(
     State(state): State<AppState>,
     access: UserAccess,
 ) -> ApiResult<Json<Value>> {
-    let (key, uri) = generate_key(&state, access.user_id()).await?;
+    let (key, uri) = generate_key(&state, &access).await?;
     Ok(Json(json!({ "key": key, "keyUri": uri })))
 }
 
 /// Generate and keep a pending TOTP secret; returns its key and `otpauth://` URI. These are
 /// the only times the secret leaves the server.
-pub async fn generate_key(state: &AppState, user_id: Id) -> ApiResult<(String, String)> {
-    let user = state.store().user(user_id).await?;
+pub async fn generate_key(state: &AppState, access: &UserAccess) -> ApiResult<(String, String)> {
+    let user = state.store().user(access.user_id()).await?;
     if user.two_factor_enabled() {
         return Err(already_enabled());
     }
@@ -386,7 +384,7 @@ pub async fn generate_key(state: &AppState, user_id: Id) -> ApiResult<(String, S
     })?;
     state
         .store()
-        .set_totp_pending(user.id, &sealed)
+        .set_totp_pending(&access.actor(), user.id, &sealed)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => already_enabled(),
@@ -422,11 +420,10 @@ pub async fn enable_two_factor(
 ) -> ApiResult<Json<Value>> {
     let codes = enable(
         &state,
-        access.user_id(),
+        &access,
         body.password,
         &body.two_factor_code,
         body.two_factor_auth_key.as_deref(),
-        Some(access.session()),
         client,
     )
     .await?;
@@ -437,18 +434,17 @@ pub async fn enable_two_factor(
 }
 
 /// Confirm the pending key with the password and a code from it: two-factor authentication is
-/// on, every other session of the user ends (they were opened without it), and the new
-/// recovery codes are returned (only their digests are kept).
+/// on, every other session of the user ends (they were opened without it; the one `access`
+/// came with stays), and the new recovery codes are returned (only their digests are kept).
 pub async fn enable(
     state: &AppState,
-    user_id: Id,
+    access: &UserAccess,
     password: String,
     code: &str,
     key: Option<&str>,
-    keep: Option<&Digest>,
     client: Option<IpAddr>,
 ) -> ApiResult<Vec<String>> {
-    let user = state.store().user(user_id).await?;
+    let user = state.store().user(access.user_id()).await?;
     if user.two_factor_enabled() {
         return Err(already_enabled());
     }
@@ -479,7 +475,14 @@ pub async fn enable(
         .collect();
     let ended = state
         .store()
-        .enable_totp(user.id, pending, step, &digests, keep)
+        .enable_totp(
+            &access.actor(),
+            user.id,
+            pending,
+            step,
+            &digests,
+            Some(access.session()),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::validation(
@@ -511,7 +514,7 @@ pub async fn disable_two_factor(
 ) -> ApiResult<Json<Value>> {
     disable(
         &state,
-        access.user_id(),
+        &access,
         body.password,
         &body.two_factor_code,
         client,
@@ -525,12 +528,12 @@ pub async fn disable_two_factor(
 /// Refused while an organization of the user requires it of them.
 pub async fn disable(
     state: &AppState,
-    user_id: Id,
+    access: &UserAccess,
     password: String,
     code: &str,
     client: Option<IpAddr>,
 ) -> ApiResult<()> {
-    let user = state.store().user(user_id).await?;
+    let user = state.store().user(access.user_id()).await?;
     if !user.two_factor_enabled() {
         return Err(ApiError::validation(
             "Two-factor authentication is not enabled",
@@ -543,7 +546,7 @@ pub async fn disable(
             "The organization {name:?} requires two-factor authentication for your role: it cannot be disabled while you hold that role"
         )));
     }
-    state.store().disable_totp(user.id).await?;
+    state.store().disable_totp(&access.actor(), user.id).await?;
     tracing::info!(user = %user.id, "two-factor authentication disabled");
     Ok(())
 }

@@ -67,7 +67,8 @@ impl TokenEntry {
 pub struct SessionEntry {
     pub user_id: Id,
     pub expires: i64,
-    /// Digest of the session's secret (what ends it).
+    /// SHA-256 of the session secret: what ends it, and how writes name the session they
+    /// act with (see `tollgate_store::Actor`).
     pub digest: Digest,
 }
 

@@ -108,7 +108,7 @@ pub async fn save_profile(
         )
         .await;
     }
-    match me::update_profile(&state, access.user_id(), Some(first), Some(last)).await {
+    match me::update_profile(&state, &access, Some(first), Some(last)).await {
         Ok(_) => Ok(see_other(&format!("{BASE}/account?notice=profile"))),
         Err(e) => {
             let e = Some(field_error(e)?);
@@ -151,8 +151,7 @@ pub async fn change_password(
         two_factor_code: code,
         client,
     };
-    let changed =
-        me::change_own_password(&state, access.user_id(), proof, new.to_owned(), None, None).await;
+    let changed = me::change_own_password(&state, &access, proof, new.to_owned(), None, None).await;
     match changed {
         Ok(changed) => {
             let mut res = see_other(&format!("{BASE}/account?notice=password"));
@@ -196,7 +195,7 @@ pub async fn setup(State(state): State<AppState>, session: Session) -> Result<Re
     if user.two_factor_enabled() {
         return Ok(see_other(&format!("{BASE}/account")));
     }
-    let (key, key_uri) = me::generate_key(&state, access.user_id()).await?;
+    let (key, key_uri) = me::generate_key(&state, &access).await?;
     Ok(render(&TwoFactorPage {
         user: Some(session.bar()),
         title: "Two-factor authentication".to_owned(),
@@ -218,11 +217,10 @@ pub async fn enable(
     let key = form.text("key").to_owned();
     let result = me::enable(
         &state,
-        access.user_id(),
+        &access,
         form.text("password").to_owned(),
         form.text("twoFactorCode"),
         Some(&key),
-        Some(access.session()),
         client,
     )
     .await;
@@ -244,7 +242,7 @@ pub async fn enable(
                     let secret = crate::api::login::open_secret(&state, user.id, sealed)?;
                     crate::auth::two_factor::key_and_uri(&secret, &user.email)
                 }
-                None => me::generate_key(&state, user.id).await?,
+                None => me::generate_key(&state, &access).await?,
             };
             let page = TwoFactorPage {
                 user: Some(session.bar()),
@@ -269,7 +267,7 @@ pub async fn disable(
     let access = user_access(&state, &session, Action::MeDisableTwoFactorAuth).await?;
     match me::disable(
         &state,
-        access.user_id(),
+        &access,
         form.text("password").to_owned(),
         form.text("twoFactorCode"),
         client,
