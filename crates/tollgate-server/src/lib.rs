@@ -5,12 +5,14 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod confirm;
 pub mod console;
 pub mod device_cache;
 pub mod error;
 pub mod extract;
 pub mod freshness;
 pub mod health;
+pub mod local;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tollgate_server::Settings;
 use tollgate_server::auth::passwords;
-use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
+use tollgate_server::local::{Attachment, LocalPaths, attach_command, lock_for_server};
+use tollgate_server::serve::{AdminSeed, ServeOptions, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::users::NewUser;
 use tollgate_store::{Backend, Store, StoreError, StoreOptions};
@@ -70,7 +71,7 @@ struct DbArgs {
     data_dir: PathBuf,
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB. Default: the SQLite file in
     /// the data directory.
-    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// How long a request waits for a database connection before answering 503, in
     /// milliseconds.
@@ -79,8 +80,9 @@ struct DbArgs {
 }
 
 impl DbArgs {
-    async fn open(&self) -> anyhow::Result<Store> {
-        let url = match &self.database_url {
+    /// The database URL (creating the data directory for the default SQLite file).
+    fn url(&self) -> anyhow::Result<String> {
+        Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => {
                 std::fs::create_dir_all(&self.data_dir).with_context(|| {
@@ -88,11 +90,23 @@ impl DbArgs {
                 })?;
                 format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
             }
-        };
+        })
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
         // Never print the URL: it may hold a password.
-        Store::open(&url, &store_options(self.db_timeout_ms))
+        Store::open(&self.url()?, &store_options(self.db_timeout_ms))
             .await
             .context("cannot open the database")
+    }
+
+    /// Open the database for the command `what` (`user add`): its writes take effect in any
+    /// server using the same database before they return. Keep the attachment until the
+    /// command ends.
+    async fn open_for_command(&self, what: &str) -> anyhow::Result<(Store, Attachment)> {
+        let store = self.open().await?;
+        let attached = attach_command(&store, what).await?;
+        Ok((store, attached))
     }
 }
 
@@ -116,8 +130,14 @@ struct ServeArgs {
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
     /// milliseconds.
-    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
+    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
     change_lease_ms: u64,
+    /// With several nodes on PostgreSQL: the database URL for this node's change listener
+    /// connection, when it must differ from the database URL (for example through another
+    /// network path or a proxy). Default: the database URL.
+    #[arg(long, env = "TOLLGATE_LISTENER_DATABASE_URL", hide_env_values = true)]
+    listener_database_url: Option<String>,
     /// Load every token into memory in the background from start-up, so that even a token's
     /// first request is answered without the database (single node; on PostgreSQL tokens load
     /// on first use). The server answers at once; tokens not loaded yet load on demand.
@@ -178,6 +198,9 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     let target = Store::open(to, &options)
         .await
         .context("cannot open the target database")?;
+    // Servers already running on the target must forget what they cached: the copy returns
+    // once they have.
+    let _attached = attach_command(&target, "db copy").await?;
     let counts = copy::copy(&source, &target, &CopyOptions { replace_target })
         .await
         .context("copy failed; the target was not changed")?;
@@ -215,6 +238,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logs(&args.log_format);
+            // One server per SQLite database: take its lock before touching it.
+            let local = match LocalPaths::for_url(&args.db.url()?) {
+                Some(paths) => Some(lock_for_server(&paths).await?),
+                None => None,
+            };
             let store = args.db.open().await?;
             ensure_admin(
                 &store,
@@ -227,16 +255,16 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
-                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
+                change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
             };
-            serve(
-                store,
-                settings,
-                args.listen,
-                Duration::from_secs(args.last_used_flush_secs.max(1)),
-            )
-            .await
+            let options = ServeOptions {
+                listen: args.listen,
+                flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
+                listener_url: args.listener_database_url,
+                local,
+            };
+            serve(store, settings, options).await
         }
         Command::Db(DbCommand::Copy {
             from,
@@ -268,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
             if !email.contains('@') {
                 anyhow::bail!("{email:?} is not an email address");
             }
-            let store = db.open().await?;
+            let (store, _attached) = db.open_for_command("user add").await?;
             let hash = passwords::hash(password).await?;
             let new = NewUser {
                 email: &email,

@@ -26,6 +26,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     };
     match action {
         AuthAuthenticateUser => on(m, login::authenticate_user),
+        AuthLogout => on(m, login::logout),
         MeGet => on(m, me::get),
         OrgsGet => on(m, orgs::list),
         OrgsPost => on(m, orgs::create),

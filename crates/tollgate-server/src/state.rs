@@ -1,10 +1,11 @@
 //! What every handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
+use crate::changes::Cluster;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
@@ -44,6 +45,8 @@ struct Inner {
     devices: DeviceCache,
     responses: ResponseCounts,
     settings: Settings,
+    /// This node's part in a PostgreSQL cluster, once it has joined.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             devices,
             responses: ResponseCounts::default(),
             settings,
+            cluster: OnceLock::new(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
         // reference: the store would otherwise keep the state (and itself) alive forever.
@@ -117,5 +121,15 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// Record that this node has joined a cluster (see `changes::spawn`).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.0.cluster.set(cluster);
+    }
+
+    /// This node's part in a PostgreSQL cluster, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.get()
     }
 }

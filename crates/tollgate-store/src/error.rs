@@ -26,6 +26,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed")]
     Migration(#[source] sqlx::Error),
+    /// The write committed, but the process that must apply it (the server running on the
+    /// same SQLite file) did not confirm that it had; the string says what happened.
+    #[error("the change was saved, but {0}")]
+    Unconfirmed(String),
 }
 
 impl StoreError {

@@ -12,6 +12,7 @@ use crate::{Backend, Result, Store, StoreError};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_devices.sql")),
+    (3, include_str!("../migrations/0003_cluster.sql")),
 ];
 
 const LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

@@ -2,12 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::{Id, now_ms};
 
-use crate::auth::passwords;
+use crate::auth::{UserAccess, bearer, passwords};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, RequestBody};
 use crate::state::AppState;
@@ -29,6 +30,7 @@ impl RequestBody for UserCredentials {
 
 pub async fn authenticate_user(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Body(body): Body<UserCredentials>,
 ) -> ApiResult<Json<Value>> {
     if let Some(scopes) = &body.requested_scopes
@@ -42,19 +44,50 @@ pub async fn authenticate_user(
         .token_ttl
         .filter(|secs| *secs > 0)
         .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let (user_id, secret, _) = open_session(&state, &body.email, body.password, ttl).await?;
+    let (user_id, secret, _) = open_session(
+        &state,
+        &body.email,
+        body.password,
+        ttl,
+        user_agent(&headers),
+    )
+    .await?;
     Ok(Json(json!({ "userId": user_id, "token": secret.expose() })))
+}
+
+/// `auth.logout` (an extension): end the session that authenticates this request. Answers
+/// once no node accepts it any more (see `crate::changes`).
+pub async fn logout(
+    State(state): State<AppState>,
+    access: UserAccess,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    // The guard verified this very secret as a user session.
+    let digest = tollgate_core::secret::digest(bearer(&headers)?);
+    state.store().delete_session(&digest).await?;
+    tracing::info!(user = %access.user_id(), "user logged out");
+    Ok(crate::api::success())
+}
+
+/// The `User-Agent` of a request, as recorded with a session ("" when absent or not text).
+pub fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Check an email and password and open a session for `ttl_ms` (capped at the server's
 /// session lifetime). Returns the user, the session secret (`tgus_…`, shown to the caller
-/// once and stored only as its digest) and when the session ends. The REST login and the
-/// console's login form both call this.
+/// once and stored only as its digest) and when the session ends. `user_agent` is kept with
+/// the session (the console lists a user's sessions by it). The REST login and the console's
+/// login form both call this.
 pub async fn open_session(
     state: &AppState,
     email: &str,
     password: String,
     ttl_ms: Option<i64>,
+    user_agent: &str,
 ) -> ApiResult<(Id, Secret, i64)> {
     let user = state.store().user_by_email(email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -68,7 +101,7 @@ pub async fn open_session(
     let secret = Secret::generate(SecretKind::UserSession);
     state
         .store()
-        .create_session(&secret.digest(), user.id, expires)
+        .create_session_from(&secret.digest(), user.id, expires, user_agent)
         .await?;
     tracing::info!(user = %user.id, "user logged in");
     Ok((user.id, secret, expires))

@@ -124,7 +124,8 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
         );
     }
     let password = form.text("password").to_owned();
-    match open_session(&state, &email, password, None).await {
+    let agent = crate::api::login::user_agent(&headers);
+    match open_session(&state, &email, password, None, agent).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)
