@@ -315,15 +315,11 @@ async fn connection_task(cluster: Arc<Cluster>, url: String) {
                 }
             }
         }
-        if cluster.confirm.has_work() {
-            continue;
-        }
-
+        // Heartbeats come before more acknowledgements and barriers (biased): a stream of
+        // those must not starve the lease. (Work that arrived meanwhile left a permit, so
+        // `work()` is ready at once on the next turn.)
         tokio::select! {
             biased;
-            _ = cluster.confirm.work() => {}
-            _ = feed.changed() => {}
-            _ = leaving.changed() => {}
             _ = beat.tick(), if registered => {
                 // Stamped before sending: the stamp is never later than the heartbeat's commit.
                 let stamp = monotonic_us(Instant::now()).to_string();
@@ -349,6 +345,9 @@ async fn connection_task(cluster: Arc<Cluster>, url: String) {
                     conn = None;
                 }
             }
+            _ = cluster.confirm.work() => {}
+            _ = feed.changed() => {}
+            _ = leaving.changed() => {}
         }
     }
 }

@@ -253,11 +253,14 @@ impl Confirmations {
 
     /// Acknowledgements that could not be sent: keep them for the next attempt.
     pub fn owed_again(&self, acks: &[(Id, u64)]) {
-        let mut inner = self.lock();
-        for (origin, n) in acks {
-            let o = inner.owed.entry(*origin).or_insert(0);
-            *o = (*o).max(*n);
+        {
+            let mut inner = self.lock();
+            for (origin, n) in acks {
+                let o = inner.owed.entry(*origin).or_insert(0);
+                *o = (*o).max(*n);
+            }
         }
+        self.work.notify_one();
     }
 
     /// Acknowledgements were sent.
