@@ -496,7 +496,10 @@ mod tests {
             assert!(all.iter().any(|a| a == t), "{t} is listed but not created");
         }
         assert!(all.iter().any(|a| a == MIGRATIONS_TABLE));
-        assert_eq!(all.len(), TABLES.len() + 1);
+        for t in RUNTIME_TABLES {
+            assert!(all.iter().any(|a| a == t), "{t} is listed but not created");
+        }
+        assert_eq!(all.len(), TABLES.len() + RUNTIME_TABLES.len() + 1);
     }
 
     /// Parents before children: every foreign key points to a table earlier in TABLES.
