@@ -1,10 +1,10 @@
 //! One server per SQLite database, and `tollgate` commands beside it.
 //!
 //! * `serve` on a SQLite database takes an exclusive lock on a file beside it
-//!   (`tollgate.db.lock` for `tollgate.db`) and writes its pid there. A second `serve` on the
+//!   (`tollgate.lock` for `tollgate.db`) and writes its pid there. A second `serve` on the
 //!   same database finds the lock held by a server and exits at once, naming the lock file and
 //!   the pid ([`lock_for_server`]).
-//! * The server listens on a Unix socket beside the database (`tollgate.db.sock`, mode 0600).
+//! * The server listens on a Unix socket beside the database (`tollgate.sock`, mode 0600).
 //!   A command that changes the database while the server runs ([`attach_command`]) connects
 //!   to it first, and after each write that changes credentials sends the changes and waits
 //!   until the server has applied them to its caches: when the command has exited, the server
@@ -48,8 +48,8 @@ pub struct LocalPaths {
 }
 
 impl LocalPaths {
-    /// Beside the database file of a `sqlite:` URL; `None` for other URLs and in-memory
-    /// databases.
+    /// Beside the database file of a `sqlite:` URL, named after it (`tollgate.db` →
+    /// `tollgate.lock`, `tollgate.sock`); `None` for other URLs and in-memory databases.
     pub fn for_url(url: &str) -> Option<LocalPaths> {
         let path = url
             .strip_prefix("sqlite://")
@@ -59,10 +59,10 @@ impl LocalPaths {
             return None;
         }
         let db = PathBuf::from(path);
-        let name = db.file_name()?.to_string_lossy().into_owned();
+        db.file_name()?;
         Some(LocalPaths {
-            lock: db.with_file_name(format!("{name}.lock")),
-            socket: db.with_file_name(format!("{name}.sock")),
+            lock: db.with_extension("lock"),
+            socket: db.with_extension("sock"),
         })
     }
 }
@@ -436,13 +436,13 @@ mod tests {
         assert_eq!(
             LocalPaths::for_url("sqlite:///srv/data/tollgate.db?mode=rwc"),
             Some(LocalPaths {
-                lock: "/srv/data/tollgate.db.lock".into(),
-                socket: "/srv/data/tollgate.db.sock".into(),
+                lock: "/srv/data/tollgate.lock".into(),
+                socket: "/srv/data/tollgate.sock".into(),
             })
         );
         assert_eq!(
             LocalPaths::for_url("sqlite://./data/x.db").unwrap().lock,
-            PathBuf::from("./data/x.db.lock")
+            PathBuf::from("./data/x.lock")
         );
         assert_eq!(LocalPaths::for_url("sqlite::memory:"), None);
         assert_eq!(LocalPaths::for_url("postgres://h/db"), None);

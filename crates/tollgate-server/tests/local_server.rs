@@ -33,7 +33,7 @@ fn a_second_server_on_the_same_database_exits_at_once() {
         started.elapsed()
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lock = dir.path().join("tollgate.db.lock");
+    let lock = dir.path().join("tollgate.lock");
     assert!(stderr.contains(&lock.display().to_string()), "{stderr}");
     assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
     // The first server is untouched.
@@ -171,7 +171,7 @@ fn a_server_waits_for_a_command_that_holds_the_database() {
         attached,
         tollgate_server::local::Attachment::Alone(_)
     ));
-    let lock = dir.path().join("tollgate.db.lock");
+    let lock = dir.path().join("tollgate.lock");
     let holder = std::fs::read_to_string(&lock).unwrap();
     assert_eq!(holder, format!("{} command:test\n", std::process::id()));
 
