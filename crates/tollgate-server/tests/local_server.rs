@@ -225,3 +225,93 @@ fn a_server_waits_for_a_command_that_holds_the_database() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// What a command does through `local::attach_command` (the API `tollgate` commands call):
+/// a token it deletes and a session it ends are refused by the running server on the very
+/// next request after the write returns, though the server had both cached.
+#[test]
+fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let server = ServerProcess::start(dir.path(), &url, &[]);
+    let session = http::admin_session(&server.url);
+    let app = http::post(
+        &server.url,
+        "/applications",
+        &session,
+        json!({ "name": "x" }),
+    )
+    .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = http::post(
+        &server.url,
+        &format!("/applications/{app}/tokens"),
+        &session,
+        json!({ "name": "cached" }),
+    )
+    .expect(201);
+    let (token_id, secret) = (
+        token["id"].as_str().unwrap().to_owned(),
+        token["token"].as_str().unwrap().to_owned(),
+    );
+    let other_session = http::admin_session(&server.url);
+    for _ in 0..2 {
+        http::get(&server.url, &format!("/applications/{app}"), &secret).expect(200);
+        http::get(&server.url, "/me", &other_session).expect(200);
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = tollgate_store::Store::connect(&url).await.unwrap();
+        let attached = tollgate_server::local::attach_command(&store, "test")
+            .await
+            .unwrap();
+        assert!(matches!(
+            attached,
+            tollgate_server::local::Attachment::Server { .. }
+        ));
+        store
+            .delete_token(app.parse().unwrap(), token_id.parse().unwrap())
+            .await
+            .unwrap();
+        store
+            .delete_session(&tollgate_core::secret::digest(&other_session))
+            .await
+            .unwrap();
+    });
+    let r = http::get(&server.url, &format!("/applications/{app}"), &secret);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(http::get(&server.url, "/me", &other_session).status, 401);
+    http::get(&server.url, "/me", &session).expect(200);
+
+    // Without a server that answers, a command refuses to start rather than change the
+    // database behind its caches: the server's socket is gone (as if it hung).
+    std::fs::remove_file(dir.path().join("tollgate.sock")).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(binary())
+        .args([
+            "user",
+            "add",
+            "--email",
+            "late@example.com",
+            "--password",
+            "late-password",
+        ])
+        .env("TOLLGATE_DATA_DIR", dir.path())
+        .env_remove("TOLLGATE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("(pid {})", server.pid())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
