@@ -421,8 +421,12 @@ fn scenario(a: &Args, rt: &tokio::runtime::Runtime, name: &str) -> String {
                 let status = if !writer {
                     c.call(
                         "GET",
-                        if i % 2 == 0 { &dev } else { "/me" },
-                        Some(if i % 2 == 0 { &token } else { &session }),
+                        if i.is_multiple_of(2) { &dev } else { "/me" },
+                        Some(if i.is_multiple_of(2) {
+                            &token
+                        } else {
+                            &session
+                        }),
                         None,
                     )
                     .0

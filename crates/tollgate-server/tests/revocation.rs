@@ -118,7 +118,7 @@ impl Load {
                     let url = &urls[i % urls.len()];
                     let dev = format!("/applications/{app}/devices/{device}");
                     let status = if !writer {
-                        if i % 2 == 0 {
+                        if i.is_multiple_of(2) {
                             http::get(url, &dev, &token).status
                         } else {
                             http::get(url, &format!("/applications/{app}"), &token).status
