@@ -1,11 +1,10 @@
 //! Data queries over HTTP: time-series results against a straightforward computation over
 //! the same generated points, last values, bad input, and the dashboard token's boundary.
 
-mod common;
-
 use std::collections::BTreeMap;
+use tollgate_testkit::{Case, case};
 
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 use tollgate_server::time::iso;
 use tollgate_store::now_ms;
@@ -169,7 +168,6 @@ fn points_of(resp: &Value, device: &str, attr: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-#[tokio::test]
 async fn every_aggregation_agrees_with_a_reference_computation() {
     let f = fixture().await;
     let (start, end) = (f.base, f.base + HOUR);
@@ -245,7 +243,6 @@ async fn every_aggregation_agrees_with_a_reference_computation() {
     assert!(points_of(&resp, &id, "label").is_empty());
 }
 
-#[tokio::test]
 async fn raw_points_last_hour_and_last_values() {
     let f = fixture().await;
     let url = format!("/applications/{}/data/time-series-query", f.app);
@@ -342,7 +339,6 @@ async fn raw_points_last_hour_and_last_values() {
     assert_eq!(resp, json!({}));
 }
 
-#[tokio::test]
 async fn bad_queries_are_400s_and_other_applications_devices_are_invisible() {
     let f = fixture().await;
     let url = format!("/applications/{}/data/time-series-query", f.app);
@@ -439,7 +435,6 @@ async fn bad_queries_are_400s_and_other_applications_devices_are_invisible() {
 }
 
 /// The dashboard token: time-series and last-value queries only.
-#[tokio::test]
 async fn a_dashboard_token_queries_data_and_nothing_else() {
     let f = fixture().await;
     let token = f
@@ -496,4 +491,13 @@ async fn a_dashboard_token_queries_data_and_nothing_else() {
         let r = f.t.send(method.clone(), &path, Some(&token), body).await;
         assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
     }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(every_aggregation_agrees_with_a_reference_computation),
+        case!(raw_points_last_hour_and_last_values),
+        case!(bad_queries_are_400s_and_other_applications_devices_are_invisible),
+        case!(a_dashboard_token_queries_data_and_nothing_else),
+    ]
 }

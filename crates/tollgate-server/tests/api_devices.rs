@@ -1,13 +1,12 @@
 //! Devices, device state and commands over HTTP: every action, its bad inputs, other
 //! applications' ids, and what tokens with narrow scopes may and may not do.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::Method;
-use common::TestApp;
 use serde_json::{Value, json};
 use tollgate_store::now_ms;
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
 /// A user, their session and an application they own.
 async fn setup() -> (TestApp, String, String) {
@@ -48,7 +47,6 @@ async fn count_rows(t: &TestApp, table: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
 async fn devices_are_created_read_listed_patched_and_deleted() {
     let (t, s, app) = setup().await;
     let base = format!("/applications/{app}/devices");
@@ -78,7 +76,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
 
     let all = t.get(&base, &s).await.expect(200);
     assert_eq!(all["totalCount"], 4);
-    let names = common::item_names(&all);
+    let names = crate::common::item_names(&all);
     assert_eq!(names, ["Attic", "Basement", "Gateway", "Hall"]);
     assert_eq!(all["applicationId"], app);
 
@@ -89,7 +87,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
         )
         .await
         .expect(200);
-    let names = common::item_names(&page);
+    let names = crate::common::item_names(&page);
     assert_eq!(names, ["Basement", "Attic"]);
     assert_eq!(
         (page["count"].as_i64(), page["totalCount"].as_i64()),
@@ -103,7 +101,7 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
         )
         .await
         .expect(200);
-    let names = common::item_names(&floor3);
+    let names = crate::common::item_names(&floor3);
     assert_eq!(names, ["Basement", "Hall"]);
     // As the official clients send it: brackets percent-encoded, spaces as `+`.
     let encoded = t
@@ -163,7 +161,6 @@ async fn devices_are_created_read_listed_patched_and_deleted() {
     assert_eq!(count_rows(&t, "device_tags").await, 4); // Attic 2, Basement 2, Gateway 0
 }
 
-#[tokio::test]
 async fn bad_device_input_is_a_400_that_changes_nothing() {
     let (t, s, app) = setup().await;
     let base = format!("/applications/{app}/devices");
@@ -267,7 +264,6 @@ async fn bad_device_input_is_a_400_that_changes_nothing() {
     assert_eq!(r.message(), "Device was not found");
 }
 
-#[tokio::test]
 async fn ids_from_another_application_are_404s_and_change_nothing() {
     let (t, s, app) = setup().await;
     let (other_user, other) = t.login("other@example.com").await;
@@ -354,7 +350,6 @@ async fn ids_from_another_application_are_404s_and_change_nothing() {
     assert_eq!(count_rows(&t, "device_commands").await, 0);
 }
 
-#[tokio::test]
 async fn state_reports_single_and_batched_are_read_back() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -492,7 +487,6 @@ async fn state_reports_single_and_batched_are_read_back() {
     assert_eq!(count_rows(&t, "device_points").await, 2);
 }
 
-#[tokio::test]
 async fn bad_state_reports_are_400s_and_nothing_is_half_written() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -624,7 +618,6 @@ async fn bad_state_reports_are_400s_and_nothing_is_half_written() {
     assert!(r.message().contains("nope"), "{}", r.message());
 }
 
-#[tokio::test]
 async fn commands_are_sent_and_read_back() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -700,7 +693,6 @@ async fn commands_are_sent_and_read_back() {
     assert_eq!(count_rows(&t, "device_reports").await, 0);
 }
 
-#[tokio::test]
 async fn deleting_the_application_removes_its_devices_state_commands_and_flows() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -740,7 +732,6 @@ async fn deleting_the_application_removes_its_devices_state_commands_and_flows()
 
 /// The token scenarios: a gateway that only reports state; a read-only token that
 /// reads state and commands but cannot report or command.
-#[tokio::test]
 async fn narrow_tokens_do_exactly_what_their_scope_says() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -859,7 +850,6 @@ async fn narrow_tokens_do_exactly_what_their_scope_says() {
 }
 
 /// Members with the view role read devices but cannot report state; collaborators can.
-#[tokio::test]
 async fn roles_bound_device_actions() {
     let t = TestApp::new().await;
     let (_, admin) = t.login("admin@example.com").await;
@@ -917,7 +907,6 @@ async fn roles_bound_device_actions() {
 
 /// Many reporters at once: every report is accepted and stored. (On SQLite a transaction
 /// that read before writing used to fail at once with "database is locked".)
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reports_are_all_stored() {
     let (t, s, app) = setup().await;
     let mut devices = Vec::new();
@@ -954,7 +943,6 @@ async fn concurrent_reports_are_all_stored() {
 }
 
 /// Devices are answered from memory once read; every change is what the next read sees.
-#[tokio::test]
 async fn cached_device_reads_see_every_change_at_once() {
     let (t, s, app) = setup().await;
     let id = create(&t, &s, &app, thermostat("Hall", "3")).await;
@@ -1002,7 +990,6 @@ async fn cached_device_reads_see_every_change_at_once() {
 }
 
 /// A `json` attribute holds a JSON document, sent as a string; anything else is a 400.
-#[tokio::test]
 async fn json_attributes_hold_json_documents() {
     let (t, s, app) = setup().await;
     let body = json!({
@@ -1054,4 +1041,21 @@ async fn json_attributes_hold_json_documents() {
             .len(),
         1
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(devices_are_created_read_listed_patched_and_deleted),
+        case!(bad_device_input_is_a_400_that_changes_nothing),
+        case!(ids_from_another_application_are_404s_and_change_nothing),
+        case!(state_reports_single_and_batched_are_read_back),
+        case!(bad_state_reports_are_400s_and_nothing_is_half_written),
+        case!(commands_are_sent_and_read_back),
+        case!(deleting_the_application_removes_its_devices_state_commands_and_flows),
+        case!(narrow_tokens_do_exactly_what_their_scope_says),
+        case!(roles_bound_device_actions),
+        case!(concurrent_reports_are_all_stored, multi_thread = 4),
+        case!(cached_device_reads_see_every_change_at_once),
+        case!(json_attributes_hold_json_documents),
+    ]
 }

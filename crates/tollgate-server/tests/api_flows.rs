@@ -1,10 +1,9 @@
 //! Workflows as stored definitions over HTTP.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
 fn definition() -> Value {
     json!({
@@ -21,7 +20,6 @@ fn definition() -> Value {
     })
 }
 
-#[tokio::test]
 async fn flows_are_created_listed_enabled_disabled_and_deleted() {
     let t = TestApp::new().await;
     let (user, s) = t.login("owner@example.com").await;
@@ -54,7 +52,7 @@ async fn flows_are_created_listed_enabled_disabled_and_deleted() {
         .await
         .expect(201);
     let list = t.get(&base, &s).await.expect(200);
-    let names = common::item_names(&list);
+    let names = crate::common::item_names(&list);
     assert_eq!(names, ["Another", "Too hot"]); // cloud flows unless asked otherwise
     let edges = t
         .get(&format!("{base}?flowClass=edge"), &s)
@@ -112,7 +110,6 @@ async fn flows_are_created_listed_enabled_disabled_and_deleted() {
     assert_eq!(t.delete(&format!("{base}/{id}"), &s).await.status, 404);
 }
 
-#[tokio::test]
 async fn bad_flows_are_400s_and_other_applications_flows_are_404s() {
     let t = TestApp::new().await;
     let (user, s) = t.login("owner@example.com").await;
@@ -225,4 +222,11 @@ async fn bad_flows_are_400s_and_other_applications_flows_are_404s() {
     assert_eq!(t.delete(&theirs, &other).await.status, 404);
     assert_eq!(t.get(&format!("{base}/{id}"), &other).await.status, 404);
     assert_eq!(t.get(&format!("{base}/{id}"), &s).await.expect(200), before);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(flows_are_created_listed_enabled_disabled_and_deleted),
+        case!(bad_flows_are_400s_and_other_applications_flows_are_404s),
+    ]
 }

@@ -1,21 +1,18 @@
 //! Users, sessions, organizations, members, roles and applications over HTTP.
 
-mod common;
-
+use crate::common::{PASSWORD, TestApp};
 use axum::http::Method;
-use common::{PASSWORD, TestApp};
 use serde_json::json;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::now_ms;
+use tollgate_testkit::{Case, case};
 
-#[tokio::test]
 async fn health_answers_without_credentials() {
     let t = TestApp::new().await;
     let body = t.send(Method::GET, "/health", None, None).await.expect(200);
     assert_eq!(body["database"], "ok");
 }
 
-#[tokio::test]
 async fn login_gives_a_session_and_wrong_email_or_password_look_the_same() {
     let t = TestApp::new().await;
     let (id, token) = t.login("ada@example.com").await;
@@ -43,7 +40,6 @@ async fn login_gives_a_session_and_wrong_email_or_password_look_the_same() {
     login("ADA@example.com", PASSWORD).await.expect(200);
 }
 
-#[tokio::test]
 async fn login_input_errors_are_400s_that_never_echo_the_password() {
     let t = TestApp::new().await;
     t.user("bo@example.com").await;
@@ -82,7 +78,6 @@ async fn login_input_errors_are_400s_that_never_echo_the_password() {
     assert!(r.message().contains("all.User"));
 }
 
-#[tokio::test]
 async fn expired_and_ended_sessions_are_refused() {
     let t = TestApp::new().await;
     let user = t.user("cy@example.com").await;
@@ -104,7 +99,6 @@ async fn expired_and_ended_sessions_are_refused() {
     assert_eq!(t.get("/me", &live).await.status, 401);
 }
 
-#[tokio::test]
 async fn missing_and_malformed_credentials_are_401s() {
     let t = TestApp::new().await;
     let r = t.send(Method::GET, "/me", None, None).await;
@@ -126,7 +120,6 @@ async fn missing_and_malformed_credentials_are_401s() {
     assert_eq!(r.status, 401);
 }
 
-#[tokio::test]
 async fn organizations_crud_and_members() {
     let t = TestApp::new().await;
     let (admin_id, admin) = t.login("admin@example.com").await;
@@ -249,7 +242,6 @@ async fn organizations_crud_and_members() {
 }
 
 /// Each role's boundary, on the organization and on an application it owns.
-#[tokio::test]
 async fn roles_decide_what_members_may_do() {
     let t = TestApp::new().await;
     let (_, admin) = t.login("admin@example.com").await;
@@ -460,7 +452,6 @@ async fn roles_decide_what_members_may_do() {
     t.delete(&app_path, &tokens["edit"]).await.expect(200);
 }
 
-#[tokio::test]
 async fn applications_list_sort_filter_page_rename_delete() {
     let t = TestApp::new().await;
     let (_, token) = t.login("owner@example.com").await;
@@ -485,14 +476,14 @@ async fn applications_list_sort_filter_page_rename_delete() {
     assert_eq!(page["page"], 1);
     assert_eq!(page["perPage"], 2);
     assert_eq!(page["sortDirection"], "desc");
-    let names = common::item_names(&page);
+    let names = crate::common::item_names(&page);
     // Names sort without regard to case, the same on SQLite and PostgreSQL.
     assert_eq!(names, vec!["Bravo", "alpha"]);
     let filtered = t
         .get("/applications?filterField=name&filter=*A", &token)
         .await
         .expect(200);
-    let names = common::item_names(&filtered);
+    let names = crate::common::item_names(&filtered);
     assert_eq!(names, vec!["alpha", "delta"]);
 
     let id = filtered["items"][0]["id"].as_str().unwrap().to_owned();
@@ -542,7 +533,6 @@ async fn applications_list_sort_filter_page_rename_delete() {
 }
 
 /// Bad input gets a clear 400 and changes nothing.
-#[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
     let t = TestApp::new().await;
     let (_, token) = t.login("owner@example.com").await;
@@ -620,7 +610,6 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(listed["items"][0]["name"], "Keep");
 }
 
-#[tokio::test]
 async fn unknown_paths_and_methods_answer_in_json() {
     let t = TestApp::new().await;
     let (_, token) = t.login("u@example.com").await;
@@ -635,7 +624,6 @@ async fn unknown_paths_and_methods_answer_in_json() {
 }
 
 /// `me` follows the reference schema even for a user created without a name.
-#[tokio::test]
 async fn me_matches_the_reference_schema() {
     let t = TestApp::new().await;
     let (_, named) = t.login("named@example.com").await;
@@ -667,4 +655,20 @@ async fn me_matches_the_reference_schema() {
     let me = t.get("/me", &session).await.expect(200);
     assert!(me.get("firstName").is_none(), "{me}");
     tollgate_server::schemas::validate("me", &me).unwrap();
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(health_answers_without_credentials),
+        case!(login_gives_a_session_and_wrong_email_or_password_look_the_same),
+        case!(login_input_errors_are_400s_that_never_echo_the_password),
+        case!(expired_and_ended_sessions_are_refused),
+        case!(missing_and_malformed_credentials_are_401s),
+        case!(organizations_crud_and_members),
+        case!(roles_decide_what_members_may_do),
+        case!(applications_list_sort_filter_page_rename_delete),
+        case!(bad_input_is_refused_and_changes_nothing),
+        case!(unknown_paths_and_methods_answer_in_json),
+        case!(me_matches_the_reference_schema),
+    ]
 }

@@ -1,10 +1,9 @@
 //! Application API tokens over HTTP: the seed's scenario, step by step.
 
-mod common;
-
 use std::time::Duration;
+use tollgate_testkit::{Case, case};
 
-use common::{TestApp, unknown_token};
+use crate::common::{TestApp, unknown_token};
 use serde_json::{Value, json};
 use tollgate_store::Id;
 use tollgate_store::tokens::TokenStatus;
@@ -23,7 +22,6 @@ fn secret(created: &Value) -> String {
         .to_owned()
 }
 
-#[tokio::test]
 async fn creating_tokens_reveals_each_secret_once() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -82,7 +80,6 @@ async fn creating_tokens_reveals_each_secret_once() {
     }
 }
 
-#[tokio::test]
 async fn each_token_works_on_exactly_what_its_scope_grants() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -133,7 +130,6 @@ async fn each_token_works_on_exactly_what_its_scope_grants() {
     assert_eq!(t.get("/applications", &read).await.status, 403);
 }
 
-#[tokio::test]
 async fn a_token_creates_tokens_no_stronger_and_no_longer_lived_than_itself() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -231,7 +227,6 @@ async fn a_token_creates_tokens_no_stronger_and_no_longer_lived_than_itself() {
     assert_eq!(ok["expirationDate"], "2098-12-31T23:59:59.000Z");
 }
 
-#[tokio::test]
 async fn the_list_sorts_filters_and_pages() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -248,7 +243,7 @@ async fn the_list_sorts_filters_and_pages() {
         }
         t.api_token(&session, app, body).await;
     }
-    let names = common::item_names;
+    let names = crate::common::item_names;
     let default = t.get(&path, &session).await.expect(200);
     assert_eq!(names(&default), ["alpha", "alphabet", "beta", "gamma"]);
     assert_eq!(default["sortField"], "name");
@@ -316,7 +311,6 @@ async fn the_list_sorts_filters_and_pages() {
     );
 }
 
-#[tokio::test]
 async fn patch_renames_and_switches_status_with_immediate_effect() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -379,7 +373,6 @@ async fn patch_renames_and_switches_status_with_immediate_effect() {
     assert_eq!(unchanged["scope"], json!(["all.Application"]));
 }
 
-#[tokio::test]
 async fn expiry_is_checked_on_every_request() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -393,10 +386,22 @@ async fn expiry_is_checked_on_every_request() {
         .await;
     let s = secret(&created);
     t.get(&format!("/applications/{app}"), &s).await.expect(200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = t.get(&format!("/applications/{app}"), &s).await;
-    assert_eq!(r.status, 401);
-    assert!(r.message().contains("expired"));
+    // Accepted until its expiry, refused from then on (polled, not slept: a loaded machine
+    // may take longer to get there).
+    let (refused, at) =
+        crate::common::eventually("the token expires", Duration::from_secs(30), || async {
+            let r = t.get(&format!("/applications/{app}"), &s).await;
+            match r.status.as_u16() {
+                200 => None,
+                _ => Some((r, chrono::Utc::now())),
+            }
+        })
+        .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.message().contains("expired"));
+    assert!(at >= soon, "refused at {at}, before its expiry {soon}");
+    let again = t.get(&format!("/applications/{app}"), &s).await;
+    assert_eq!(again.status, 401, "and refused on every later request");
 
     let r = t
         .post(
@@ -423,7 +428,6 @@ async fn expiry_is_checked_on_every_request() {
     );
 }
 
-#[tokio::test]
 async fn deleted_tokens_and_other_applications_are_refused() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -485,7 +489,6 @@ async fn deleted_tokens_and_other_applications_are_refused() {
     );
 }
 
-#[tokio::test]
 async fn malformed_and_unknown_tokens_are_401s_that_never_echo_them() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -509,7 +512,6 @@ async fn malformed_and_unknown_tokens_are_401s_that_never_echo_them() {
     }
 }
 
-#[tokio::test]
 async fn unknown_scopes_are_named_and_nothing_is_created() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -536,7 +538,6 @@ async fn unknown_scopes_are_named_and_nothing_is_created() {
     assert_eq!(t.get(&path, &session).await.expect(200)["totalCount"], 0);
 }
 
-#[tokio::test]
 async fn last_use_is_recorded_without_a_write_per_request() {
     let t = TestApp::new().await;
     let (session, app) = editor_app(&t).await;
@@ -563,4 +564,19 @@ async fn last_use_is_recorded_without_a_write_per_request() {
         t.store().token(app, id).await.unwrap().last_used,
         Some(used.timestamp_millis())
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(creating_tokens_reveals_each_secret_once),
+        case!(each_token_works_on_exactly_what_its_scope_grants),
+        case!(a_token_creates_tokens_no_stronger_and_no_longer_lived_than_itself),
+        case!(the_list_sorts_filters_and_pages),
+        case!(patch_renames_and_switches_status_with_immediate_effect),
+        case!(expiry_is_checked_on_every_request),
+        case!(deleted_tokens_and_other_applications_are_refused),
+        case!(malformed_and_unknown_tokens_are_401s_that_never_echo_them),
+        case!(unknown_scopes_are_named_and_nothing_is_created),
+        case!(last_use_is_recorded_without_a_write_per_request),
+    ]
 }

@@ -4,39 +4,21 @@
 //! Each test saves a screenshot of every page it visits under
 //! `target/browser-screenshots/<test>/`, numbered in order, for a reviewer to look at.
 //!
-//! Needs Debian's `chromium` and `chromium-driver`. Without them the tests print NOT RUN and
-//! pass, except under `TOLLGATE_REQUIRE_ALL=1` (CI), where they fail.
-
-mod common;
+//! Needs Debian's `chromium` and `chromium-driver`: without them the tests fail, or with
+//! `TOLLGATE_ALLOW_SKIP=1` are reported as ignored (see `tollgate-testkit`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, Need, case};
 
-use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, binary, free_port};
+use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, binary, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// Whether the browser is installed; in CI its absence is a failure.
-fn browser_available() -> bool {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return true;
-    }
-    if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!(
-            "{CHROMIUM} and {CHROMEDRIVER} are required: apt-get install chromium chromium-driver"
-        );
-    }
-    eprintln!(
-        "NOT RUN: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
-    );
-    false
-}
+use tollgate_testkit::{CHROMEDRIVER, CHROMIUM};
 
 // ---------------------------------------------------------------------------------------
 // Plain HTTP, to call the REST API (and chromedriver) the way any client would.
@@ -502,18 +484,15 @@ async fn within(test: impl std::future::Future<Output = ()>) {
 
 /// A server on a fresh database in `dir`.
 async fn server(dir: &Path) -> ServerProcess {
-    let url = common::fresh_database_url(dir).await;
+    let url = crate::common::fresh_database_url(dir).await;
     ServerProcess::start(dir, &url, &[])
 }
 
 // ---------------------------------------------------------------------------------------
 // Steps 1–6: an owner manages application API tokens.
 
-#[tokio::test]
 async fn owner_manages_application_tokens_in_the_browser() {
-    if browser_available() {
-        within(owner_flow()).await;
-    }
+    within(owner_flow()).await;
 }
 
 async fn owner_flow() {
@@ -719,7 +698,15 @@ async fn owner_flow() {
             .send_keys("\u{E00C}")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Let every handler of the key run (two animation frames) before looking.
+        b.client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+                vec![],
+            )
+            .await
+            .unwrap();
         assert_eq!(
             b.prop("#reveal", "open").await,
             "true",
@@ -960,11 +947,8 @@ async fn owner_flow() {
 // ---------------------------------------------------------------------------------------
 // A phone-sized screen, every control labelled.
 
-#[tokio::test]
 async fn console_reads_well_on_a_phone() {
-    if browser_available() {
-        within(phone_flow()).await;
-    }
+    within(phone_flow()).await;
 }
 
 async fn phone_flow() {
@@ -1085,11 +1069,8 @@ async fn phone_flow() {
 // ---------------------------------------------------------------------------------------
 // Read-only members, and errors as messages on the page.
 
-#[tokio::test]
 async fn read_only_members_and_error_messages_in_the_browser() {
-    if browser_available() {
-        within(read_only_flow()).await;
-    }
+    within(read_only_flow()).await;
 }
 
 async fn read_only_flow() {
@@ -1238,4 +1219,18 @@ async fn read_only_flow() {
         p == format!("/console/applications/{app}/tokens")
     })
     .await;
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(owner_manages_application_tokens_in_the_browser)
+            .once()
+            .needs(Need::Chromium),
+        case!(console_reads_well_on_a_phone)
+            .once()
+            .needs(Need::Chromium),
+        case!(read_only_members_and_error_messages_in_the_browser)
+            .once()
+            .needs(Need::Chromium),
+    ]
 }

@@ -2,18 +2,17 @@
 //! connection held by a long transaction, the cache lease is still renewed (and cached
 //! credentials are still answered), and a revocation still waits for the other node.
 //!
-//! Needs PostgreSQL: `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it).
-
-mod common;
+//! Runs in the PostgreSQL pass, on `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it).
 
 use std::time::{Duration, Instant};
 
-use common::process::require_env;
+use crate::common::process::pg_server;
 use tollgate_server::freshness::CacheState;
 use tollgate_server::{AppState, Settings};
 use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
 use tollgate_store::users::NewUser;
 use tollgate_store::{Store, StoreOptions};
+use tollgate_testkit::{Case, case};
 
 const LEASE: Duration = Duration::from_millis(200);
 
@@ -50,13 +49,8 @@ async fn wait_live(state: &AppState) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_pool_does_not_lapse_the_lease() {
-    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for cluster tests")
-    else {
-        return;
-    };
-    let db = common::fresh_pg_database(&server).await;
+    let db = crate::common::fresh_pg_database(&pg_server()).await;
     // A token, stored before the node starts (so that no change notice of it is on its way).
     let setup = Store::connect(&db).await.unwrap();
     let user = setup
@@ -148,13 +142,8 @@ async fn a_saturated_pool_does_not_lapse_the_lease() {
 /// A second node whose pool is saturated still acknowledges a revocation through its own
 /// connection, so the revoking node answers long before the saturated node's lease would
 /// have run out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_node_still_acknowledges() {
-    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for cluster tests")
-    else {
-        return;
-    };
-    let db = common::fresh_pg_database(&server).await;
+    let db = crate::common::fresh_pg_database(&pg_server()).await;
     let a = node(&db, 4).await;
     let b = node(&db, 1).await;
     wait_live(&a).await;
@@ -195,4 +184,11 @@ async fn a_saturated_node_still_acknowledges() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(a_saturated_pool_does_not_lapse_the_lease, multi_thread = 2).postgres_pass(),
+        case!(a_saturated_node_still_acknowledges, multi_thread = 2).postgres_pass(),
+    ]
 }

@@ -2,14 +2,13 @@
 //! token rules, and errors shown as pages. (The browser tests in `browser_console.rs` drive
 //! the same pages in Chromium.)
 
-mod common;
-
+use crate::common::{PASSWORD, TestApp};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use common::{PASSWORD, TestApp};
 use serde_json::json;
 use tollgate_server::Settings;
 use tollgate_store::Id;
+use tollgate_testkit::{Case, case};
 use tower::ServiceExt;
 
 struct Page {
@@ -146,7 +145,6 @@ fn secret_of(cookie: &str) -> &str {
     cookie.split_once('=').unwrap().1
 }
 
-#[tokio::test]
 async fn root_redirects_to_the_console_and_pages_need_a_login() {
     let t = TestApp::new().await;
     let r = call(&t, Method::GET, "/", None, None).await;
@@ -161,7 +159,6 @@ async fn root_redirects_to_the_console_and_pages_need_a_login() {
     assert!(r.body.contains("\"type\":\"Unauthorized\""));
 }
 
-#[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     let t = TestApp::new().await;
     t.user("owner@example.com").await;
@@ -250,7 +247,6 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     assert!(login.body.contains("Your session has ended: log in again"));
 }
 
-#[tokio::test]
 async fn secure_cookies_setting_marks_cookies_secure_with_host_prefix() {
     let t = TestApp::with_settings(Settings {
         secure_cookies: true,
@@ -288,7 +284,6 @@ async fn secure_cookies_setting_marks_cookies_secure_with_host_prefix() {
     assert_eq!(get(&t, "/console/applications", &plain).await.status, 303);
 }
 
-#[tokio::test]
 async fn bad_logins_are_messages_on_the_page() {
     let t = TestApp::new().await;
     t.user("owner@example.com").await;
@@ -366,7 +361,6 @@ async fn owner_with_app(t: &TestApp) -> (Id, String, Id) {
     (user, cookie, app)
 }
 
-#[tokio::test]
 async fn creating_an_application_opens_it() {
     let t = TestApp::new().await;
     t.user("owner@example.com").await;
@@ -409,7 +403,6 @@ async fn creating_an_application_opens_it() {
     assert!(list.body.contains(">Greenhouse</a>"));
 }
 
-#[tokio::test]
 async fn forms_without_this_sessions_csrf_token_change_nothing() {
     let t = TestApp::new().await;
     let (_, cookie, app) = owner_with_app(&t).await;
@@ -432,7 +425,6 @@ async fn forms_without_this_sessions_csrf_token_change_nothing() {
     assert_eq!(t.store().count_tokens(app).await.unwrap(), 0);
 }
 
-#[tokio::test]
 async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
     let t = TestApp::new().await;
     let (_, cookie, app) = owner_with_app(&t).await;
@@ -595,7 +587,6 @@ fn default_spec() -> tollgate_store::list::ListSpec {
     }
 }
 
-#[tokio::test]
 async fn toggle_save_and_delete_take_effect_on_the_next_request() {
     let t = TestApp::new().await;
     let (_, cookie, app) = owner_with_app(&t).await;
@@ -687,7 +678,6 @@ async fn toggle_save_and_delete_take_effect_on_the_next_request() {
     assert!(r.is_html() && r.body.contains("API token was not found"));
 }
 
-#[tokio::test]
 async fn members_without_edit_rights_see_the_list_read_only() {
     let t = TestApp::new().await;
     let (_, owner) = t.login("owner@example.com").await;
@@ -774,7 +764,6 @@ async fn members_without_edit_rights_see_the_list_read_only() {
     assert_eq!(t.store().count_tokens(app).await.unwrap(), 1);
 }
 
-#[tokio::test]
 async fn errors_are_pages_never_json() {
     let t = TestApp::new().await;
     let (_, cookie, _) = owner_with_app(&t).await;
@@ -793,4 +782,19 @@ async fn errors_are_pages_never_json() {
         assert!(r.body.contains("<h1>Not found</h1>"), "{path}");
         assert!(!r.body.contains("\"type\""), "{path}");
     }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(root_redirects_to_the_console_and_pages_need_a_login),
+        case!(login_sets_a_strict_http_only_cookie_and_logout_ends_the_session),
+        case!(secure_cookies_setting_marks_cookies_secure_with_host_prefix),
+        case!(bad_logins_are_messages_on_the_page),
+        case!(creating_an_application_opens_it),
+        case!(forms_without_this_sessions_csrf_token_change_nothing),
+        case!(creating_a_token_applies_the_shared_rules_and_reveals_it_once),
+        case!(toggle_save_and_delete_take_effect_on_the_next_request),
+        case!(members_without_edit_rights_see_the_list_read_only),
+        case!(errors_are_pages_never_json),
+    ]
 }

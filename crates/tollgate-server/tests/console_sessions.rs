@@ -2,11 +2,10 @@
 //! (client, created, last used, this one marked) and ends any of them; an ended session stops
 //! working at once, for the console and the REST API alike.
 
-mod common;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use common::{PASSWORD, TestApp};
+use crate::common::{PASSWORD, TestApp};
+use tollgate_testkit::{Case, case};
 use tower::ServiceExt;
 
 struct Page {
@@ -131,7 +130,6 @@ async fn console_login(t: &TestApp, email: &str, agent: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
 async fn a_person_lists_and_ends_their_own_sessions() {
     let t = TestApp::new().await;
     t.user("many@example.com").await;
@@ -269,4 +267,8 @@ async fn a_person_lists_and_ends_their_own_sessions() {
         t.get("/me", laptop.split_once('=').unwrap().1).await.status,
         401
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(a_person_lists_and_ends_their_own_sessions)]
 }

@@ -1,14 +1,13 @@
 //! `tollgate db copy`: a deployment built through the API on SQLite, moved to PostgreSQL,
 //! served from there with the same logins, tokens and data.
 //!
-//! Needs PostgreSQL: `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it).
-
-mod common;
+//! Runs in the PostgreSQL pass, on `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it).
 
 use std::process::{Command, Output};
+use tollgate_testkit::{Case, case};
 
-use common::process::http::{self, Reply};
-use common::process::{ServerProcess, binary, require_env};
+use crate::common::process::http::{self, Reply};
+use crate::common::process::{ServerProcess, binary, pg_server};
 use serde_json::{Value, json};
 use tollgate_store::Store;
 use tollgate_store::copy;
@@ -46,12 +45,8 @@ fn login(base: &str, email: &str, password: &str) -> Reply {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
-    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for the copy test")
-    else {
-        return;
-    };
+    let server = pg_server();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("tollgate.db").display());
 
@@ -158,7 +153,7 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
 
     // Copy. The target URL carries a password (ignored by the trust-auth test server): it
     // must not appear in anything the command prints.
-    let pg = common::fresh_pg_database(&server).await;
+    let pg = crate::common::fresh_pg_database(&server).await;
     let pg_with_password = pg.replacen("tollgate@", "tollgate:Sup3rSecretPw@", 1);
     assert_ne!(
         pg, pg_with_password,
@@ -290,4 +285,14 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
     assert!(!out.status.success());
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
     assert!(!dir.path().join("nope.db").exists());
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            a_sqlite_deployment_moves_to_postgresql_with_every_record,
+            multi_thread = 2
+        )
+        .postgres_pass(),
+    ]
 }

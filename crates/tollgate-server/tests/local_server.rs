@@ -2,19 +2,17 @@
 //! directory exits at once naming the lock and the pid; `tollgate` commands keep working beside
 //! a running server, which sees their changes at once, including those that affect its caches.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{ServerProcess, binary, free_port, http};
+use crate::common::process::{ServerProcess, binary, free_port, http};
 use serde_json::json;
+use tollgate_testkit::{Case, case};
 
 fn sqlite_url(dir: &std::path::Path) -> String {
     format!("sqlite://{}", dir.join("tollgate.db").display())
 }
 
-#[test]
 fn a_second_server_on_the_same_database_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let first = ServerProcess::start(dir.path(), &sqlite_url(dir.path()), &[]);
@@ -43,7 +41,6 @@ fn a_second_server_on_the_same_database_exits_at_once() {
     );
 }
 
-#[test]
 fn commands_beside_a_server_take_effect_in_it_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
@@ -152,7 +149,6 @@ fn commands_beside_a_server_take_effect_in_it_at_once() {
     .expect(200);
 }
 
-#[test]
 fn a_server_waits_for_a_command_that_holds_the_database() {
     // A command that finds no server holds the lock while it runs, so a server started
     // meanwhile waits for it rather than serving caches that could miss its changes. The
@@ -229,7 +225,6 @@ fn a_server_waits_for_a_command_that_holds_the_database() {
 /// What a command does through `local::attach_command` (the API `tollgate` commands call):
 /// a token it deletes and a session it ends are refused by the running server on the very
 /// next request after the write returns, though the server had both cached.
-#[test]
 fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
@@ -314,4 +309,14 @@ fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
     );
     assert!(stderr.contains("does not answer"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+pub fn cases() -> Vec<Case> {
+    // SQLite only (several servers on PostgreSQL are the point): the SQLite pass.
+    vec![
+        case!(sync a_second_server_on_the_same_database_exits_at_once).once(),
+        case!(sync commands_beside_a_server_take_effect_in_it_at_once).once(),
+        case!(sync a_server_waits_for_a_command_that_holds_the_database).once(),
+        case!(sync a_command_s_revocations_are_in_effect_in_the_server_when_it_returns).once(),
+    ]
 }

@@ -2,17 +2,16 @@
 //! work through the others at once; revocations through one node reach the others within the
 //! stated bound (1 s); a database that stops and comes back never lets a revoked token through.
 //!
-//! Needs PostgreSQL: `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it). The outage test
+//! Runs in the PostgreSQL pass, on `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it). The outage test
 //! runs a cluster of its own (scripts/pg-throwaway.sh) so that it can stop and restart it.
-
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tollgate_testkit::{Case, Need, case};
 
-use common::process::http::{self, Reply};
-use common::process::{PgCluster, ServerProcess, require_env};
+use crate::common::process::http::{self, Reply};
+use crate::common::process::{PgCluster, ServerProcess, pg_server};
 use serde_json::json;
 
 /// The requirement: a revocation through one node is refused by every other node within 1 s.
@@ -133,13 +132,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[test]
 fn three_nodes_share_tokens_and_revocations() {
-    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for multi-node tests")
-    else {
-        return;
-    };
-    let db = runtime().block_on(common::fresh_pg_database(&server));
+    let db = runtime().block_on(crate::common::fresh_pg_database(&pg_server()));
     let dir = tempfile::tempdir().unwrap();
     let nodes = start_nodes(dir.path(), &db, 3, &[]);
     let (a, others) = (&nodes[0], [&nodes[1], &nodes[2]]);
@@ -379,15 +373,11 @@ async fn deactivate_without_notice(db: &str, token: &Token) {
     }
 }
 
-#[test]
 fn an_outage_never_lets_a_revoked_token_through() {
-    if require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for multi-node tests").is_none() {
-        return;
-    }
     let rt = runtime();
     sqlx::any::install_default_drivers();
     let pg = PgCluster::start();
-    let db = rt.block_on(common::fresh_pg_database(&pg.url));
+    let db = rt.block_on(crate::common::fresh_pg_database(&pg.url));
     let dir = tempfile::tempdir().unwrap();
     // Requests wait at most 1 s for a database connection before answering 503.
     let nodes = start_nodes(dir.path(), &db, 2, &[("TOLLGATE_DB_TIMEOUT_MS", "1000")]);
@@ -504,4 +494,13 @@ fn an_outage_never_lets_a_revoked_token_through() {
     // Writes work again too: a token created through B works through A.
     let fresh = create_token(&b.url, &session, &app, "after-the-outage");
     use_token(&a.url, &app, &fresh).expect(200);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync three_nodes_share_tokens_and_revocations).postgres_pass(),
+        case!(sync an_outage_never_lets_a_revoked_token_through)
+            .postgres_pass()
+            .needs(Need::PostgresBinaries),
+    ]
 }

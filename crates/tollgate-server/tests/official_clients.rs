@@ -6,37 +6,14 @@
 //! `TOLLGATE_DATABASE_URL` (for `tollgate user add`). A script passes by exiting 0. Files
 //! whose names start with `_` are shared helpers, not scenarios.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tollgate_testkit::{Case, Need, case};
 
-use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, binary};
+use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, binary};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn clients_dir() -> Option<PathBuf> {
-    let dir = std::env::var("TOLLGATE_CLIENTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("target/clients"));
-    let ready =
-        dir.join("venv/bin/python").exists() && dir.join("js/node_modules/losant-rest").exists();
-    if ready {
-        return Some(dir);
-    }
-    if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!(
-            "the official clients are not installed in {}: run scripts/install-clients.sh",
-            dir.display()
-        );
-    }
-    eprintln!("NOT RUN: official clients not installed; run scripts/install-clients.sh");
-    None
+    tollgate_testkit::workspace()
 }
 
 fn scripts(lang: &str, ext: &str) -> Vec<PathBuf> {
@@ -56,7 +33,7 @@ async fn run_all(lang: &str, ext: &str, interpreter: impl Fn(&Path) -> Command) 
     let mut failures = Vec::new();
     for script in scripts(lang, ext) {
         let dir = tempfile::tempdir().unwrap();
-        let db = common::fresh_database_url(dir.path()).await;
+        let db = crate::common::fresh_database_url(dir.path()).await;
         let server = ServerProcess::start(dir.path(), &db, &[]);
         let out = interpreter(&script)
             .arg(&script)
@@ -83,16 +60,14 @@ async fn run_all(lang: &str, ext: &str, interpreter: impl Fn(&Path) -> Command) 
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn python_client_scenarios() {
-    let Some(clients) = clients_dir() else { return };
+    let clients = tollgate_testkit::clients_dir();
     let python = clients.join("venv/bin/python");
     run_all("python", "py", |_| Command::new(&python)).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn javascript_client_scenarios() {
-    let Some(clients) = clients_dir() else { return };
+    let clients = tollgate_testkit::clients_dir();
     let modules = clients.join("js/node_modules");
     run_all("js", "js", |_| {
         let mut c = Command::new("node");
@@ -100,4 +75,15 @@ async fn javascript_client_scenarios() {
         c
     })
     .await;
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(python_client_scenarios, multi_thread = 2)
+            .once()
+            .needs(Need::OfficialClients),
+        case!(javascript_client_scenarios, multi_thread = 2)
+            .once()
+            .needs(Need::OfficialClients),
+    ]
 }

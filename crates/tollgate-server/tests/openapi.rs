@@ -1,13 +1,11 @@
 //! The OpenAPI document: every registry action is in it, and `docs/openapi.json` is its
 //! snapshot (regenerate with `TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test --test openapi`).
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::Method;
-use common::TestApp;
 use tollgate_core::REGISTRY;
+use tollgate_testkit::{Case, case};
 
-#[tokio::test]
 async fn document_lists_every_action_and_matches_the_snapshot() {
     let t = TestApp::new().await;
     let doc = t
@@ -59,4 +57,8 @@ async fn document_lists_every_action_and_matches_the_snapshot() {
         snapshot == pretty,
         "docs/openapi.json is out of date: run TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test openapi"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(document_lists_every_action_and_matches_the_snapshot).once()]
 }

@@ -2,11 +2,11 @@
 //! `TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test readme`).
 
 use tollgate_core::permissions::permission_table_markdown;
+use tollgate_testkit::{Case, case};
 
 const START: &str = "<!-- permission-table:start -->\n";
 const END: &str = "<!-- permission-table:end -->";
 
-#[test]
 fn readme_permission_table_matches_the_registry() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
@@ -25,4 +25,8 @@ fn readme_permission_table_matches_the_registry() {
         readme[start..end] == table,
         "the README's permission table is out of date: run TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test readme"
     );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(sync readme_permission_table_matches_the_registry).once()]
 }

@@ -12,19 +12,19 @@
 //! are from debug builds on a loaded machine: `scripts/bench-revocation.sh` measures release
 //! builds with more rounds.
 //!
-//! Needs PostgreSQL: `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it); the restart scenario
-//! runs a cluster of its own. Rounds per scenario: `TOLLGATE_REVOCATION_ROUNDS` (default 12).
-
-mod common;
+//! Runs in the PostgreSQL pass, on `TOLLGATE_TEST_PG_SERVER` (scripts/test.sh sets it); the
+//! restart scenario runs a cluster of its own. Rounds per scenario:
+//! `TOLLGATE_REVOCATION_ROUNDS` (default 12).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::http::{self, Reply};
-use common::process::{PgCluster, ServerProcess, require_env};
-use common::proxy::StallProxy;
+use crate::common::process::http::{self, Reply};
+use crate::common::process::{PgCluster, ServerProcess, pg_server};
+use crate::common::proxy::StallProxy;
 use serde_json::json;
+use tollgate_testkit::{Case, Need, case};
 
 /// The nodes' lease: short, so that faulted rounds are quick.
 const LEASE_MS: &str = "300";
@@ -246,16 +246,13 @@ fn summary(mut xs: Vec<Duration>) -> String {
 /// revoking node's answer (must be 0).
 fn scenario(fault: Fault) {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(server) = require_env("TOLLGATE_TEST_PG_SERVER", "PostgreSQL for multi-node tests")
-    else {
-        return;
-    };
+    let server = pg_server();
     sqlx::any::install_default_drivers();
     let rt = runtime();
     // The restart scenario stops and starts a cluster of its own.
     let own_pg = matches!(fault, Fault::Restarted).then(PgCluster::start);
     let server = own_pg.as_ref().map_or(server, |pg| pg.url.clone());
-    let db = rt.block_on(common::fresh_pg_database(&server));
+    let db = rt.block_on(crate::common::fresh_pg_database(&server));
     let pg_port: u16 = server
         .rsplit_once(':')
         .and_then(|(_, rest)| rest.split('/').next())
@@ -526,22 +523,29 @@ fn scenario(fault: Fault) {
     );
 }
 
-#[test]
 fn no_fault() {
     scenario(Fault::None);
 }
 
-#[test]
 fn listener_killed() {
     scenario(Fault::Killed);
 }
 
-#[test]
 fn listener_stalled() {
     scenario(Fault::Stalled);
 }
 
-#[test]
 fn postgres_restarted() {
     scenario(Fault::Restarted);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(sync no_fault).postgres_pass(),
+        case!(sync listener_killed).postgres_pass(),
+        case!(sync listener_stalled).postgres_pass(),
+        case!(sync postgres_restarted)
+            .postgres_pass()
+            .needs(Need::PostgresBinaries),
+    ]
 }

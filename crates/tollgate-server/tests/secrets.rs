@@ -6,13 +6,11 @@
 //! value are searched for the password and for each secret (and for their random parts, in
 //! case something printed a fragment).
 
-mod common;
-
-use common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, http};
+use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess, http};
 use serde_json::{Value, json};
 use sqlx::Row;
+use tollgate_testkit::{Case, case};
 
-#[tokio::test(flavor = "multi_thread")]
 async fn no_secret_in_logs_responses_or_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("tollgate.db").display());
@@ -195,4 +193,8 @@ async fn no_secret_in_logs_responses_or_database() {
             }
         }
     }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(no_secret_in_logs_responses_or_database, multi_thread = 2).once()]
 }

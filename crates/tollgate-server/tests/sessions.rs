@@ -2,14 +2,13 @@
 //! listed with the client that opened them and when they were last used, and unknown session
 //! secrets are remembered like unknown tokens (and counted in `/metrics`).
 
-mod common;
-
 use axum::http::Method;
-use common::{PASSWORD, TestApp};
+use crate::common::{PASSWORD, TestApp};
 use serde_json::json;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::now_ms;
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
 /// The value of the `/metrics` line that starts with `line`.
 async fn metric(t: &TestApp, line: &str) -> u64 {
@@ -37,7 +36,6 @@ async fn metrics_text(t: &TestApp) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-#[tokio::test]
 async fn logout_ends_the_session_that_sends_it() {
     let t = TestApp::new().await;
     let (_, session) = t.login("leaving@example.com").await;
@@ -103,7 +101,6 @@ async fn logout_ends_the_session_that_sends_it() {
     );
 }
 
-#[tokio::test]
 async fn unknown_sessions_are_remembered_and_counted() {
     let t = TestApp::new().await;
     let (_, session) = t.login("known@example.com").await;
@@ -158,7 +155,6 @@ async fn unknown_sessions_are_remembered_and_counted() {
     );
 }
 
-#[tokio::test]
 async fn sessions_keep_their_client_and_last_use() {
     let t = TestApp::new().await;
     let user = t.user("seen@example.com").await;
@@ -217,4 +213,12 @@ async fn sessions_keep_their_client_and_last_use() {
     t.get("/me", &secret).await.expect(200);
     t.store().end_session(user, target).await.unwrap();
     assert_eq!(t.get("/me", &secret).await.status, 401);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(logout_ends_the_session_that_sends_it),
+        case!(unknown_sessions_are_remembered_and_counted),
+        case!(sessions_keep_their_client_and_last_use),
+    ]
 }

@@ -13,16 +13,15 @@
 //! `sample()` must name a valid request for every application action: it is an exhaustive
 //! match, so a new registry entry does not compile until it has one.
 
-mod common;
-
+use crate::common::{TestApp, unknown_token};
 use axum::http::Method as HttpMethod;
-use common::{TestApp, unknown_token};
 use serde_json::{Value, json};
 use tollgate_core::{Action, Family, Method, REGISTRY};
 use tollgate_store::Id;
 use tollgate_store::devices::DeviceFields;
 use tollgate_store::flows::Actor;
 use tollgate_store::tokens::TokenStatus;
+use tollgate_testkit::{Case, case};
 
 /// A fresh application to act on, owned by `owner` (with `session`).
 struct Cell {
@@ -260,7 +259,6 @@ fn http(m: Method) -> HttpMethod {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn every_application_action_against_every_credential() {
     let t = TestApp::new().await;
     let owner = t.user("owner@example.com").await;
@@ -333,4 +331,11 @@ async fn every_application_action_against_every_credential() {
     );
     let app_actions = Action::application_actions().count();
     assert_eq!(checked, app_actions * CREDENTIALS.len());
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(
+        every_application_action_against_every_credential,
+        multi_thread = 2
+    )]
 }

@@ -1,6 +1,7 @@
 //! The in-process test application: the real router over a real database, called with
-//! `oneshot` (no sockets). SQLite in a temporary directory by default; PostgreSQL when
-//! `TOLLGATE_TEST_POSTGRES_URL` is set (each test gets a fresh database on that server).
+//! `oneshot` (no sockets). SQLite in a temporary directory in the SQLite pass; in the
+//! PostgreSQL pass (`TOLLGATE_TEST_BACKEND=postgres`) each test gets a fresh database on
+//! `TOLLGATE_TEST_PG_SERVER`.
 #![allow(dead_code)]
 
 pub mod process;
@@ -66,31 +67,7 @@ fn password_hash() -> &'static str {
     })
 }
 
-/// Create a fresh database for one test and return its URL.
-pub async fn fresh_database_url(dir: &std::path::Path) -> String {
-    match std::env::var("TOLLGATE_TEST_POSTGRES_URL") {
-        Ok(server) if !server.is_empty() => fresh_pg_database(&server).await,
-        _ => format!("sqlite://{}", dir.join("tollgate.db").display()),
-    }
-}
-
-/// Create a fresh, empty database on the PostgreSQL server `server` and return its URL.
-pub async fn fresh_pg_database(server: &str) -> String {
-    let name = format!("tg_test_{}", Id::generate());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(server)
-        .await
-        .expect("connect to the PostgreSQL test server");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
-    format!("{base}/{name}")
-}
+pub use tollgate_testkit::{eventually, fresh_database_url, fresh_pg_database};
 
 impl TestApp {
     pub async fn new() -> TestApp {

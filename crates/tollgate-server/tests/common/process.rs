@@ -63,6 +63,7 @@ impl ServerProcess {
     fn wait_healthy(&self, within: Duration) {
         let deadline = Instant::now() + within;
         let addr = self.url.trim_start_matches("http://").to_owned();
+        let mut pause = Duration::from_millis(5);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
                 use std::io::{Read, Write};
@@ -73,7 +74,8 @@ impl ServerProcess {
                     return;
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
         panic!("server did not become healthy; log:\n{}", self.log());
     }
@@ -95,19 +97,9 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The value of an environment variable a test depends on. In CI (TOLLGATE_REQUIRE_ALL=1) a
-/// missing dependency fails the test; elsewhere the test says loudly that it did not run.
-pub fn require_env(name: &str, what: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") => {
-            panic!("{what} is required: set {name} (scripts/test.sh does)")
-        }
-        _ => {
-            eprintln!("NOT RUN: {what} is unavailable; set {name} or use scripts/test.sh");
-            None
-        }
-    }
+/// The PostgreSQL server of the PostgreSQL pass (the harness checked it is set).
+pub fn pg_server() -> String {
+    tollgate_testkit::postgres_server().expect("TOLLGATE_TEST_PG_SERVER (checked by the harness)")
 }
 
 impl ServerProcess {

@@ -1,0 +1,73 @@
+//! The server's integration tests: one binary (compiled and linked once), one module per
+//! area, run by the harness in `tollgate-testkit` (passes, dependencies, visible skips).
+//!
+//! `cargo test -p tollgate-server --test all` runs the SQLite pass;
+//! `TOLLGATE_TEST_BACKEND=postgres TOLLGATE_TEST_PG_SERVER=postgres://… cargo test -p
+//! tollgate-server --test all` the PostgreSQL pass. Filter by name as usual:
+//! `cargo test -p tollgate-server --test all -- api_tokens::`.
+
+mod common;
+
+mod api_data;
+mod api_devices;
+mod api_flows;
+mod api_foundation;
+mod api_tokens;
+mod browser_console;
+mod cluster_connections;
+mod console_http;
+mod console_sessions;
+mod credential_lease;
+mod db_copy;
+mod local_server;
+mod multinode;
+mod official_clients;
+mod openapi;
+mod readme;
+mod revocation;
+mod secrets;
+mod sessions;
+mod token_matrix;
+mod wire_format;
+
+/// With `autotests = false`, a test file that is not a module here would never be compiled.
+fn every_test_file_is_a_module_of_this_binary() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let missing = tollgate_testkit::undeclared_test_files(&dir, include_str!("all.rs"));
+    assert!(
+        missing.is_empty(),
+        "declare these in tests/all.rs: {missing:?}"
+    );
+}
+
+fn main() -> std::process::ExitCode {
+    tollgate_testkit::run(
+        [
+            api_data::cases(),
+            api_devices::cases(),
+            api_flows::cases(),
+            api_foundation::cases(),
+            api_tokens::cases(),
+            browser_console::cases(),
+            cluster_connections::cases(),
+            console_http::cases(),
+            console_sessions::cases(),
+            credential_lease::cases(),
+            db_copy::cases(),
+            local_server::cases(),
+            multinode::cases(),
+            official_clients::cases(),
+            openapi::cases(),
+            readme::cases(),
+            revocation::cases(),
+            secrets::cases(),
+            sessions::cases(),
+            token_matrix::cases(),
+            wire_format::cases(),
+            vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}

@@ -1,0 +1,313 @@
+//! The same store cases on SQLite and PostgreSQL: what the server relies on must not depend on
+//! the backend. (Concurrency cases — two writes released together, hundreds of rounds — live
+//! beside these.)
+
+use std::sync::{Arc, Mutex};
+
+use sqlx::Row;
+use tollgate_store::list::{Filter, ListSpec, Sort};
+use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenStatus};
+use tollgate_store::{Change, Store, StoreError, now_ms};
+use tollgate_testkit::{Case, case};
+
+use crate::support::{app, fresh, token, user};
+
+/// Opening an already-migrated database applies nothing twice and loses nothing.
+async fn reopening_a_migrated_database_changes_nothing() {
+    let f = fresh().await;
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let versions = migration_versions(&f.store).await;
+    assert!(!versions.is_empty(), "migrations are recorded");
+    f.store.close().await;
+
+    let again = Store::connect_with(&f.url, 2).await.expect("reopen");
+    assert_eq!(migration_versions(&again).await, versions);
+    assert_eq!(again.application(app).await.unwrap().name, "plant");
+    assert_eq!(again.count_users().await.unwrap(), 1);
+}
+
+async fn migration_versions(store: &Store) -> Vec<i64> {
+    sqlx::query("SELECT version FROM tollgate_migrations ORDER BY version")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<i64, _>("version"))
+        .collect()
+}
+
+/// A token is found by the digest of its secret until it is deleted; every change reaches this
+/// node's change hook after commit, with the token's id and digest.
+async fn tokens_are_found_by_digest_and_every_change_is_announced() {
+    let f = fresh().await;
+    let heard: Arc<Mutex<Vec<Change>>> = Arc::default();
+    let sink = heard.clone();
+    f.store
+        .on_change(Arc::new(move |c| sink.lock().unwrap().push(c.clone())));
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let t = token(&f.store, app, "gateway", None).await;
+    let expected = Change::Token {
+        id: t.id,
+        digest: t.digest,
+    };
+
+    let key = f.store.token_by_digest(&t.digest).await.unwrap().unwrap();
+    assert_eq!((key.id, key.application_id), (t.id, app));
+    assert_eq!(key.status, TokenStatus::Active);
+    assert_eq!(key.scope_json, r#"["all.Application"]"#);
+
+    let changed = f
+        .store
+        .update_token(
+            app,
+            t.id,
+            &TokenChange {
+                status: Some(TokenStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.status, TokenStatus::Inactive);
+    assert_eq!(changed.name, "gateway", "fields not in the change are kept");
+    let key = f.store.token_by_digest(&t.digest).await.unwrap().unwrap();
+    assert_eq!(key.status, TokenStatus::Inactive);
+
+    // Another application's id finds nothing and changes nothing.
+    let other = crate::support::app(&f.store, owner, "other").await;
+    assert!(matches!(
+        f.store.delete_token(other, t.id).await,
+        Err(StoreError::NotFound)
+    ));
+    f.store.delete_token(app, t.id).await.unwrap();
+    assert!(f.store.token_by_digest(&t.digest).await.unwrap().is_none());
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![expected.clone(), expected.clone(), expected],
+        "create, update and delete are each announced once; the refused delete is not"
+    );
+}
+
+/// Text sorts case-insensitively and byte-wise on both backends, "never expires" sorts after
+/// every date, and a glob's `%` and `_` are literal characters.
+async fn lists_sort_and_filter_the_same_on_both_backends() {
+    let f = fresh().await;
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let now = now_ms();
+    for (name, expires) in [
+        ("beta", Some(now + 3_000_000)),
+        ("Alpha", None),
+        ("_under", Some(now + 1_000_000)),
+        ("100% sure", Some(now + 2_000_000)),
+        ("alpha2", Some(now + 4_000_000)),
+        ("Émile", None),
+    ] {
+        token(&f.store, app, name, expires).await;
+    }
+    let names = |spec: ListSpec| {
+        let store = f.store.clone();
+        async move {
+            store
+                .list_tokens(app, &spec)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    let by = |sort: Sort, descending: bool| ListSpec {
+        sort,
+        descending,
+        page: 0,
+        per_page: 100,
+        filter: None,
+    };
+    assert_eq!(
+        names(by(Sort::Text("name"), false)).await,
+        ["100% sure", "_under", "Alpha", "alpha2", "beta", "Émile"]
+    );
+    assert_eq!(
+        names(by(Sort::NumberOrNever("expiration_date"), false)).await[..4],
+        ["_under", "100% sure", "beta", "alpha2"]
+    );
+    let filtered = |glob: &str| ListSpec {
+        filter: Some(Filter {
+            column: "name",
+            glob: glob.to_owned(),
+        }),
+        ..by(Sort::Text("name"), false)
+    };
+    assert_eq!(names(filtered("ALPHA*")).await, ["Alpha", "alpha2"]);
+    assert_eq!(names(filtered("100%*")).await, ["100% sure"]);
+    assert_eq!(names(filtered("_*")).await, ["_under"]);
+    let page = f
+        .store
+        .list_tokens(
+            app,
+            &ListSpec {
+                page: 1,
+                per_page: 4,
+                ..by(Sort::Text("name"), false)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 6);
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["beta", "Émile"]
+    );
+    assert!(TOKEN_FIELDS.sortable.iter().any(|(f, _)| *f == "name"));
+}
+
+/// Several nodes flush what they saw; a late flush of an older time never moves it back.
+async fn last_used_times_never_move_backwards() {
+    let f = fresh().await;
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let t = token(&f.store, app, "gateway", None).await;
+    let t0 = now_ms() - now_ms().rem_euclid(60_000);
+    f.store.record_last_used(&[(t.id, t0)]).await.unwrap();
+    f.store
+        .record_last_used(&[(t.id, t0 - 120_000)])
+        .await
+        .unwrap();
+    assert_eq!(f.store.token(app, t.id).await.unwrap().last_used, Some(t0));
+    f.store
+        .record_last_used(&[(t.id, t0 + 60_000)])
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.token(app, t.id).await.unwrap().last_used,
+        Some(t0 + 60_000)
+    );
+    // An unknown token in a batch does not spoil the rest.
+    let other = token(&f.store, app, "other", None).await;
+    f.store
+        .record_last_used(&[(tollgate_store::Id::generate(), t0), (other.id, t0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.token(app, other.id).await.unwrap().last_used,
+        Some(t0)
+    );
+}
+
+/// Emails are unique whatever their case; the second user is a conflict and is not created.
+async fn a_second_user_with_the_same_email_is_a_conflict() {
+    let f = fresh().await;
+    user(&f.store, "Ada@Example.com").await;
+    let again = f
+        .store
+        .create_user(&tollgate_store::users::NewUser {
+            email: "ada@example.COM",
+            password_hash: "$argon2id$x",
+            first_name: "A",
+            last_name: "L",
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(f.store.count_users().await.unwrap(), 1);
+}
+
+/// Deleting an application deletes its tokens and devices with it (foreign keys on both
+/// backends), and announces the application so caches drop its tokens.
+async fn deleting_an_application_takes_its_tokens_and_devices() {
+    let f = fresh().await;
+    let heard: Arc<Mutex<Vec<Change>>> = Arc::default();
+    let sink = heard.clone();
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let keep = crate::support::app(&f.store, owner, "keep").await;
+    let t = token(&f.store, app, "gateway", None).await;
+    let kept = token(&f.store, keep, "gateway", None).await;
+    let device = f
+        .store
+        .create_device(
+            app,
+            &tollgate_store::devices::DeviceFields {
+                name: "pump".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    f.store
+        .on_change(Arc::new(move |c| sink.lock().unwrap().push(c.clone())));
+    f.store.delete_application(app).await.unwrap();
+    assert!(f.store.token_by_digest(&t.digest).await.unwrap().is_none());
+    assert!(matches!(
+        f.store.device(app, device.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        f.store
+            .token_by_digest(&kept.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        heard.lock().unwrap().contains(&Change::Application(app)),
+        "{:?}",
+        heard.lock().unwrap()
+    );
+}
+
+/// PostgreSQL: a change committed through one store reaches a listener on another connection,
+/// and a rolled-back write announces nothing.
+async fn committed_changes_reach_listeners_and_nothing_else_does() {
+    use std::time::Duration;
+    use tollgate_store::notify::{Listener, Notice};
+    let f = fresh().await;
+    let channel = tollgate_store::notify::heartbeat_channel();
+    let mut listener = Listener::connect(&f.store, &channel, "store-test", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    // Refused (another application): nothing committed, nothing announced.
+    let other = crate::support::app(&f.store, owner, "other").await;
+    let t = token(&f.store, app, "gateway", None).await;
+    assert!(f.store.delete_token(other, t.id).await.is_err());
+    f.store.send_heartbeat(&channel, "marker").await.unwrap();
+    let mut notices = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a notice within 10 s")
+            .unwrap();
+        if n == Notice::Heartbeat("marker".into()) {
+            break;
+        }
+        notices.push(n);
+    }
+    assert_eq!(
+        notices,
+        vec![Notice::Change(Change::Token {
+            id: t.id,
+            digest: t.digest
+        })],
+        "only the creation was announced, before the marker sent after it"
+    );
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(reopening_a_migrated_database_changes_nothing),
+        case!(tokens_are_found_by_digest_and_every_change_is_announced),
+        case!(lists_sort_and_filter_the_same_on_both_backends),
+        case!(last_used_times_never_move_backwards),
+        case!(a_second_user_with_the_same_email_is_a_conflict),
+        case!(deleting_an_application_takes_its_tokens_and_devices),
+        case!(committed_changes_reach_listeners_and_nothing_else_does).postgres_pass(),
+    ]
+}

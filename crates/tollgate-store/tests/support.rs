@@ -1,0 +1,72 @@
+//! A fresh store per test, on the backend of the current pass.
+
+use tollgate_store::applications::Owner;
+use tollgate_store::tokens::{Creator, NewToken, TokenRecord, TokenStatus};
+use tollgate_store::users::NewUser;
+use tollgate_store::{Id, Store};
+
+/// A migrated store on a fresh database; the directory lives as long as the store is used.
+pub struct Fresh {
+    pub store: Store,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn fresh() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let url = tollgate_testkit::fresh_database_url(dir.path()).await;
+    let store = Store::connect_with(&url, 8).await.expect("open the store");
+    Fresh {
+        store,
+        url,
+        _dir: dir,
+    }
+}
+
+pub async fn user(store: &Store, email: &str) -> Id {
+    store
+        .create_user(&NewUser {
+            email,
+            password_hash: "$argon2id$not-a-real-hash",
+            first_name: "Test",
+            last_name: "User",
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+pub async fn app(store: &Store, owner: Id, name: &str) -> Id {
+    store
+        .create_application(Owner::User(owner), name, "", &Default::default())
+        .await
+        .unwrap()
+        .id
+}
+
+pub async fn token(store: &Store, app: Id, name: &str, expires: Option<i64>) -> TokenRecord {
+    let scope = vec!["all.Application".to_owned()];
+    store
+        .create_token(&NewToken {
+            application_id: app,
+            digest: rand_digest(),
+            name,
+            description: "",
+            scope: &scope,
+            status: TokenStatus::Active,
+            expiration_date: expires,
+            creator: Creator {
+                kind: "user",
+                id: app,
+                name: "fixture@example.com".into(),
+            },
+        })
+        .await
+        .unwrap()
+}
+
+/// The digest of a freshly generated token secret.
+pub fn rand_digest() -> [u8; 32] {
+    use tollgate_core::secret::{Secret, SecretKind};
+    Secret::generate(SecretKind::ApplicationToken).digest()
+}
