@@ -156,6 +156,14 @@ registry! {
         User, read_only: true, min_role: None, 200,
         body: None, response: "me",
         "Retrieves information on the current user";
+    MeInvites: "me.invites" Get "/me/invites",
+        User, read_only: true, min_role: None, 200,
+        body: None, response: "orgInvitesUser",
+        "Retrieves pending organization invitations for a user";
+    MeRespondToInvite: "me.respondToInvite" Post "/me/invites/{inviteId}",
+        User, read_only: false, min_role: None, 200,
+        body: Some("orgInviteActionUser"), response: "orgInviteResultUser",
+        "Accepts or rejects an invitation to an organization";
     OrgsGet: "orgs.get" Get "/orgs",
         User, read_only: true, min_role: None, 200,
         body: None, response: "orgs",
@@ -180,8 +188,16 @@ registry! {
         "Deletes an organization";
     OrgInviteMember: "org.inviteMember" Post "/orgs/{orgId}/invites",
         Organization, read_only: false, min_role: Admin, 200,
-        body: Some("orgInvitePost"), response: "org",
-        "Adds an existing user to an organization with the given role";
+        body: Some("orgInvitePost"), response: "orgInvites",
+        "Invites a person to an organization (pending until they accept)";
+    OrgPendingInvites: "org.pendingInvites" Get "/orgs/{orgId}/invites",
+        Organization, read_only: true, min_role: Admin, 200,
+        body: None, response: "orgInvites",
+        "Gets the current pending invites";
+    OrgRevokeInvite: "org.revokeInvite" Delete "/orgs/{orgId}/invites",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: None, response: "orgInvites",
+        "Revokes an existing invite";
     OrgModifyMember: "org.modifyMember" Patch "/orgs/{orgId}/member",
         Organization, read_only: false, min_role: Admin, 200,
         body: Some("orgMemberPatch"), response: "org",

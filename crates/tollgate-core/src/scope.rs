@@ -125,13 +125,29 @@ impl Summary {
 /// Why a list of scope strings was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScopeError {
+    /// Every unknown string, in order; the message names the first five and counts the rest.
     #[error(
         "unknown scope {}: expected all.Application, all.Application.read, <resource>.* or <resource>.<action> naming an application action this server implements",
-        .0.join(", ")
+        first_few(.0)
     )]
     Unknown(Vec<String>),
     #[error("scope is empty: a token must be granted at least one permission")]
     Empty,
+}
+
+/// "a, b, c, d, e and 19995 more".
+fn first_few(items: &[String]) -> String {
+    const NAMED: usize = 5;
+    let mut out = items
+        .iter()
+        .take(NAMED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > NAMED {
+        out.push_str(&format!(" and {} more", items.len() - NAMED));
+    }
+    out
 }
 
 /// A parsed application-token scope over the registry.
@@ -232,19 +248,15 @@ impl Scope {
     }
 }
 
-/// How an unknown scope string is named in an error: as given, unless it looks like a bearer
-/// secret pasted by mistake (never echoed) or is too long to be a scope name.
+/// How an unknown scope string is named in an error: as given, except that anything with a
+/// secret's shape is hidden ([`crate::secret::redact`]: a token pasted by mistake, however
+/// quoted or cased) and a string too long to be a scope name is cut short.
 fn shown(s: &str) -> String {
-    let prefixes = [
-        crate::secret::SecretKind::ApplicationToken.prefix(),
-        crate::secret::SecretKind::UserSession.prefix(),
-    ];
-    if prefixes.iter().any(|p| s.starts_with(p)) {
-        "(a token secret, which is not a scope: it was not echoed)".to_owned()
-    } else if s.chars().count() > 80 {
+    let s = crate::secret::redact(s);
+    if s.chars().count() > 80 {
         format!("{}…", s.chars().take(40).collect::<String>())
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -299,11 +311,20 @@ mod tests {
             ])
         );
         assert!(err.to_string().contains("nope, all.Device, orgs.get, me.*"));
+        let many: Vec<String> = (0..20_000).map(|i| format!("bogus{i}")).collect();
+        let text = Scope::parse(&many).unwrap_err().to_string();
+        assert!(
+            text.starts_with(
+                "unknown scope bogus0, bogus1, bogus2, bogus3, bogus4 and 19995 more:"
+            ),
+            "{text}"
+        );
+        assert!(text.len() < 400, "{}", text.len());
         assert_eq!(Scope::parse::<&str>(&[]).unwrap_err(), ScopeError::Empty);
         let pasted = crate::secret::Secret::generate(crate::secret::SecretKind::ApplicationToken);
         let err = Scope::parse(&[pasted.expose()]).unwrap_err().to_string();
         assert!(!err.contains(&pasted.expose()[5..]), "{err}");
-        assert!(err.contains("not echoed"), "{err}");
+        assert!(err.contains(crate::secret::REDACTED), "{err}");
     }
 
     #[test]

@@ -127,6 +127,79 @@ pub fn check(s: &str) -> Result<SecretKind, FormatError> {
     Ok(kind)
 }
 
+/// What [`redact`] puts where a secret was.
+pub const REDACTED: &str = "[a secret, not shown]";
+
+/// Shortest run of letters and digits that [`redact`] hides even without a prefix: the random
+/// part of a secret is 49 characters, so a run this long is (part of) one, or a digest.
+pub const REDACT_RUN: usize = 32;
+
+/// `text` with everything that has a secret's shape replaced by [`REDACTED`]: a secret prefix
+/// (`tgat_`, `tgus_`, in any letter case) with the letters and digits that follow it, and
+/// any run of [`REDACT_RUN`] or more ASCII letters and digits. Whatever surrounds it (quotes,
+/// `Bearer `, spaces, other text) does not matter. Every error message passes through this,
+/// so nothing a client sent that could be a secret is ever echoed.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let b = text.as_bytes();
+    let is_prefix = |i: usize| {
+        b.len() >= i + PREFIX_LEN
+            && [SecretKind::ApplicationToken, SecretKind::UserSession]
+                .iter()
+                .any(|k| b[i..i + PREFIX_LEN].eq_ignore_ascii_case(k.prefix().as_bytes()))
+    };
+    let alnum_end = |mut j: usize| {
+        while j < b.len() && b[j].is_ascii_alphanumeric() {
+            j += 1;
+        }
+        j
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Every cut is at an ASCII byte, so at a character boundary.
+        let end = if is_prefix(i) {
+            Some(alnum_end(i + PREFIX_LEN))
+        } else if b[i].is_ascii_alphanumeric() {
+            let j = alnum_end(i);
+            if j - i >= REDACT_RUN {
+                Some(j)
+            } else {
+                // A short run, unless a prefix starts inside it ("xtgat_…").
+                match (i + 1..j).find(|&k| is_prefix(k)) {
+                    Some(k) => {
+                        i = k;
+                        continue;
+                    }
+                    None => {
+                        i = j;
+                        continue;
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        match end {
+            Some(end) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..i]);
+                o.push_str(REDACTED);
+                copied = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+    }
+}
+
 /// SHA-256 of a secret string.
 pub fn digest(s: &str) -> Digest {
     Sha256::digest(s.as_bytes()).into()

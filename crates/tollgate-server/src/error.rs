@@ -1,8 +1,11 @@
 //! The one error type of the API: `{"type": "...", "message": "..."}` with the right status.
 //!
 //! Messages are written for the person holding the credential. They never contain a secret:
-//! request values are not echoed (schema errors are masked), and credentials are described by
-//! what is wrong with them, not by their text.
+//! request values are not echoed (schema errors are masked), credentials are described by
+//! what is wrong with them, not by their text, and every message is passed through
+//! [`tollgate_core::secret::redact`] when the error is made and again when it is sent, so a
+//! string with a secret's shape that reached a message anyway (a token pasted as a scope,
+//! quoted, upper-cased, after `Bearer `…) is replaced, wherever it sits.
 
 use std::borrow::Cow;
 
@@ -22,6 +25,26 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// For 403: the action that was needed.
     pub required: Option<Action>,
+    /// For 429 and 503: seconds until a retry may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+/// The longest message a client is sent. Messages that list offending items name the first
+/// few and count the rest ([`some_of`]); this is the backstop.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// How many offending items a message names before it counts the rest.
+pub const NAMED_ITEMS: usize = 5;
+
+/// "a, b, c, d, e and 19,995 more": the first [`NAMED_ITEMS`] of `items`, joined, and how
+/// many more there are.
+pub fn some_of<S: AsRef<str>>(items: &[S]) -> String {
+    let named: Vec<&str> = items.iter().take(NAMED_ITEMS).map(AsRef::as_ref).collect();
+    let mut out = named.join(", ");
+    if items.len() > NAMED_ITEMS {
+        out.push_str(&format!(" and {} more", items.len() - NAMED_ITEMS));
+    }
+    out
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -31,9 +54,32 @@ impl ApiError {
         ApiError {
             status,
             kind,
-            message: message.into(),
+            message: redacted(message.into()),
             required: None,
+            retry_after: None,
         }
+    }
+
+    /// 413: the body is larger than the server accepts.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!(
+                "The request body is larger than the limit of {} ({limit} bytes)",
+                human_bytes(limit)
+            ),
+        )
+    }
+
+    /// 507: the database's disk is full. Nothing was written; reads still work.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            "The database's disk is full: nothing was written. Reads still work; writes work \
+             again as soon as space is freed on the database's disk",
+        )
     }
 
     /// 400: the request is malformed or breaks a rule.
@@ -67,12 +113,59 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "Conflict", message)
     }
 
+    /// 503 for a statement the database cancelled at its `statement_timeout`.
+    pub fn unavailable_timeout() -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The database did not finish this request in time (the server's --db-timeout-ms); try again shortly or ask for less",
+            )
+        }
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "The database is unavailable; try again shortly",
         )
+    }
+
+    /// 503 for a request whose database work did not finish within the deadline.
+    pub fn database_timeout(timeout: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                format!(
+                    "The database did not answer within {} ms (the server's --db-timeout-ms); try again shortly",
+                    timeout.as_millis()
+                ),
+            )
+        }
+    }
+
+    /// 503 with a reason and a retry hint, for work refused because a bound is reached.
+    pub fn busy(message: impl Into<Cow<'static, str>>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                message,
+            )
+        }
+    }
+
+    /// 429: too many attempts; `retry_after` seconds until the next is allowed.
+    pub fn too_many_requests(message: impl Into<Cow<'static, str>>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+        }
     }
 
     pub fn internal() -> Self {
@@ -94,9 +187,22 @@ impl ApiError {
             StoreError::UnknownReference(id) => {
                 ApiError::validation(format!("{id} is not an application of this organization"))
             }
+            e if e.is_storage_full() => {
+                tracing::error!(error = ?e, "write refused: the database's disk is full");
+                ApiError::storage_full()
+            }
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
-                ApiError::unavailable()
+                if e.is_timeout() {
+                    ApiError::unavailable_timeout()
+                } else if e.is_pool_timeout() {
+                    ApiError::busy(
+                        "No database connection answered within the server's --db-timeout-ms: the database is down, unreachable or saturated; try again shortly",
+                        1,
+                    )
+                } else {
+                    ApiError::unavailable()
+                }
             }
             e => {
                 tracing::error!(error = ?e, "store error");
@@ -120,14 +226,24 @@ impl IntoResponse for ApiError {
             kind: &'a str,
             message: &'a str,
         }
+        // Fields are public and may have been changed since `new`: redact again, then
+        // shorten (in that order, so a cut cannot leave part of a secret unrecognised).
+        let message = redacted(self.message);
+        let message = match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            Some((cut, _)) => format!("{}… (message shortened)", &message[..cut]),
+            None => message.to_string(),
+        };
         let body = Body {
             kind: self.kind,
-            message: &self.message,
+            message: &message,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(action) = self.required {
             headers.insert(
@@ -136,5 +252,48 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// The message with anything of a secret's shape hidden.
+fn redacted(message: Cow<'static, str>) -> Cow<'static, str> {
+    match tollgate_core::secret::redact(&message) {
+        Cow::Borrowed(_) => message,
+        Cow::Owned(clean) => Cow::Owned(clean),
+    }
+}
+
+/// 1048576 → "1 MiB".
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_name_a_few_and_count_the_rest() {
+        assert_eq!(some_of(&["a", "b"]), "a, b");
+        let many: Vec<String> = (0..20_000).map(|i| format!("x{i}")).collect();
+        assert_eq!(some_of(&many), "x0, x1, x2, x3, x4 and 19995 more");
+    }
+
+    #[tokio::test]
+    async fn long_messages_are_cut_and_retry_after_is_sent() {
+        let res = ApiError::validation("y".repeat(50_000)).into_response();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(bytes.len() < MAX_MESSAGE_CHARS + 100, "{}", bytes.len());
+        let res = ApiError::too_many_requests("slow down", 7).into_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use tollgate_store::list::{Fields, Filter, ListSpec};
 
 use crate::error::ApiError;
-use crate::schemas;
+use crate::{limits, schemas};
 
 /// A request body type, checked against the reference schema `SCHEMA` before it is
 /// deserialized.
-pub trait RequestBody: DeserializeOwned {
+pub trait RequestBody: DeserializeOwned + Send + 'static {
     const SCHEMA: &'static str;
 
     /// Checks that should answer before the schema does, with a more useful message.
@@ -31,31 +31,114 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::validation(format!(
-                "Could not read the request body: {}",
-                e.body_text()
-            ))
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(crate::MAX_BODY)
+            } else {
+                ApiError::validation(format!(
+                    "Could not read the request body: {}",
+                    e.body_text()
+                ))
+            }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::validation("A JSON request body is required"));
+        if bytes.len() <= limits::BLOCKING_BODY_BYTES {
+            return decode::<T>(&bytes).map(Body);
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::validation(format!("The request body is not valid JSON: {e}"))
-        })?;
-        T::precheck(&value)?;
-        schemas::validate(T::SCHEMA, &value)?;
-        // The schema has accepted the shape; a failure here is a type the schema leaves open.
-        // The message does not echo values.
-        serde_json::from_value(value).map(Body).map_err(|e| {
-            ApiError::validation(format!(
-                "Invalid request: {}",
-                e.to_string()
-                    .split(':')
-                    .next()
-                    .unwrap_or("unexpected shape")
-            ))
-        })
+        // Parsing and checking a large body against its schema takes milliseconds of CPU:
+        // do it on the blocking pool, a few at a time, so the async workers keep answering.
+        let _turn = blocking_turn()
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(move || decode::<T>(&bytes))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map(Body)
     }
+}
+
+/// Large bodies decoded at once, at most (one per core).
+fn blocking_turn() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))
+    })
+}
+
+/// A request body from its bytes, exactly as [`Body`] reads it: the nesting bound (a scan of
+/// the bytes, before any parsing), JSON, then the stored-text rules
+/// ([`crate::validate::body`]), then `T::precheck`, then the reference schema, then
+/// deserialization. (Public for the fuzz targets.)
+pub fn decode<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::validation("A JSON request body is required"));
+    }
+    if limits::json_depth_exceeds(bytes, limits::MAX_JSON_DEPTH) {
+        return Err(ApiError::validation(format!(
+            "The request body nests arrays and objects more than {} deep",
+            limits::MAX_JSON_DEPTH
+        )));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::validation(format!("The request body is not valid JSON: {e}")))?;
+    decode_value(value)
+}
+
+/// As [`decode`], from a JSON value (the console builds one from its form, so that it goes
+/// through the same checks as the REST API).
+pub fn decode_value<T: RequestBody>(value: Value) -> Result<T, ApiError> {
+    crate::validate::body(&value)?;
+    T::precheck(&value)?;
+    schemas::validate(T::SCHEMA, &value)?;
+    // The schema has accepted the shape; a failure here is a type the schema leaves open.
+    // The message does not echo values.
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::validation(format!(
+            "Invalid request: {}",
+            e.to_string()
+                .split(':')
+                .next()
+                .unwrap_or("unexpected shape")
+        ))
+    })
+}
+
+/// The first control character a query string carries once decoded (`%00`, a raw one, …),
+/// and the name of the parameter it is in (`None`: in a parameter's name).
+fn query_control_character(query: &str) -> Option<(Option<String>, char)> {
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name);
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            return Some((None, c));
+        }
+        if let Some(c) = percent_decode(value).chars().find(|c| c.is_control()) {
+            return Some((Some(name), c));
+        }
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Query parameters, with the reference clients' bracket notation (`tagFilter[0][key]=…`).
@@ -66,6 +149,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        let params = query.split('&').filter(|p| !p.is_empty()).count();
+        if params > limits::MAX_QUERY_PARAMS {
+            return Err(ApiError::validation(format!(
+                "The query string has {params} parameters: at most {} are allowed",
+                limits::MAX_QUERY_PARAMS
+            )));
+        }
+        if let Some((name, c)) = query_control_character(query) {
+            let what = match name {
+                None => "A query parameter's name".to_owned(),
+                Some(name) => format!("The query parameter {name}"),
+            };
+            return Err(ApiError::validation(format!(
+                "{what} contains a control character (U+{:04X})",
+                u32::from(c)
+            )));
+        }
         // Form encoding: the official clients percent-encode the brackets
         // (`tagFilter%5B0%5D%5Bkey%5D=floor`) and Python's sends spaces as `+`.
         serde_qs::Config::new()
@@ -87,6 +187,24 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|p| Path(p.0))
             .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+/// The address of the client at the other end of the connection, when the request came over a
+/// socket (in-process tests have none). A reverse proxy in front makes this the proxy's.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 

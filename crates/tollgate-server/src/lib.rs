@@ -6,13 +6,16 @@ pub mod api;
 pub mod auth;
 pub mod changes;
 pub mod confirm;
+pub mod connections;
 pub mod console;
+pub mod datadir;
+pub mod deadline;
 pub mod device_cache;
 pub mod error;
 pub mod extract;
 pub mod freshness;
 pub mod health;
-pub mod local;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -20,9 +23,19 @@ pub mod schemas;
 pub mod serve;
 pub mod state;
 pub mod time;
+pub mod validate;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Version, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use tower_http::trace::TraceLayer;
 
 pub use state::{AppState, Settings};
@@ -37,7 +50,16 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(console::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(close_if_body_unread))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            health::track_writes,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             metrics::count_response,
@@ -51,4 +73,58 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// A request body that records whether it was read to its end.
+struct Tracked {
+    inner: Body,
+    finished: Arc<AtomicBool>,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            this.finished.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request refused before its body was read (401, 403, 404, 413, …) is answered with
+/// `Connection: close`: the server will not read the rest of the body, so the connection
+/// cannot carry another request, and saying so lets the client stop sending and read the
+/// answer instead of writing into a socket that is about to close.
+async fn close_if_body_unread(req: Request, next: Next) -> Response {
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    if !http1 || req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let finished = Arc::new(AtomicBool::new(false));
+    let (parts, body) = req.into_parts();
+    let body = Body::new(Tracked {
+        inner: body,
+        finished: finished.clone(),
+    });
+    let mut res = next.run(Request::from_parts(parts, body)).await;
+    if !finished.load(Ordering::Relaxed) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tollgate_server::Settings;
-use tollgate_server::auth::passwords;
-use tollgate_server::local::{Attachment, LocalPaths, attach_command, lock_for_server};
+use tollgate_server::auth::passwords::{self, HashLimits};
+use tollgate_server::auth::throttle::Rate;
+use tollgate_server::connections::{self, ConnectionLimits};
+use tollgate_server::datadir::{self, Attachment, LocalPaths, attach_command, lock_for_server};
 use tollgate_server::serve::{AdminSeed, ServeOptions, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::users::NewUser;
@@ -30,7 +32,8 @@ enum Command {
     ///
     /// On first start (an empty database) an administrator is created: from
     /// TOLLGATE_ADMIN_EMAIL and TOLLGATE_ADMIN_PASSWORD when set, otherwise admin@tollgate.local
-    /// with a generated password printed once to the terminal.
+    /// with a generated password written to DATA_DIR/initial-admin-password (mode 600; shown
+    /// on the terminal only when standard output is one).
     Serve(ServeArgs),
     /// Manage users.
     #[command(subcommand)]
@@ -42,6 +45,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Check the database: on SQLite every page, index and foreign key (PRAGMA
+    /// integrity_check, foreign_key_check); on both, the schema version and every table, with
+    /// row counts. Changes nothing (no migration is applied). Exits with status 1 and lists
+    /// the problems when there are any. Safe while a server runs (it reads a snapshot).
+    Check {
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Copy every record from one database to another, e.g. from the embedded SQLite file to
     /// PostgreSQL when moving to several nodes. Stop the servers first.
     ///
@@ -73,19 +84,27 @@ struct DbArgs {
     /// the data directory.
     #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// How long a request waits for a database connection before answering 503, in
-    /// milliseconds.
+    /// The most a request may take with the database, in milliseconds: waiting for a
+    /// connection, and its queries (a request past it is answered 503 and its work rolled
+    /// back; on PostgreSQL also each session's statement_timeout).
     #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000)]
     db_timeout_ms: u64,
 }
 
 impl DbArgs {
-    /// The database URL (creating the data directory for the default SQLite file).
-    fn url(&self) -> anyhow::Result<String> {
+    fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tollgate.db").display()),
+        }
+    }
+
+    /// The database URL, creating the data directory (0700) for the default SQLite file.
+    fn prepared_url(&self) -> anyhow::Result<String> {
         Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                datadir::prepare(&self.data_dir).with_context(|| {
                     format!("cannot create data directory {}", self.data_dir.display())
                 })?;
                 format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
@@ -94,10 +113,22 @@ impl DbArgs {
     }
 
     async fn open(&self) -> anyhow::Result<Store> {
+        let url = self.prepared_url()?;
+        // The database holds password hashes and token digests: its files are 0600.
+        let file = datadir::sqlite_path(&url);
+        if let Some(file) = &file {
+            datadir::secure_database_files(file, true)
+                .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
+        }
         // Never print the URL: it may hold a password.
-        Store::open(&self.url()?, &store_options(self.db_timeout_ms))
+        let store = Store::open(&url, &store_options(self.db_timeout_ms, true))
             .await
-            .context("cannot open the database")
+            .context("cannot open the database")?;
+        if let Some(file) = &file {
+            datadir::secure_database_files(file, false)
+                .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
+        }
+        Ok(store)
     }
 
     /// Open the database for the command `what` (`user add`): its writes take effect in any
@@ -146,6 +177,46 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// A connection must send each request's head (request line and headers) within this
+    /// many milliseconds of being opened, or of the first byte of a further request; else it
+    /// is closed (slow or stalled clients cannot hold connections).
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// A kept-alive connection with no request for this many seconds is closed.
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECS", default_value_t = 75)]
+    idle_timeout_secs: u64,
+    /// Connections served at once, at most; more wait to be accepted. Lowered to stay 128
+    /// below the open-file limit (whose soft value is raised to the hard one at start).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Password hashes computed at once (each Argon2 hash holds 19 MiB). Default: the number
+    /// of cores.
+    #[arg(long, env = "TOLLGATE_LOGIN_HASH_THREADS")]
+    login_hash_threads: Option<usize>,
+    /// Logins that may wait for a password check; more are answered 503 at once. Default: 16
+    /// per hashing thread.
+    #[arg(long, env = "TOLLGATE_LOGIN_HASH_QUEUE")]
+    login_hash_queue: Option<usize>,
+    /// Failed logins allowed in a row for one account before it is throttled (429).
+    #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_BURST", default_value_t = 10)]
+    login_account_burst: u32,
+    /// A throttled account regains one attempt every this many seconds.
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ACCOUNT_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    login_account_interval_secs: u64,
+    /// Failed logins allowed in a row from one client address (IPv4, or IPv6 /64).
+    #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_BURST", default_value_t = 30)]
+    login_address_burst: u32,
+    /// A throttled address regains one attempt every this many seconds.
+    #[arg(
+        long,
+        env = "TOLLGATE_LOGIN_ADDRESS_INTERVAL_SECS",
+        default_value_t = 2
+    )]
+    login_address_interval_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -168,11 +239,45 @@ enum UserCommand {
     },
 }
 
-fn store_options(timeout_ms: u64) -> StoreOptions {
+fn store_options(timeout_ms: u64, statement_timeout: bool) -> StoreOptions {
+    let timeout = Duration::from_millis(timeout_ms.max(1));
     StoreOptions {
-        acquire_timeout: Duration::from_millis(timeout_ms.max(1)),
+        acquire_timeout: timeout,
+        statement_timeout: statement_timeout.then_some(timeout),
         ..StoreOptions::default()
     }
+}
+
+/// `tollgate db check`: exit status 0 when sound, 1 with the problems listed otherwise.
+async fn check_database(db: &DbArgs) -> anyhow::Result<bool> {
+    // Never print the URL: it may hold a password.
+    let store = Store::open_existing(&db.url(), &store_options(db.db_timeout_ms, false))
+        .await
+        .context("cannot open the database")?;
+    let report = store.check().await.context("the check could not run")?;
+    store.close().await;
+    match report.schema_version {
+        Some(v) => println!(
+            "schema version {v} (this Tollgate: {})",
+            report.expected_version
+        ),
+        None => println!("no schema version recorded"),
+    }
+    for (table, rows) in &report.counts {
+        println!("{table:<28} {rows:>10} rows");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if report.is_ok() {
+        println!("ok: no problems found");
+    } else {
+        println!("{} problem(s) found:", report.problems.len());
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(report.is_ok())
 }
 
 /// `tollgate db copy`.
@@ -191,7 +296,8 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
         }
     }
     // Never print the URLs: they may hold passwords.
-    let options = store_options(5000);
+    // No statement timeout: copying a large deployment takes long statements.
+    let options = store_options(5000, false);
     let source = Store::open(from, &options)
         .await
         .context("cannot open the source database")?;
@@ -239,9 +345,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logs(&args.log_format);
             // One server per SQLite database: take its lock before touching it.
-            let local = match LocalPaths::for_url(&args.db.url()?) {
+            let local = match LocalPaths::for_url(&args.db.prepared_url()?) {
                 Some(paths) => Some(lock_for_server(&paths).await?),
                 None => None,
+            };
+            let defaults = HashLimits::default();
+            let threads = args.login_hash_threads.unwrap_or(defaults.threads).max(1);
+            passwords::configure(HashLimits {
+                threads,
+                queue: args.login_hash_queue.unwrap_or(16 * threads),
+            });
+            let limits = ConnectionLimits {
+                header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+                max_connections: connections::cap_below_fd_limit(
+                    args.max_connections.max(1),
+                    connections::fd_limit(),
+                ),
             };
             let store = args.db.open().await?;
             ensure_admin(
@@ -250,21 +370,44 @@ async fn main() -> anyhow::Result<()> {
                     email: std::env::var("TOLLGATE_ADMIN_EMAIL").ok(),
                     password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
                 },
+                &args.db.data_dir,
             )
             .await?;
+            let rate = |burst: u32, secs: u64| Rate {
+                burst: burst.max(1),
+                interval: Duration::from_secs(secs.max(1)),
+            };
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
                 change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
+                login_account_rate: rate(
+                    args.login_account_burst,
+                    args.login_account_interval_secs,
+                ),
+                login_address_rate: rate(
+                    args.login_address_burst,
+                    args.login_address_interval_secs,
+                ),
+                db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
             };
             let options = ServeOptions {
                 listen: args.listen,
                 flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
+                limits,
                 listener_url: args.listener_database_url,
                 local,
             };
             serve(store, settings, options).await
+        }
+        Command::Db(DbCommand::Check { db }) => {
+            init_logs("text");
+            if check_database(&db).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Db(DbCommand::Copy {
             from,

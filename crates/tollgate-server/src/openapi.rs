@@ -52,6 +52,17 @@ pub fn document() -> Value {
         if def.path.contains('{') {
             errors.push(("404", "Not found, or not visible to the caller"));
         }
+        if def.name == tollgate_core::Action::AuthAuthenticateUser.name() {
+            errors.push(("401", "Unknown email or wrong password"));
+            errors.push((
+                "429",
+                "Too many failed logins for this account or from this client address (Retry-After says when to try again; see the README's Limits and hardening)",
+            ));
+        }
+        errors.push((
+            "503",
+            "The database did not answer within the server's --db-timeout-ms, or the server is saturated (Retry-After)",
+        ));
         for (code, description) in errors {
             responses.insert(
                 code.to_owned(),

@@ -10,6 +10,7 @@ use tollgate_store::users::NewUser;
 use tollgate_store::{Backend, Store, StoreError};
 
 use crate::auth::passwords;
+use crate::connections::ConnectionLimits;
 use crate::state::{AppState, Settings};
 
 /// Where the first administrator's credentials come from.
@@ -20,9 +21,18 @@ pub struct AdminSeed {
 
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@tollgate.local";
 
-/// On an empty database, create the first administrator. A generated password is printed
-/// once to the terminal (standard output), never to the logs.
-pub async fn ensure_admin(store: &Store, seed: AdminSeed) -> anyhow::Result<()> {
+/// The file in the data directory that holds a generated first-administrator password.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// On an empty database, create the first administrator. A generated password is written to
+/// `initial-admin-password` in `data_dir` (readable by this user only) and only that file's
+/// path is printed; the password itself is shown too when standard output is a terminal
+/// (never when it is a log). It never reaches the logs.
+pub async fn ensure_admin(
+    store: &Store,
+    seed: AdminSeed,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
@@ -38,6 +48,17 @@ pub async fn ensure_admin(store: &Store, seed: AdminSeed) -> anyhow::Result<()> 
         anyhow::bail!("TOLLGATE_ADMIN_PASSWORD must be at least 8 characters");
     }
     let hash = passwords::hash(password.clone()).await?;
+    // Written before the user exists: a server that cannot keep the password must not create
+    // an administrator nobody can log in as.
+    let file = if generated {
+        Some(crate::datadir::write_secret_file(
+            data_dir,
+            INITIAL_PASSWORD_FILE,
+            &format!("{email}\n{password}\n"),
+        )?)
+    } else {
+        None
+    };
     let created = store
         .create_user(&NewUser {
             email: &email,
@@ -49,16 +70,33 @@ pub async fn ensure_admin(store: &Store, seed: AdminSeed) -> anyhow::Result<()> 
     match created {
         Ok(user) => {
             tracing::info!(user = %user.id, email = %user.email, "created the first administrator");
-            if generated {
+            if let Some(file) = &file {
+                use std::io::IsTerminal;
+                let shown = if std::io::stdout().is_terminal() {
+                    format!("\n    password: {password}")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "\n  Tollgate created the first administrator.\n    email:    {email}\n    password: {password}\n  This password is shown once; it is not stored anywhere in clear.\n"
+                    "\n  Tollgate created the first administrator.\n    email:    {email}{shown}\n  The password is in {} (readable by this user only): log in, change it, and delete that file.\n",
+                    file.display()
                 );
             }
             Ok(())
         }
-        // Another node created it first.
-        Err(StoreError::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.into()),
+        // Another node created it first: the file this node wrote holds nothing valid.
+        Err(StoreError::Conflict(_)) => {
+            if let Some(file) = &file {
+                let _ = std::fs::remove_file(file);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(file) = &file {
+                let _ = std::fs::remove_file(file);
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -97,26 +135,30 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How often last-used times are written.
     pub flush_every: Duration,
+    /// Bounds on client connections.
+    pub limits: ConnectionLimits,
     /// PostgreSQL: the database URL for the change listener's own connection (default: the
     /// store's). Holds credentials; never printed.
     pub listener_url: Option<String>,
-    /// SQLite: the lock this server holds on its database ([`crate::local::lock_for_server`]);
+    /// SQLite: the lock this server holds on its database ([`crate::datadir::lock_for_server`]);
     /// its control socket is served for commands beside it.
-    pub local: Option<crate::local::LocalLock>,
+    pub local: Option<crate::datadir::LocalLock>,
 }
 
-/// Serve until SIGINT/SIGTERM; then leave the cluster and flush last-used times.
+/// Serve within `options.limits` until SIGINT/SIGTERM; then leave the cluster, flush
+/// last-used times and checkpoint the database.
 pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> anyhow::Result<()> {
     let ServeOptions {
         listen,
         flush_every,
+        limits,
         listener_url,
         local,
     } = options;
     crate::schemas::preload();
     let state = AppState::new(store, settings);
     if let Some(lock) = &local {
-        crate::local::serve_control(lock, state.clone())?;
+        crate::datadir::serve_control(lock, state.clone())?;
     }
     let cluster = if state.store().backend() == Backend::Postgres {
         // Other nodes may share this database: hear their changes, and until the feed is up
@@ -152,24 +194,31 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    // Responses are small and written whole: do not let Nagle's algorithm hold them back
-    // waiting for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tracing::info!(%address, "Tollgate is listening");
-    axum::serve(listener, crate::app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Stop answering from cache and leave the cluster first: from then on other
-            // nodes do not wait for this one, and requests still in flight here go to the
-            // database.
-            if let Some(cluster) = cluster {
-                cluster.leave(Duration::from_secs(2)).await;
-            }
-        })
-        .await?;
+    tracing::info!(
+        %address,
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "Tollgate is listening"
+    );
+    crate::connections::serve(listener, crate::app(state.clone()), limits, async move {
+        shutdown_signal().await;
+        // Stop answering from cache and leave the cluster first: from then on other nodes do
+        // not wait for this one, and requests still in flight here go to the database.
+        if let Some(cluster) = cluster {
+            cluster.leave(Duration::from_secs(2)).await;
+        }
+    })
+    .await?;
     state.credentials().flush_last_used().await.ok();
+    // Leave the database file complete on its own: copy the write-ahead log into it and
+    // empty the log, then close every connection.
+    match state.store().checkpoint().await {
+        Ok(true) => tracing::info!("database checkpointed"),
+        Ok(false) => tracing::warn!("database checkpoint incomplete: a reader held it back"),
+        Err(e) => tracing::warn!(error = %e, "database checkpoint failed"),
+    }
+    state.store().close().await;
     if let Some(lock) = local {
         let _ = std::fs::remove_file(&lock.paths().socket);
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
+use crate::auth::throttle::{self, Kind, Rate, Throttle};
 use crate::changes::Cluster;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
@@ -22,7 +23,24 @@ pub struct Settings {
     pub change_lease: std::time::Duration,
     /// Load every token into the credential cache at start-up (single node).
     pub preload_tokens: bool,
+    /// Failed logins allowed per account: a burst, then one per interval.
+    pub login_account_rate: Rate,
+    /// Failed logins allowed per client address (IPv4, or IPv6 /64).
+    pub login_address_rate: Rate,
+    /// The most a request may take with the database (`--db-timeout-ms`): past it the request
+    /// is answered 503 and its database work is abandoned (rolled back).
+    pub db_timeout: std::time::Duration,
 }
+
+/// Defaults of the login throttle (see README, "Limits and hardening").
+pub const LOGIN_ACCOUNT_RATE: Rate = Rate {
+    burst: 10,
+    interval: std::time::Duration::from_secs(60),
+};
+pub const LOGIN_ADDRESS_RATE: Rate = Rate {
+    burst: 30,
+    interval: std::time::Duration::from_secs(2),
+};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -31,6 +49,9 @@ impl Default for Settings {
             secure_cookies: false,
             change_lease: std::time::Duration::from_millis(750),
             preload_tokens: false,
+            login_account_rate: LOGIN_ACCOUNT_RATE,
+            login_address_rate: LOGIN_ADDRESS_RATE,
+            db_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -44,9 +65,11 @@ struct Inner {
     credentials: Arc<Credentials>,
     devices: DeviceCache,
     responses: ResponseCounts,
+    login_throttle: Throttle,
     settings: Settings,
     /// This node's part in a PostgreSQL cluster, once it has joined.
     cluster: OnceLock<Arc<Cluster>>,
+    write_check: crate::health::WriteCheck,
 }
 
 impl AppState {
@@ -60,8 +83,16 @@ impl AppState {
             credentials,
             devices,
             responses: ResponseCounts::default(),
+            login_throttle: Throttle::new(
+                &[
+                    (Kind::Account, settings.login_account_rate),
+                    (Kind::Address, settings.login_address_rate),
+                ],
+                throttle::DEFAULT_CAPACITY,
+            ),
             settings,
             cluster: OnceLock::new(),
+            write_check: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
         // reference: the store would otherwise keep the state (and itself) alive forever.
@@ -119,6 +150,12 @@ impl AppState {
         &self.0.credentials
     }
 
+    /// Failed-login throttling (accounts and client addresses), asked before any password
+    /// is hashed. Other guessable checks (second-factor codes) can use it too.
+    pub fn login_throttle(&self) -> &Throttle {
+        &self.0.login_throttle
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.0.settings
     }
@@ -131,5 +168,10 @@ impl AppState {
     /// This node's part in a PostgreSQL cluster, if it has one.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.0.cluster.get()
+    }
+
+    /// The last check of whether the database takes writes (for `/health`).
+    pub fn write_check(&self) -> &crate::health::WriteCheck {
+        &self.0.write_check
     }
 }

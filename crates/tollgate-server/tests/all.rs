@@ -8,6 +8,11 @@
 
 mod common;
 
+mod abuse_bounds;
+mod abuse_connections;
+mod abuse_db_timeout;
+mod abuse_logins;
+mod abuse_secrets;
 mod api_data;
 mod api_devices;
 mod api_flows;
@@ -16,9 +21,13 @@ mod api_tokens;
 mod browser_console;
 mod cluster_connections;
 mod console_http;
+mod console_once;
 mod console_sessions;
 mod credential_lease;
 mod db_copy;
+mod fuzz_corpus;
+mod inputs;
+mod invites;
 mod local_server;
 mod multinode;
 mod official_clients;
@@ -27,6 +36,7 @@ mod readme;
 mod revocation;
 mod secrets;
 mod sessions;
+mod storage_faults;
 mod token_matrix;
 mod wire_format;
 
@@ -43,6 +53,11 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     tollgate_testkit::run(
         [
+            abuse_bounds::cases(),
+            abuse_connections::cases(),
+            abuse_db_timeout::cases(),
+            abuse_logins::cases(),
+            abuse_secrets::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),
@@ -51,9 +66,13 @@ fn main() -> std::process::ExitCode {
             browser_console::cases(),
             cluster_connections::cases(),
             console_http::cases(),
+            console_once::cases(),
             console_sessions::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            fuzz_corpus::cases(),
+            inputs::cases(),
+            invites::cases(),
             local_server::cases(),
             multinode::cases(),
             official_clients::cases(),
@@ -62,6 +81,7 @@ fn main() -> std::process::ExitCode {
             revocation::cases(),
             secrets::cases(),
             sessions::cases(),
+            storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],

@@ -872,14 +872,9 @@ async fn roles_bound_device_actions() {
     for role in ["view", "collaborate"] {
         let email = format!("{role}@example.com");
         let uid = t.user(&email).await;
-        t.post(
-            &format!("/orgs/{org_id}/invites"),
-            &admin,
-            json!({ "email": email, "role": role }),
-        )
-        .await
-        .expect(200);
-        sessions.push(t.session_for(uid).await);
+        let session = t.session_for(uid).await;
+        t.join_org(&org_id, &admin, &email, role, &session).await;
+        sessions.push(session);
     }
     let state = format!("/applications/{app}/devices/{id}/state");
     let body = json!({ "data": { "temperature": 1 } });

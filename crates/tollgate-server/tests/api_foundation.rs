@@ -143,8 +143,9 @@ async fn organizations_crud_and_members() {
     assert_eq!(listed["count"], 1);
     assert_eq!(listed["items"][0]["name"], "Acme");
 
-    // An existing user joins at once; an unknown email says to create the user first.
-    let org = t
+    // An invitation is pending until accepted; the answer is the same whether or not the
+    // email has an account here (the pending list, no user id, no name).
+    let known = t
         .post(
             &format!("/orgs/{org_id}/invites"),
             &admin,
@@ -152,6 +153,34 @@ async fn organizations_crud_and_members() {
         )
         .await
         .expect(200);
+    let unknown = t
+        .post(
+            &format!("/orgs/{org_id}/invites"),
+            &admin,
+            json!({ "email": "ghost@example.com", "role": "view" }),
+        )
+        .await
+        .expect(200);
+    let org = t.get(&format!("/orgs/{org_id}"), &admin).await.expect(200);
+    assert_eq!(
+        org["members"].as_array().unwrap().len(),
+        1,
+        "nobody joined yet"
+    );
+    assert_eq!(known.as_array().unwrap().len(), 1);
+    assert_eq!(unknown.as_array().unwrap().len(), 2);
+    let member_session = t.session_for(member_id).await;
+    let invites = t.get("/me/invites", &member_session).await.expect(200);
+    let id = invites[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(invites[0]["orgName"], "Acme");
+    t.post(
+        &format!("/me/invites/{id}"),
+        &member_session,
+        json!({ "action": "accept" }),
+    )
+    .await
+    .expect(200);
+    let org = t.get(&format!("/orgs/{org_id}"), &admin).await.expect(200);
     let member = org["members"]
         .as_array()
         .unwrap()
@@ -159,19 +188,7 @@ async fn organizations_crud_and_members() {
         .find(|m| m["email"] == "member@example.com")
         .unwrap();
     assert_eq!(member["role"], "view");
-    let r = t
-        .post(
-            &format!("/orgs/{org_id}/invites"),
-            &admin,
-            json!({ "email": "ghost@example.com", "role": "view" }),
-        )
-        .await;
-    assert_eq!(r.status, 400);
-    assert!(
-        r.message().contains("create the user first"),
-        "{}",
-        r.message()
-    );
+    // A member already: 409.
     let r = t
         .post(
             &format!("/orgs/{org_id}/invites"),
@@ -254,14 +271,9 @@ async fn roles_decide_what_members_may_do() {
     for role in ["view", "collaborate", "edit", "none"] {
         let email = format!("{role}@example.com");
         let id = t.user(&email).await;
-        t.post(
-            &format!("/orgs/{org_id}/invites"),
-            &admin,
-            json!({ "email": email, "role": role }),
-        )
-        .await
-        .expect(200);
-        tokens.insert(role, t.session_for(id).await);
+        let session = t.session_for(id).await;
+        t.join_org(&org_id, &admin, &email, role, &session).await;
+        tokens.insert(role, session);
     }
     let outsider_id = t.user("outsider@example.com").await;
     let outsider = t.session_for(outsider_id).await;

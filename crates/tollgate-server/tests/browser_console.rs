@@ -797,8 +797,17 @@ async fn owner_flow() {
     b.nav("#create-token").await;
     let second = b.prop("#reveal-token", "value").await;
     assert!(second.starts_with("tgat_") && second != secret);
-    b.click("#reveal-saved").await;
-    b.nav("#reveal-close").await;
+    // Reloading the page that shows it: the secret is not shown again and no token is added.
+    b.client.refresh().await.unwrap();
+    b.find("#token-count").await;
+    assert!(
+        !b.source().await.contains(&second),
+        "a reload does not show the secret again"
+    );
+    assert!(b.source().await.contains("shown once already"));
+    assert_eq!(b.text("#token-count").await, "2 items");
+    b.shot("token-reveal-reloaded").await;
+    b.goto(&format!("{base}{list_path}")).await;
     b.wait_path("the list", |p| p == list_path).await;
 
     // 2 again: the list.
@@ -1119,6 +1128,26 @@ async fn read_only_flow() {
         &format!("/orgs/{org}/invites"),
         Some(&admin),
         json!({ "email": "viewer@example.com", "role": "view" }),
+    );
+    // Invitations are pending until the invitee accepts.
+    let viewer = api_json(
+        &base,
+        "POST",
+        "/auth/user",
+        None,
+        json!({ "email": "viewer@example.com", "password": "viewer-password-1" }),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invites = api_json(&base, "GET", "/me/invites", Some(&viewer), json!(null));
+    let invite = invites[0]["id"].as_str().unwrap().to_owned();
+    api_json(
+        &base,
+        "POST",
+        &format!("/me/invites/{invite}"),
+        Some(&viewer),
+        json!({ "action": "accept" }),
     );
     let app = api_json(
         &base,

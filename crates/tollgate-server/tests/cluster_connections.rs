@@ -22,6 +22,7 @@ async fn node(db: &str, pool: u32) -> AppState {
         &StoreOptions {
             max_connections: pool,
             acquire_timeout: Duration::from_millis(300),
+            ..StoreOptions::default()
         },
     )
     .await

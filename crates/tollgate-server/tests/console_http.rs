@@ -35,11 +35,17 @@ impl Page {
 
     /// The value of the first hidden `csrf` field.
     fn csrf(&self) -> String {
+        self.hidden("csrf")
+    }
+
+    /// The value of the first hidden field `name`.
+    fn hidden(&self, name: &str) -> String {
+        let field = format!("name=\"{name}\" value=\"");
         let at = self
             .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no csrf field in page:\n{}", self.body));
-        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+            .find(&field)
+            .unwrap_or_else(|| panic!("no {name} field in page:\n{}", self.body));
+        let rest = &self.body[at + field.len()..];
         rest[..rest.find('"').unwrap()].to_owned()
     }
 
@@ -453,6 +459,7 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
         assert!(new.body.contains(&route), "{route} missing");
     }
     let csrf = new.csrf();
+    let key = new.hidden("form_key");
     let path = format!("/console/applications/{app}/tokens");
 
     // An expiry in the past is refused beside the field, and the form is kept.
@@ -462,6 +469,7 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
         &cookie,
         &[
             ("csrf", &csrf),
+            ("form_key", &key),
             ("name", "Dashboard"),
             ("expiry", "at"),
             ("expires_at", "2020-01-01T00:00"),
@@ -484,6 +492,7 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
         &cookie,
         &[
             ("csrf", &csrf),
+            ("form_key", &key),
             ("name", ""),
             ("expiry", "never"),
             ("scope_mode", "custom"),
@@ -506,6 +515,7 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
         &cookie,
         &[
             ("csrf", &csrf),
+            ("form_key", &key),
             ("name", "Gateway fleet"),
             ("description", "Reports state"),
             ("expiry", "at"),
@@ -517,7 +527,20 @@ async fn creating_a_token_applies_the_shared_rules_and_reveals_it_once() {
         ],
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    // Created, then shown on the page the browser is sent to (with the pad in a cookie).
+    assert_eq!(r.status, 303, "{}", r.body);
+    let pad = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("tollgate_reveal="))
+        .expect("a reveal cookie");
+    let r = get(
+        &t,
+        r.location(),
+        &format!("{cookie}; {}", cookie_pair(&pad)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let at = r
         .body
         .find("tgat_")
@@ -687,13 +710,15 @@ async fn members_without_edit_rights_see_the_list_read_only() {
         .expect(201);
     let org_id = org["id"].as_str().unwrap().to_owned();
     let viewer = t.user("viewer@example.com").await;
-    t.post(
-        &format!("/orgs/{org_id}/invites"),
+    let viewer_session = t.session_for(viewer).await;
+    t.join_org(
+        &org_id,
         &owner,
-        json!({ "email": "viewer@example.com", "role": "view" }),
+        "viewer@example.com",
+        "view",
+        &viewer_session,
     )
-    .await
-    .expect(200);
+    .await;
     let app = t
         .post(
             "/applications",

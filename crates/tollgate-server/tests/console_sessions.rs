@@ -2,9 +2,9 @@
 //! (client, created, last used, this one marked) and ends any of them; an ended session stops
 //! working at once, for the console and the REST API alike.
 
+use crate::common::{PASSWORD, TestApp};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use crate::common::{PASSWORD, TestApp};
 use tollgate_testkit::{Case, case};
 use tower::ServiceExt;
 

@@ -90,6 +90,35 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
                 "applicationRoles": [{ "resourceId": shared, "role": "view" }] }),
     )
     .expect(200);
+    // Invitations are pending until the invitee accepts.
+    let bob = http::call(
+        &url,
+        "POST",
+        "/auth/user",
+        None,
+        Some(&json!({ "email": "bob@example.com", "password": BOB_PASSWORD })),
+    )
+    .expect(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invites = http::call(&url, "GET", "/me/invites", Some(&bob), None).body;
+    let invite = invites[0]["id"].as_str().unwrap().to_owned();
+    http::post(
+        &url,
+        &format!("/me/invites/{invite}"),
+        &bob,
+        json!({ "action": "accept" }),
+    )
+    .expect(200);
+    // And one invitation still pending.
+    http::post(
+        &url,
+        &format!("/orgs/{org}/invites"),
+        &admin,
+        json!({ "email": "carol@example.com", "role": "view" }),
+    )
+    .expect(200);
     let app = id(&personal);
     let tokens_path = format!("/applications/{app}/tokens");
     let active = http::post(&url, &tokens_path, &admin, json!({ "name": "active" })).expect(201);
@@ -151,6 +180,52 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
     .expect(201);
     drop(node); // stop serving before copying
 
+    // The console's one-time records: a used token form key and a secret waiting (sealed) to
+    // be shown, written as the console writes them.
+    {
+        let store = Store::connect(&sqlite).await.unwrap();
+        let owner = store
+            .user_by_email(crate::common::process::ADMIN_EMAIL)
+            .await
+            .unwrap()
+            .unwrap();
+        let app_id: tollgate_store::Id = shared.parse().unwrap();
+        let scope = vec!["all.Application.read".to_owned()];
+        let made = store
+            .create_token_once(
+                &tollgate_store::tokens::NewToken {
+                    application_id: app_id,
+                    digest: [7; 32],
+                    name: "from the console",
+                    description: "",
+                    scope: &scope,
+                    status: tollgate_store::tokens::TokenStatus::Active,
+                    expiration_date: None,
+                    creator: tollgate_store::tokens::Creator {
+                        kind: "user",
+                        id: owner.id,
+                        name: owner.email.clone(),
+                    },
+                },
+                "1.0123456789abcdef0123456789abcdef",
+                owner.id,
+            )
+            .await
+            .unwrap();
+        store
+            .put_reveal(&tollgate_store::console::NewReveal {
+                user_id: owner.id,
+                application_id: app_id,
+                token_id: made.id,
+                token_name: &made.name,
+                sealed: &[1, 2, 3],
+                expires_at: tollgate_store::now_ms() + 60_000,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+    }
+
     // Copy. The target URL carries a password (ignored by the trust-auth test server): it
     // must not appear in anything the command prints.
     let pg = crate::common::fresh_pg_database(&server).await;
@@ -166,18 +241,22 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
     assert!(printed.contains("every count matches"), "{printed}");
     for (table, n) in [
         ("users", 2),
-        ("sessions", 2),
+        // Three logins, one of them bob's to accept his invitation.
+        ("sessions", 3),
         ("orgs", 1),
         ("org_members", 2),
         ("applications", 2),
         ("member_application_roles", 1),
-        ("api_tokens", 3),
+        ("api_tokens", 4),
         ("devices", 1),
         ("device_tags", 1),
         ("device_reports", 800),
         ("device_points", 1600),
         ("device_commands", 1),
         ("flows", 1),
+        ("org_invites", 1),
+        ("console_form_keys", 1),
+        ("console_reveals", 1),
     ] {
         let line = printed
             .lines()

@@ -161,11 +161,11 @@ fn a_server_waits_for_a_command_that_holds_the_database() {
         .unwrap();
     let store = rt.block_on(tollgate_store::Store::connect(&url)).unwrap();
     let attached = rt
-        .block_on(tollgate_server::local::attach_command(&store, "test"))
+        .block_on(tollgate_server::datadir::attach_command(&store, "test"))
         .unwrap();
     assert!(matches!(
         attached,
-        tollgate_server::local::Attachment::Alone(_)
+        tollgate_server::datadir::Attachment::Alone(_)
     ));
     let lock = dir.path().join("tollgate.lock");
     let holder = std::fs::read_to_string(&lock).unwrap();
@@ -213,16 +213,16 @@ fn a_server_waits_for_a_command_that_holds_the_database() {
 
     // Now a command finds the server and its writes wait for it (the attachment says so).
     let attached = rt
-        .block_on(tollgate_server::local::attach_command(&store, "test"))
+        .block_on(tollgate_server::datadir::attach_command(&store, "test"))
         .unwrap();
     assert!(
-        matches!(&attached, tollgate_server::local::Attachment::Server { pid } if *pid == server.id().to_string())
+        matches!(&attached, tollgate_server::datadir::Attachment::Server { pid } if *pid == server.id().to_string())
     );
     let _ = server.kill();
     let _ = server.wait();
 }
 
-/// What a command does through `local::attach_command` (the API `tollgate` commands call):
+/// What a command does through `datadir::attach_command` (the API `tollgate` commands call):
 /// a token it deletes and a session it ends are refused by the running server on the very
 /// next request after the write returns, though the server had both cached.
 fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
@@ -263,12 +263,12 @@ fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
         .unwrap();
     rt.block_on(async {
         let store = tollgate_store::Store::connect(&url).await.unwrap();
-        let attached = tollgate_server::local::attach_command(&store, "test")
+        let attached = tollgate_server::datadir::attach_command(&store, "test")
             .await
             .unwrap();
         assert!(matches!(
             attached,
-            tollgate_server::local::Attachment::Server { .. }
+            tollgate_server::datadir::Attachment::Server { .. }
         ));
         store
             .delete_token(app.parse().unwrap(), token_id.parse().unwrap())

@@ -55,7 +55,7 @@ async fn document_lists_every_action_and_matches_the_snapshot() {
     let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         snapshot == pretty,
-        "docs/openapi.json is out of date: run TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test openapi"
+        "docs/openapi.json is out of date: run TOLLGATE_UPDATE_SNAPSHOTS=1 cargo test -p tollgate-server --test all openapi"
     );
 }
 

@@ -2,8 +2,8 @@
 //! listed with the client that opened them and when they were last used, and unknown session
 //! secrets are remembered like unknown tokens (and counted in `/metrics`).
 
-use axum::http::Method;
 use crate::common::{PASSWORD, TestApp};
+use axum::http::Method;
 use serde_json::json;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::now_ms;

@@ -42,6 +42,9 @@ pub const TABLES: &[&str] = &[
     "device_points",
     "device_commands",
     "flows",
+    "org_invites",
+    "console_form_keys",
+    "console_reveals",
 ];
 
 /// The migration runner's own table: each database keeps its own.

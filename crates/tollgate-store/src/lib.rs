@@ -8,12 +8,15 @@
 //! [`notify`].
 
 pub mod applications;
+pub mod check;
 pub mod cluster;
+pub mod console;
 pub mod copy;
 pub mod devices;
 mod error;
 pub mod flows;
 pub mod ids;
+pub mod invites;
 pub mod list;
 mod migrate;
 pub mod notify;
@@ -22,12 +25,13 @@ pub mod states;
 pub mod tokens;
 pub mod users;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use error::StoreError;
 pub use ids::Id;
@@ -62,6 +66,14 @@ pub struct StoreOptions {
     /// How long a query waits for a connection (including reconnecting to a database that is
     /// down) before it fails as [`StoreError::Unavailable`], which the server answers with 503.
     pub acquire_timeout: Duration,
+    /// SQLite: the most pages the database file may grow to (`PRAGMA max_page_count`, set on
+    /// every connection). A write that needs more fails exactly as on a full disk. For tests
+    /// and quotas; `None` leaves SQLite's default (no practical limit).
+    pub sqlite_max_page_count: Option<u64>,
+    /// PostgreSQL: the session's `statement_timeout`, so that a statement nobody waits for
+    /// any more (the request gave up at its deadline) does not keep a backend busy. `None`
+    /// for no limit (copying a whole deployment, say). Migrations run without it.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -69,8 +81,154 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_max_page_count: None,
+            statement_timeout: None,
         }
     }
+}
+
+/// The SQL run on every new SQLite connection. The busy timeout comes first, so that even
+/// switching to WAL waits for another process that holds a lock (two servers starting on one
+/// new file) instead of failing. WAL lets readers proceed while one writer commits; foreign
+/// keys give us ON DELETE CASCADE.
+const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                            PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// The file a SQLite URL names (`None` for in-memory databases).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+/// The marker written beside a SQLite database once it has been initialised: while it exists,
+/// an empty (0-byte) database file is refused rather than silently re-initialised.
+pub fn init_marker(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".initialized");
+    db.with_file_name(name)
+}
+
+/// Refuse an empty database file that has signs of having held data.
+fn refuse_emptied_database(db: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(db) else {
+        return Ok(()); // a new installation: the file is created
+    };
+    if meta.len() > 0 {
+        return Ok(());
+    }
+    let mut evidence = Vec::new();
+    for sibling in [
+        init_marker(db),
+        with_suffix(db, "-wal"),
+        with_suffix(db, "-shm"),
+    ] {
+        if sibling.exists() {
+            evidence.push(sibling.display().to_string());
+        }
+    }
+    if evidence.is_empty() {
+        return Ok(()); // an empty file in a new place: initialised like a missing one
+    }
+    Err(StoreError::EmptiedDatabase {
+        path: db.display().to_string(),
+        evidence: evidence.join(", "),
+    })
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn write_init_marker(db: &Path) {
+    let marker = init_marker(db);
+    if marker.exists() {
+        return;
+    }
+    let text = format!(
+        "This file records that {} holds a Tollgate database.\n\
+         While it exists, Tollgate refuses to start over an empty (0-byte) database file\n\
+         instead of creating a fresh installation. Remove it only to start afresh.\n",
+        db.file_name().unwrap_or_default().to_string_lossy()
+    );
+    if let Err(e) = std::fs::write(&marker, text) {
+        tracing::warn!(error = %e, path = %marker.display(), "could not write the database marker");
+    }
+}
+
+/// Open one connection to the SQLite file first, outside the pool: a file that is not a
+/// database or is damaged then fails with SQLite's own message and the file's name at once
+/// (the pool would retry a failing connection until its timeout and say only that it timed
+/// out). Another process holding a lock (two starting at once) is waited for, up to `wait`.
+async fn probe_sqlite(
+    connect: &AnyConnectOptions,
+    db: &Path,
+    wait: Duration,
+    read_tables: bool,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let error = match probe_sqlite_once(connect, read_tables).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let busy = matches!(&error, sqlx::Error::Database(d)
+            if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)));
+        if busy && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        return Err(StoreError::CannotOpen {
+            path: db.display().to_string(),
+            message: match &error {
+                sqlx::Error::Database(d) => d.message().to_owned(),
+                e => e.to_string(),
+            },
+        });
+    }
+}
+
+async fn probe_sqlite_once(
+    connect: &AnyConnectOptions,
+    read_tables: bool,
+) -> Result<(), sqlx::Error> {
+    let mut conn = sqlx::AnyConnection::connect_with(connect).await?;
+    let result = async {
+        sqlx::raw_sql(SQLITE_SETUP).execute(&mut conn).await?;
+        if !read_tables {
+            return Ok(());
+        }
+        // Reads the schema page and the root pages of the tables read at start-up.
+        sqlx::query("SELECT name, rootpage FROM sqlite_master")
+            .fetch_all(&mut conn)
+            .await?;
+        for table in ["tollgate_migrations", "users", "api_tokens"] {
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
+                    .bind(table)
+                    .fetch_optional(&mut conn)
+                    .await?;
+            if exists.is_some() {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT 1 FROM \"{table}\" LIMIT 1"
+                )))
+                .fetch_optional(&mut conn)
+                .await?;
+            }
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    conn.close().await.ok();
+    result
 }
 
 /// Called after commit with every change a write made (see [`Store::on_change`]).
@@ -100,6 +258,9 @@ pub struct Store {
     propagation: Arc<RwLock<Option<Arc<dyn Propagate>>>>,
     /// SQLite: whose turn it is to write (see [`Store::begin_write`]).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the database file.
+    path: Option<PathBuf>,
+    max_page_count: Option<u64>,
 }
 
 /// A write transaction; on SQLite it also holds this process's turn to write until it ends.
@@ -180,49 +341,119 @@ impl Store {
 
     /// Connect with `options`, create the SQLite file if needed (unless the URL says another
     /// `mode=`), and apply pending migrations.
+    ///
+    /// Refused before anything is written: a SQLite file that is not a database or is damaged
+    /// ([`StoreError::CannotOpen`], with the file and SQLite's message), an empty file where a
+    /// database was ([`StoreError::EmptiedDatabase`]), a schema newer than this build knows
+    /// ([`StoreError::NewerSchema`]).
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
+        let store = Self::open_unmigrated(url, options, true).await?;
+        migrate::run(&store).await?;
+        if let Some(path) = &store.path {
+            write_init_marker(path);
+        }
+        Ok(store)
+    }
+
+    /// Open an existing database as it is: no file is created and no migration applied (for
+    /// `tollgate db check`).
+    pub async fn open_existing(url: &str, options: &StoreOptions) -> Result<Store> {
+        if let Some(path) = sqlite_path(url)
+            && !path.exists()
+        {
+            return Err(StoreError::CannotOpen {
+                path: path.display().to_string(),
+                message: "no such file".into(),
+            });
+        }
+        Self::open_unmigrated(url, options, false).await
+    }
+
+    async fn open_unmigrated(url: &str, options: &StoreOptions, create: bool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let mut url = url.to_owned();
         if backend == Backend::Sqlite && !url.contains("mode=") {
-            url.push_str(if url.contains('?') {
-                "&mode=rwc"
-            } else {
-                "?mode=rwc"
-            });
+            let mode = if create { "mode=rwc" } else { "mode=rw" };
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(mode);
         }
+        let path = match backend {
+            Backend::Sqlite => sqlite_path(&url),
+            Backend::Postgres => None,
+        };
         let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        if let Some(path) = &path {
+            refuse_emptied_database(path)?;
+            // `db check` reads a damaged file to list its problems; start-up refuses it.
+            probe_sqlite(&connect, path, options.acquire_timeout, create).await?;
+        }
+        let max_page_count = options.sqlite_max_page_count;
+        let statement_timeout_ms = options
+            .statement_timeout
+            .map(|t| t.as_millis().max(1))
+            .filter(|_| backend == Backend::Postgres);
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers proceed while one writer commits; a busy timeout
-                        // makes concurrent writers (another `tollgate` process, say) wait
-                        // instead of failing; foreign keys give us ON DELETE CASCADE.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_SETUP).await?;
+                        if let Some(pages) = max_page_count {
+                            conn.execute(sqlx::AssertSqlSafe(format!(
+                                "PRAGMA max_page_count = {pages}"
+                            )))
+                            .await?;
+                        }
+                    }
+                    if let Some(ms) = statement_timeout_ms {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
+                })
+            })
+            // A connection whose transaction could not be ended (a COMMIT that failed on a
+            // full disk, after which SQLite rolled back by itself and the driver's ROLLBACK
+            // failed too) still counts as inside a transaction: every later BEGIN on it would
+            // fail. Such a connection is closed, not reused. The ping first lets the driver
+            // finish a rollback queued when the transaction was dropped.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if !conn.is_in_transaction() {
+                        // The usual case: no round trip on the hot path.
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing a database connection left inside a failed transaction"
+                        );
+                    }
+                    Ok(clean)
                 })
             })
             .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
-        let store = Store {
+        Ok(Store {
             pool,
             backend,
             url,
             hook: Arc::default(),
             propagation: Arc::default(),
             writer: Arc::default(),
-        };
-        migrate::run(&store).await?;
-        Ok(store)
+            path,
+            max_page_count,
+        })
+    }
+
+    /// SQLite: the database file.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     pub fn backend(&self) -> Backend {
@@ -315,6 +546,45 @@ impl Store {
                 _turn: None,
             },
         })
+    }
+
+    /// Can the database take a write now? Commits a write that changes nothing (so a disk
+    /// that cannot take the write-ahead log's next page fails it), and on SQLite also
+    /// checks the file against its page limit. [`StoreError::StorageFull`] when full.
+    pub async fn check_writes(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE tollgate_migrations SET applied_at = applied_at \
+             WHERE version = (SELECT MIN(version) FROM tollgate_migrations)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        if self.backend == Backend::Sqlite && self.max_page_count.is_some() {
+            let (pages, max, free): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT page_count FROM pragma_page_count()), \
+                 (SELECT max_page_count FROM pragma_max_page_count()), \
+                 (SELECT freelist_count FROM pragma_freelist_count())",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if pages >= max && free == 0 {
+                return Err(StoreError::StorageFull(None));
+            }
+        }
+        tx.commit().await
+    }
+
+    /// SQLite: copy the write-ahead log into the database file and empty it (`PRAGMA
+    /// wal_checkpoint(TRUNCATE)`), so the file alone holds everything. Called at shutdown.
+    /// Returns whether the checkpoint completed (false: a reader held it back).
+    pub async fn checkpoint(&self) -> Result<bool> {
+        if self.backend != Backend::Sqlite {
+            return Ok(true);
+        }
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(busy == 0)
     }
 
     /// Close every pooled connection.

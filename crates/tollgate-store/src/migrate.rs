@@ -1,57 +1,97 @@
 //! A small migration runner: numbered SQL files compiled into the binary, applied in order,
-//! each in its own transaction, recorded in `tollgate_migrations`. On PostgreSQL an advisory
-//! lock keeps several nodes starting at once from applying the same migration twice; SQLite's
-//! write lock does the same there.
+//! each in its own transaction, recorded in `tollgate_migrations`.
 //!
-//! (sqlx's own migrator would need its proc-macro crate at build time; this is 50 lines.)
+//! Several processes may start at once on one database (two servers, or a server and
+//! `tollgate user add`, on a new data directory). On PostgreSQL an advisory lock makes them
+//! take turns. On SQLite each migration's transaction takes the write lock first (`BEGIN
+//! IMMEDIATE`, waiting through the busy timeout) and only then reads which migrations are
+//! applied, so the second process finds the first one's work done instead of failing with
+//! "table … already exists".
+//!
+//! A database whose schema is newer than every migration here was written by a later
+//! release: it is refused with both version numbers rather than opened.
+//!
+//! (sqlx's own migrator would need its proc-macro crate at build time; this is short.)
 
-use sqlx::Acquire;
+use sqlx::Connection;
 
 use crate::{Backend, Result, Store, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_devices.sql")),
-    (3, include_str!("../migrations/0003_cluster.sql")),
+    (3, include_str!("../migrations/0003_invites_console.sql")),
+    (4, include_str!("../migrations/0004_cluster.sql")),
 ];
 
+/// The schema version this build brings a database to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 const LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tollgate_migrations \
+     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let mut conn = store.pool.acquire().await?;
     if store.backend == Backend::Postgres {
+        // A migration may take longer than requests are allowed to; this connection is
+        // closed afterwards rather than returned to the pool without its statement timeout.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(LOCK_KEY)
             .execute(&mut *conn)
             .await?;
     }
-    let result = apply_pending(&mut conn).await;
+    let result = apply_pending(&mut conn, store.backend).await;
     if store.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK_KEY)
             .execute(&mut *conn)
             .await?;
+        let _ = conn.close().await;
     }
     result
 }
 
-async fn apply_pending(conn: &mut sqlx::AnyConnection) -> Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS tollgate_migrations \
-         (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+/// The highest schema version recorded in the database (`None`: no migration recorded).
+pub(crate) async fn applied_version(store: &Store) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT MAX(version) FROM tollgate_migrations")
+            .fetch_one(&store.pool)
+            .await?,
     )
-    .execute(&mut *conn)
-    .await?;
+}
+
+async fn apply_pending(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<()> {
     for (version, sql) in MIGRATIONS {
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM tollgate_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+        if let Some(found) = newest
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         let done: Option<(i64,)> =
             sqlx::query_as("SELECT version FROM tollgate_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&mut *tx)
                 .await?;
         if done.is_some() {
             continue;
         }
-        let mut tx = conn.begin().await?;
         sqlx::raw_sql(*sql)
             .execute(&mut *tx)
             .await

@@ -386,7 +386,7 @@ async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, org: Id, user: Id)
     }
 }
 
-async fn replace_application_roles(
+pub(crate) async fn replace_application_roles(
     conn: &mut sqlx::AnyConnection,
     org: Id,
     user: Id,

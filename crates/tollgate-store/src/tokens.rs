@@ -164,6 +164,22 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 impl Store {
     /// Store a new token; other nodes hear of it.
     pub async fn create_token(&self, new: &NewToken<'_>) -> Result<TokenRecord> {
+        let mut tx = self.begin_write().await?;
+        let record = self.insert_token(&mut tx, new).await?;
+        let change = Change::Token {
+            id: record.id,
+            digest: record.digest,
+        };
+        self.commit_with(tx, &[change]).await?;
+        Ok(record)
+    }
+
+    /// The token's row, inside `tx` (the caller commits, announcing the change).
+    pub(crate) async fn insert_token(
+        &self,
+        tx: &mut crate::WriteTx,
+        new: &NewToken<'_>,
+    ) -> Result<TokenRecord> {
         let now = crate::now_ms();
         let record = TokenRecord {
             id: Id::generate(),
@@ -179,7 +195,6 @@ impl Store {
             last_updated: now,
             last_used: None,
         };
-        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
@@ -199,16 +214,11 @@ impl Store {
         .bind(&new.creator.name)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        let change = Change::Token {
-            id: record.id,
-            digest: record.digest,
-        };
-        self.commit_with(tx, &[change]).await?;
         Ok(record)
     }
 

@@ -2,6 +2,8 @@
 //! on PostgreSQL (`TOLLGATE_TEST_BACKEND=postgres`), run by the harness in `tollgate-testkit`.
 
 mod backends;
+mod statement_timeout;
+mod storage_faults;
 mod support;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
@@ -16,6 +18,8 @@ fn every_test_file_is_a_module_of_this_binary() {
 
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
+    cases.extend(storage_faults::cases());
+    cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());
     tollgate_testkit::run(cases)
 }

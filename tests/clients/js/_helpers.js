@@ -12,7 +12,7 @@ async function login(email = ADMIN_EMAIL, password = ADMIN_PASSWORD) {
   const anon = api.createClient({ url: URL });
   const resp = await anon.auth.authenticateUser({ credentials: { email, password } });
   assert.ok(resp.token.startsWith('tgus_'), JSON.stringify(resp));
-  return { client: api.createClient({ url: URL, accessToken: resp.token }), userId: resp.userId };
+  return { client: api.createClient({ url: URL, accessToken: resp.token }), userId: resp.userId, token: resp.token };
 }
 
 // A client that authenticates with an application API token.

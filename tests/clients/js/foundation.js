@@ -1,5 +1,5 @@
 // Issue 2's scenario with the official JavaScript client.
-const { ADMIN_EMAIL, login, addUser, expectError, run, assert } = require('./_helpers');
+const { URL, ADMIN_EMAIL, login, addUser, expectError, run, assert } = require('./_helpers');
 
 run(async () => {
   const { client: admin, userId } = await login();
@@ -11,13 +11,26 @@ run(async () => {
   assert.strictEqual(org.members[0].role, 'admin');
 
   addUser('second@example.com', 'second-password-1');
-  org = await admin.org.inviteMember({ orgId: org.id, invite: { email: 'second@example.com', role: 'edit' } });
+  // Pending until accepted; the same answer whether or not the email has an account.
+  const pending = await admin.org.inviteMember({ orgId: org.id, invite: { email: 'second@example.com', role: 'edit' } });
+  assert.deepStrictEqual(pending.map((i) => [i.email, i.role]), [['second@example.com', 'edit']]);
+  const nobody = await admin.org.inviteMember({ orgId: org.id, invite: { email: 'nobody@example.com', role: 'view' } });
+  assert.deepStrictEqual(Object.keys(nobody[1]).sort(), Object.keys(pending[0]).sort());
+  {
+    // This client has no me.invites / me.respondToInvite: plain HTTP, same paths.
+    const { token } = await login('second@example.com', 'second-password-1');
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const mine = await (await fetch(`${URL}/me/invites`, { headers })).json();
+    const reply = await fetch(`${URL}/me/invites/${mine[0].id}`, {
+      method: 'POST', headers, body: JSON.stringify({ action: 'accept' }),
+    });
+    assert.deepStrictEqual(await reply.json(), { result: 'accepted', orgId: org.id });
+  }
+  org = await admin.org.get({ orgId: org.id });
   assert.deepStrictEqual(
     Object.fromEntries(org.members.map((m) => [m.email, m.role])),
     { [ADMIN_EMAIL]: 'admin', 'second@example.com': 'edit' },
   );
-  const missing = await expectError(400, admin.org.inviteMember({ orgId: org.id, invite: { email: 'nobody@example.com', role: 'view' } }));
-  assert.match(missing.message, /create the user first/);
 
   const orgApp = await admin.applications.post({ application: { name: 'Line 1', orgId: org.id } });
   const ownApp = await admin.applications.post({ application: { name: 'Sandbox' } });

@@ -11,12 +11,29 @@ org = admin.orgs.post(organization={"name": "Acme Sensors", "description": "Plan
 assert org["name"] == "Acme Sensors" and org["members"][0]["role"] == "admin", org
 assert [o["id"] for o in admin.orgs.get()["items"]] == [org["id"]]
 
-# A second user exists (made with the CLI while the server runs) and joins with a role.
+# A second user exists (made with the CLI while the server runs) and is invited with a role.
+# The invitation is pending until they accept it, and the answer is the same shape whether or
+# not the email has an account here (no user id, no name).
 add_user("second@example.com", "second-password-1")
-err = expect_error(400, admin.org.invite_member, orgId=org["id"], invite={"email": "ghost@example.com", "role": "view"})
-assert "create the user first" in err["message"], err
-org = admin.org.invite_member(orgId=org["id"], invite={"email": "second@example.com", "role": "collaborate"})
-roles = {m["email"]: m["role"] for m in org["members"]}
+pending = admin.org.invite_member(orgId=org["id"], invite={"email": "second@example.com", "role": "collaborate"})
+assert [(i["email"], i["role"]) for i in pending] == [("second@example.com", "collaborate")], pending
+ghost = admin.org.invite_member(orgId=org["id"], invite={"email": "ghost@example.com", "role": "view"})
+assert sorted(ghost[0].keys()) == sorted(pending[0].keys()), (ghost, pending)
+assert not any("userId" in i or "firstName" in i for i in ghost), ghost
+assert len(admin.org.get(orgId=org["id"])["members"]) == 1
+listed = admin.org.pending_invites(orgId=org["id"])
+assert sorted(i["email"] for i in listed) == ["ghost@example.com", "second@example.com"], listed
+ghost_id = next(i["id"] for i in listed if i["email"] == "ghost@example.com")
+left = admin.org.revoke_invite(orgId=org["id"], inviteId=ghost_id)
+assert [i["email"] for i in left] == ["second@example.com"], left
+
+second, _ = login("second@example.com", "second-password-1")
+mine = second.me.invites()
+assert [(i["orgName"], i["role"]) for i in mine] == [("Acme Sensors", "collaborate")], mine
+answer = second.me.respond_to_invite(inviteId=mine[0]["id"], response={"action": "accept"})
+assert answer == {"result": "accepted", "orgId": org["id"]}, answer
+expect_error(404, second.me.respond_to_invite, inviteId=mine[0]["id"], response={"action": "accept"})
+roles = {m["email"]: m["role"] for m in admin.org.get(orgId=org["id"])["members"]}
 assert roles == {ADMIN_EMAIL: "admin", "second@example.com": "collaborate"}, roles
 
 org_app = admin.applications.post(application={"name": "Line 1", "orgId": org["id"]})
@@ -33,7 +50,6 @@ renamed = admin.application.patch(applicationId=own_app["id"], application={"nam
 assert renamed["name"] == "Sandbox 2" and renamed["description"] == "mine"
 
 # The collaborator sees and edits the organization's application, but may not delete it.
-second, _ = login("second@example.com", "second-password-1")
 assert [a["name"] for a in second.applications.get()["items"]] == ["Line 1"]
 second.application.patch(applicationId=org_app["id"], application={"description": "edited"})
 err = expect_error(403, second.application.delete, applicationId=org_app["id"])

@@ -120,6 +120,9 @@ pub async fn create_application(
             "name must be between 1 and 255 characters long",
         ));
     }
+    // The same text rules and limits as the REST body's schema, for the console too.
+    crate::validate::name_field("applicationPost", "name", name)?;
+    crate::validate::text_field("applicationPost", "description", description)?;
     let owner = match org {
         Some(org) => {
             org_access(state, access.user_id(), org, Action::ApplicationsPost).await?;

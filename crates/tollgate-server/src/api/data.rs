@@ -20,6 +20,7 @@ use crate::api::devices::{number_json, tag_pair, value_json};
 use crate::auth::AppAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, RequestBody};
+use crate::limits;
 use crate::state::AppState;
 use crate::time::{iso, relative_ms};
 
@@ -60,6 +61,7 @@ impl RequestBody for TimeSeriesQuery {
 
     fn precheck(body: &Value) -> Result<(), ApiError> {
         refuse_device_query(body)?;
+        check_counts(body)?;
         let ty = match body.get("aggregation") {
             Some(Value::Object(o)) => o.get("type"),
             other => other,
@@ -88,6 +90,7 @@ impl RequestBody for LastValueQuery {
 
     fn precheck(body: &Value) -> Result<(), ApiError> {
         refuse_device_query(body)?;
+        check_counts(body)?;
         if body.get("attribute").is_none() {
             return Err(ApiError::validation(
                 "attribute is required: the attribute whose last value you want",
@@ -95,6 +98,20 @@ impl RequestBody for LastValueQuery {
         }
         Ok(())
     }
+}
+
+/// The lists of a query, bounded before the schema or the database sees them.
+fn check_counts(body: &Value) -> Result<(), ApiError> {
+    for (field, max) in [
+        ("deviceIds", limits::MAX_DEVICE_IDS),
+        ("deviceTags", limits::MAX_DEVICE_TAGS),
+        ("attributes", limits::MAX_QUERY_ATTRIBUTES),
+    ] {
+        if let Some(list) = body.get(field).and_then(Value::as_array) {
+            limits::at_most(field, list.len(), max)?;
+        }
+    }
+    Ok(())
 }
 
 fn refuse_device_query(body: &Value) -> Result<(), ApiError> {

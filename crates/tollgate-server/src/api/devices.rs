@@ -25,6 +25,7 @@ use crate::auth::AppAccess;
 use crate::device_cache::CachedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::limits;
 use crate::state::AppState;
 use crate::time::{iso, relative_ms, report_time};
 
@@ -299,6 +300,7 @@ pub async fn list(
         .device_class
         .map(OneOrMany::into_vec)
         .unwrap_or_default();
+    limits::at_most("deviceClass", classes.len(), limits::MAX_DEVICE_CLASSES)?;
     if classes
         .iter()
         .any(|c| !DEVICE_CLASSES.contains(&c.as_str()))
@@ -313,6 +315,7 @@ pub async fn list(
         Some(TagFilter::List(v)) => v,
         Some(TagFilter::Indexed(m)) => m.into_values().collect(),
     };
+    limits::at_most("tagFilter", tags.len(), limits::MAX_TAG_FILTERS)?;
     let tags = tags
         .into_iter()
         .map(|t| tag_pair(t.key, t.value))
@@ -718,6 +721,7 @@ pub async fn get_composite_state(
                 .collect()
         });
     if let Some(w) = &wanted {
+        limits::at_most("attributes", w.len(), limits::MAX_QUERY_ATTRIBUTES)?;
         let unknown: Vec<&str> = w
             .iter()
             .copied()

@@ -15,6 +15,7 @@ use crate::api::success;
 use crate::auth::AppAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::limits;
 use crate::state::AppState;
 use crate::time::iso;
 
@@ -53,9 +54,13 @@ impl RequestBody for FlowPatch {
 /// Check each trigger against the one branch of the schema's `oneOf` for its type, so that a
 /// mistake is named ("triggers/0/config: ...") rather than reported as "matches no branch".
 fn check_triggers(schema: &str, body: &Value) -> Result<(), ApiError> {
+    if let Some(nodes) = body.get("nodes").and_then(Value::as_array) {
+        limits::at_most("nodes", nodes.len(), limits::MAX_NODES)?;
+    }
     let Some(triggers) = body.get("triggers").and_then(Value::as_array) else {
         return Ok(());
     };
+    limits::at_most("triggers", triggers.len(), limits::MAX_TRIGGERS)?;
     let branches = crate::schemas::raw(schema)
         .and_then(|s| s.pointer("/properties/triggers/items/oneOf"))
         .and_then(Value::as_array)
@@ -77,7 +82,7 @@ fn check_triggers(schema: &str, body: &Value) -> Result<(), ApiError> {
                 "triggers/{i}/type is not a trigger type of the reference (e.g. deviceId, deviceTag, timer, webhook, event)"
             )));
         };
-        crate::schemas::validate_with(branch, trigger).map_err(|e| {
+        crate::schemas::validate_part(branch, trigger).map_err(|e| {
             let detail = e.message.trim_start_matches("Invalid request: ");
             let sep = if detail.starts_with('/') { "" } else { ": " };
             ApiError::validation(format!("Invalid request: /triggers/{i}{sep}{detail}"))

@@ -1,16 +1,21 @@
 //! `auth.authenticateUser`: email and password in, a session token out.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::{Id, now_ms};
 
-use crate::auth::{UserAccess, bearer, passwords};
+use crate::auth::passwords::{self, HashError};
+use crate::auth::throttle::Key;
+use crate::auth::{UserAccess, bearer};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, RequestBody};
+use crate::extract::{Body, ClientAddr, RequestBody};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -31,8 +36,9 @@ impl RequestBody for UserCredentials {
 pub async fn authenticate_user(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddr(client): ClientAddr,
     Body(body): Body<UserCredentials>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if let Some(scopes) = &body.requested_scopes
         && scopes.iter().any(|s| s != "all.User")
     {
@@ -50,9 +56,18 @@ pub async fn authenticate_user(
         body.password,
         ttl,
         user_agent(&headers),
+        client,
     )
     .await?;
-    Ok(Json(json!({ "userId": user_id, "token": secret.expose() })))
+    let mut res = Json(json!({ "userId": user_id, "token": secret.expose() })).into_response();
+    no_store(&mut res);
+    Ok(res)
+}
+
+/// Mark a response that carries a secret as not to be kept by any cache.
+pub fn no_store(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// `auth.logout` (an extension): end the session that authenticates this request. Answers
@@ -82,19 +97,56 @@ pub fn user_agent(headers: &HeaderMap) -> &str {
 /// once and stored only as its digest) and when the session ends. `user_agent` is kept with
 /// the session (the console lists a user's sessions by it). The REST login and the console's
 /// login form both call this.
+///
+/// Before any password is hashed the attempt is put to the login throttle (the account and
+/// the client address): a throttled attempt is a 429 whether or not the password is right.
+/// Failed logins are logged with the email and the client address, never the password.
 pub async fn open_session(
     state: &AppState,
     email: &str,
     password: String,
     ttl_ms: Option<i64>,
     user_agent: &str,
+    client: Option<IpAddr>,
 ) -> ApiResult<(Id, Secret, i64)> {
+    let mut keys = vec![Key::account(email)];
+    keys.extend(client.map(Key::address));
+    let attempt = state.login_throttle().attempt(&keys).map_err(|r| {
+        if r.first {
+            tracing::warn!(email = ?email, client = ?client, retry_after_secs = r.retry_after_secs(), "login throttled");
+        } else {
+            tracing::debug!(email = ?email, client = ?client, "login throttled");
+        }
+        ApiError::too_many_requests(r.message("logins"), r.retry_after_secs())
+    })?;
     let user = state.store().user_by_email(email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // The same answer, after the same work, for an unknown email and a wrong password.
-    let (true, Some(user)) = (passwords::verify(password, stored).await, user) else {
+    let verified = match passwords::verify(password, stored).await {
+        Ok(v) => v,
+        Err(HashError::Busy { threads, queue }) => {
+            // Nothing was checked: the attempt does not count.
+            attempt.succeeded();
+            tracing::warn!(email = ?email, client = ?client, "login refused: password checks are saturated");
+            return Err(ApiError::busy(
+                format!(
+                    "The server is checking as many passwords as it can ({threads} at a time, {queue} waiting): try again in a second"
+                ),
+                1,
+            ));
+        }
+        Err(e) => {
+            attempt.succeeded();
+            tracing::error!(error = %e, "password check failed");
+            return Err(ApiError::internal());
+        }
+    };
+    let (true, Some(user)) = (verified, user) else {
+        attempt.failed();
+        tracing::warn!(email = ?email, client = ?client, "login failed: unknown email or wrong password");
         return Err(ApiError::unauthorized("Invalid email or password"));
     };
+    attempt.succeeded();
     let max = state.settings().session_ttl_ms;
     let ttl = ttl_ms.map_or(max, |t| t.min(max));
     let expires = now_ms().saturating_add(ttl);
@@ -103,6 +155,6 @@ pub async fn open_session(
         .store()
         .create_session_from(&secret.digest(), user.id, expires, user_agent)
         .await?;
-    tracing::info!(user = %user.id, "user logged in");
+    tracing::info!(user = %user.id, client = ?client, "user logged in");
     Ok((user.id, secret, expires))
 }

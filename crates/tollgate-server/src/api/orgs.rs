@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_core::Role;
 use tollgate_store::applications::Owner;
+use tollgate_store::invites::{INVITE_TTL_MS, Invite, MAX_PENDING_INVITES, NewInvite};
 use tollgate_store::orgs::{MemberChange, ORG_FIELDS, Org, OrgChange, ResourceRole};
 use tollgate_store::{Id, StoreError};
 
@@ -218,36 +219,107 @@ pub async fn delete(State(state): State<AppState>, access: OrgAccess) -> ApiResu
     Ok(success())
 }
 
+/// An invitation as the organization's administrators see it (`orgInvites` items).
+fn invite_json(invite: &Invite, now: i64) -> Value {
+    let mut v = json!({
+        "id": invite.id,
+        "email": invite.email,
+        "role": invite.role.as_str(),
+        "applicationRoles": invite.application_roles.iter().map(|r| json!({
+            "resourceId": r.resource_id, "role": r.role.as_str()
+        })).collect::<Vec<_>>(),
+        "inviteDate": iso(invite.invite_date),
+        "ttl": INVITE_TTL_MS,
+        "hasExpired": invite.has_expired(now),
+    });
+    if let Some(d) = &invite.dashboard_roles {
+        v["dashboardRoles"] = d.clone();
+    }
+    v
+}
+
+async fn invites_json(state: &AppState, org: Id) -> ApiResult<Json<Value>> {
+    let now = tollgate_store::now_ms();
+    let invites = state.store().org_invites(org).await.map_err(not_found)?;
+    Ok(Json(Value::Array(
+        invites.iter().map(|i| invite_json(i, now)).collect(),
+    )))
+}
+
+/// `org.inviteMember`: record a pending invitation and answer with the organization's pending
+/// invitations. Whether the email has an account here is not looked at: the answer is the
+/// same either way (no user id, no name), so invitations cannot be used to find out who has
+/// an account. The invitee joins only by accepting (`me.respondToInvite`).
 pub async fn invite_member(
     State(state): State<AppState>,
     access: OrgAccess,
     Body(body): Body<InviteBody>,
 ) -> ApiResult<Json<Value>> {
     let role = parse_role(&body.role)?;
-    let user = state.store().user_by_email(&body.email).await?.ok_or_else(|| {
-        ApiError::validation(
-            "There is no user with this email on this server: create the user first (tollgate user add --email …), then invite them",
-        )
-    })?;
-    let change = MemberChange {
-        role: Some(role),
-        application_roles: resource_roles(body.application_roles)?,
-        dashboard_roles: body.dashboard_roles,
+    let application_roles = resource_roles(body.application_roles)?.unwrap_or_default();
+    let new = NewInvite {
+        email: &body.email,
+        role,
+        application_roles: &application_roles,
+        dashboard_roles: body.dashboard_roles.as_ref(),
+        invited_by: access.user_id(),
     };
-    match state
-        .store()
-        .add_member(access.org(), user.id, &change)
-        .await
-    {
-        Err(StoreError::Conflict(_)) => {
+    match state.store().create_invite(access.org(), &new).await {
+        Ok(invite) => {
+            tracing::info!(org = %access.org(), invite = %invite.id, by = %access.user_id(), "invitation created");
+        }
+        Err(StoreError::Conflict("a member with this email")) => {
             return Err(ApiError::conflict(
-                "This user is already a member of the organization: use org.modifyMember to change their role",
+                "This email belongs to a member of the organization already: use org.modifyMember to change their role",
             ));
         }
-        other => other?,
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::validation(format!(
+                "The organization has {MAX_PENDING_INVITES} pending invitations, the most allowed: revoke some first"
+            )));
+        }
+        Err(e) => return Err(not_found(e)),
     }
-    let org = state.store().org(access.org()).await.map_err(not_found)?;
-    Ok(Json(org_json(&state, &org).await?))
+    invites_json(&state, access.org()).await
+}
+
+/// `org.pendingInvites`.
+pub async fn pending_invites(
+    State(state): State<AppState>,
+    access: OrgAccess,
+) -> ApiResult<Json<Value>> {
+    invites_json(&state, access.org()).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeParams {
+    invite_id: Option<String>,
+}
+
+/// `org.revokeInvite` (`?inviteId=…`): answers with the invitations still pending.
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    access: OrgAccess,
+    Query(params): Query<RevokeParams>,
+) -> ApiResult<Json<Value>> {
+    let id = params
+        .invite_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::validation("inviteId is required: the id of the invitation to revoke")
+        })?
+        .parse::<Id>()
+        .map_err(|_| {
+            ApiError::validation("inviteId is not valid: ids are 24 hexadecimal characters")
+        })?;
+    state
+        .store()
+        .revoke_invite(access.org(), id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Invitation"))?;
+    tracing::info!(org = %access.org(), invite = %id, by = %access.user_id(), "invitation revoked");
+    invites_json(&state, access.org()).await
 }
 
 pub async fn modify_member(

@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::Scope;
@@ -16,10 +17,13 @@ use tollgate_store::{Id, now_ms};
 
 use crate::api::success;
 use crate::auth::AppAccess;
+use crate::error::some_of;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
+use crate::limits;
 use crate::state::AppState;
 use crate::time::{iso, parse_iso};
+use crate::validate;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -34,6 +38,13 @@ pub struct TokenPost {
 
 impl RequestBody for TokenPost {
     const SCHEMA: &'static str = "applicationApiTokenPost";
+
+    fn precheck(body: &Value) -> Result<(), ApiError> {
+        match body.get("scope").and_then(Value::as_array) {
+            Some(scope) => limits::at_most("scope", scope.len(), limits::MAX_SCOPE_STRINGS),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -135,6 +146,9 @@ pub struct TokenRequest {
     /// Milliseconds since the epoch; `None` never expires.
     pub expiration_date: Option<i64>,
     pub status: TokenStatus,
+    /// The console's one-time form key and the user submitting it: the token is created only
+    /// if the key was never used, in the same transaction that marks it used.
+    pub form_key: Option<(String, Id)>,
 }
 
 /// Why a token was not created. The REST API and the console word these differently (the
@@ -155,7 +169,9 @@ pub enum CreateTokenError {
     },
     /// The creator expires at `limit`, and the token would live longer.
     OutlivesCreator { limit: i64 },
-    /// Anything else (the store); already an API answer.
+    /// The one-time form key was used already: nothing was created.
+    AlreadySubmitted,
+    /// Anything else (the store, the text rules); already an API answer.
     Other(ApiError),
 }
 
@@ -181,8 +197,8 @@ impl CreateTokenError {
                 action,
                 format!(
                     "A token cannot be more powerful than its creator: {} would reach beyond the creator's scope ({})",
-                    excess.join(", "),
-                    bound.join(", ")
+                    some_of(&excess),
+                    some_of(&bound)
                 ),
             ),
             CreateTokenError::OutlivesCreator { limit } => ApiError::forbidden(
@@ -192,6 +208,9 @@ impl CreateTokenError {
                     iso(limit)
                 ),
             ),
+            CreateTokenError::AlreadySubmitted => {
+                ApiError::conflict("This form was submitted already: no second token was created")
+            }
             CreateTokenError::Other(e) => e,
         }
     }
@@ -210,6 +229,13 @@ pub async fn create_token(
     if name_len == 0 || name_len > 255 {
         return Err(CreateTokenError::Name);
     }
+    // The same text rules and limits as the REST body's schema, for the console too.
+    validate::name_field("applicationApiTokenPost", "name", &request.name)?;
+    validate::text_field(
+        "applicationApiTokenPost",
+        "description",
+        &request.description,
+    )?;
     let scope = match &request.scope {
         None => Scope::all(),
         Some(items) => Scope::parse(items).map_err(CreateTokenError::Scope)?,
@@ -231,20 +257,26 @@ pub async fn create_token(
     }
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope_strings = scope.to_strings();
-    let record = state
-        .store()
-        .create_token(&NewToken {
-            application_id: access.application(),
-            digest: secret.digest(),
-            name: &request.name,
-            description: &request.description,
-            scope: &scope_strings,
-            status: request.status,
-            expiration_date: request.expiration_date,
-            creator: access.creator(state).await?,
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "Application"))?;
+    let new = NewToken {
+        application_id: access.application(),
+        digest: secret.digest(),
+        name: &request.name,
+        description: &request.description,
+        scope: &scope_strings,
+        status: request.status,
+        expiration_date: request.expiration_date,
+        creator: access.creator(state).await?,
+    };
+    let created = match &request.form_key {
+        None => state.store().create_token(&new).await,
+        Some((key, user)) => state.store().create_token_once(&new, key, *user).await,
+    };
+    let record = match created {
+        Err(tollgate_store::StoreError::Conflict("this form")) => {
+            return Err(CreateTokenError::AlreadySubmitted);
+        }
+        other => other.map_err(|e| ApiError::from_store(e, "Application"))?,
+    };
     tracing::info!(token = %record.id, application = %record.application_id, creator = %record.creator.id, "API token created");
     Ok((record, secret))
 }
@@ -253,7 +285,7 @@ pub async fn create(
     State(state): State<AppState>,
     access: AppAccess,
     Body(body): Body<TokenPost>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let expiration_date = match body.expiration_date.as_deref() {
         None => None,
         Some(s) => Some(parse_iso(s).ok_or_else(|| {
@@ -268,14 +300,17 @@ pub async fn create(
         scope: body.scope,
         expiration_date,
         status: status(body.status.as_deref())?.unwrap_or(TokenStatus::Active),
+        form_key: None,
     };
     let (record, secret) = create_token(&state, &access, request)
         .await
         .map_err(CreateTokenError::into_api)?;
     let mut out = token_json(&state, &record);
-    // The only response that ever carries the secret.
+    // The only response that ever carries the secret: no cache may keep it.
     out["token"] = json!(secret.expose());
-    Ok((StatusCode::CREATED, Json(out)))
+    let mut res = (StatusCode::CREATED, Json(out)).into_response();
+    crate::api::login::no_store(&mut res);
+    Ok(res)
 }
 
 pub async fn get(
@@ -305,6 +340,10 @@ pub async fn update_token(
                 "name must be between 1 and 255 characters long",
             ));
         }
+        validate::name_field("apiTokenPatch", "name", name)?;
+    }
+    if let Some(description) = &change.description {
+        validate::text_field("apiTokenPatch", "description", description)?;
     }
     let t = state
         .store()

@@ -14,6 +14,7 @@
 
 pub mod credentials;
 pub mod passwords;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -73,6 +74,14 @@ async fn authorize_request(
 
 /// The bearer secret of a request.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    // Two credentials in one request: which one is meant is ambiguous (and proxies disagree
+    // on which they pass on), so neither is used.
+    let count = headers.get_all(header::AUTHORIZATION).iter().count();
+    if count > 1 {
+        return Err(ApiError::validation(format!(
+            "The request has {count} Authorization headers: send exactly one"
+        )));
+    }
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized(
             "Authorization required: send an Authorization: Bearer <token> header",

@@ -10,6 +10,7 @@ use super::form::{FormData, QueryData};
 use super::session::{self, Session};
 use super::{BASE, PageError, render, see_other};
 use crate::api::login::open_session;
+use crate::extract::ClientAddr;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -26,17 +27,9 @@ struct LoginPage {
 
 /// Only console pages are places to return to after logging in (no open redirects).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with("/console/")
-                && !n.starts_with("/console/login")
-                && !n.contains("//")
-                && !n.contains('\\') =>
-        {
-            n.to_owned()
-        }
-        _ => format!("{BASE}/applications"),
-    }
+    next.filter(|n| !n.starts_with("/console/login"))
+        .and_then(|n| super::safe_path(n, "/console/"))
+        .unwrap_or_else(|| format!("{BASE}/applications"))
 }
 
 fn login_response(
@@ -93,7 +86,12 @@ pub async fn login_page(
     )
 }
 
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: FormData) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    form: FormData,
+) -> Response {
     let email = form.text("email").trim().to_owned();
     let next = safe_next(form.get("next"));
     let token_ok = match (
@@ -125,7 +123,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
     }
     let password = form.text("password").to_owned();
     let agent = crate::api::login::user_agent(&headers);
-    match open_session(&state, &email, password, None, agent).await {
+    match open_session(&state, &email, password, None, agent, client).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)
@@ -153,6 +151,23 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
             Some("Invalid email or password.".to_owned()),
             None,
         ),
+        Err(e) if e.retry_after.is_some() => {
+            // Throttled (429) or every password check busy (503): the form again, saying why
+            // and when to come back.
+            let mut res = login_response(
+                &state,
+                e.status,
+                email,
+                next,
+                Some(e.message.to_string()),
+                None,
+            );
+            if let Some(secs) = e.retry_after {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            }
+            res
+        }
         Err(e) => PageError::Api(e).into_response(),
     }
 }

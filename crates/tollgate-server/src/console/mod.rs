@@ -74,6 +74,10 @@ pub fn router() -> Router<AppState> {
             get(tokens::new_page),
         )
         .route(
+            "/console/applications/{app}/tokens/reveal/{reveal}",
+            get(tokens::reveal),
+        )
+        .route(
             "/console/applications/{app}/tokens/{token}",
             get(tokens::detail).post(tokens::save),
         )
@@ -259,7 +263,27 @@ async fn user_access(
     }
 }
 
-/// A 303 to a console page (after a form was handled).
+/// `candidate` if it is a same-site relative path under `prefix` that can go in a
+/// `Location` header as it is: it starts with `prefix` (which starts with `/`), is not
+/// protocol-relative (`//…`), has no backslash, and is printable ASCII only (a CR, LF, NUL or
+/// other control character, a space or a non-ASCII character would have to be
+/// percent-encoded). Checked before the action it follows, so a bad one never leaves a
+/// change made and the answer failed.
+pub fn safe_path(candidate: &str, prefix: &str) -> Option<String> {
+    let ok = candidate.starts_with(prefix)
+        && candidate.starts_with('/')
+        && !candidate.starts_with("//")
+        && !candidate.contains("//")
+        && !candidate.contains('\\')
+        && candidate.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| candidate.to_owned())
+}
+
+/// A 303 to a console page (after a form was handled). A target that cannot be a header
+/// value (never one built here) goes to the console's home instead of failing.
 fn see_other(path: &str) -> Response {
-    Redirect::to(path).into_response()
+    match HeaderValue::from_str(path) {
+        Ok(_) => Redirect::to(path).into_response(),
+        Err(_) => Redirect::to(&format!("{BASE}/applications")).into_response(),
+    }
 }

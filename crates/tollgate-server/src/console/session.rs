@@ -26,6 +26,7 @@ use crate::state::{AppState, Settings};
 
 const SESSION_COOKIE: &str = "tollgate_session";
 const LOGIN_COOKIE: &str = "tollgate_login";
+const REVEAL_COOKIE: &str = "tollgate_reveal";
 /// The hidden field every POST form carries.
 pub const CSRF_FIELD: &str = "csrf";
 
@@ -70,6 +71,22 @@ pub fn clear_login_cookie(settings: &Settings) -> HeaderValue {
     cookie(settings, LOGIN_COOKIE, "", 0)
 }
 
+/// `Set-Cookie` carrying the one-time pad that unseals a new token's secret on the page the
+/// creation redirects to (the database holds only the sealed secret).
+pub fn reveal_cookie(settings: &Settings, pad_hex: &str, max_age_secs: i64) -> HeaderValue {
+    cookie(settings, REVEAL_COOKIE, pad_hex, max_age_secs)
+}
+
+/// `Set-Cookie` that removes the reveal pad.
+pub fn clear_reveal_cookie(settings: &Settings) -> HeaderValue {
+    cookie(settings, REVEAL_COOKIE, "", 0)
+}
+
+/// The reveal pad the request's cookie carries, if any.
+pub fn reveal_pad<'a>(settings: &Settings, headers: &'a HeaderMap) -> Option<&'a str> {
+    read_cookie(headers, &cookie_name(settings, REVEAL_COOKIE))
+}
+
 /// The value of cookie `name` in a request.
 fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -91,6 +108,11 @@ pub fn session_secret<'a>(settings: &Settings, headers: &'a HeaderMap) -> Option
 /// The login form's double-submit token the request's cookie carries, if any.
 pub fn login_token<'a>(settings: &Settings, headers: &'a HeaderMap) -> Option<&'a str> {
     read_cookie(headers, &cookie_name(settings, LOGIN_COOKIE))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fresh random token for the login form (256 bits, hex).

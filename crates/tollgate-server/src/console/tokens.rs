@@ -6,15 +6,16 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::registry::application_resources;
 use tollgate_core::{Action, Grant, Scope, Summary};
 use tollgate_store::Id;
+use tollgate_store::console::NewReveal;
 use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
 
 use super::form::{FormData, QueryData};
-use super::session::Session;
+use super::session::{Session, clear_reveal_cookie, reveal_cookie, reveal_pad};
 use super::view::{self, AppNav, UserBar, When};
 use super::{BASE, PageError, allowed, app_access, parse_id, render, see_other};
 use crate::api::tokens::{
@@ -303,6 +304,8 @@ struct NewTokenPage {
     name_error: Option<String>,
     expiry_error: Option<String>,
     scope_error: Option<String>,
+    /// This form's one-time key: the form can create one token, however often it is sent.
+    form_key: String,
 }
 
 impl NewTokenPage {
@@ -324,8 +327,54 @@ impl NewTokenPage {
             name_error: None,
             expiry_error: None,
             scope_error: None,
+            form_key: new_form_key(),
         }
     }
+}
+
+/// How long a token form's key is accepted (and remembered once used).
+pub const FORM_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a new token's secret waits for the page that shows it.
+const REVEAL_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// `<issued at, ms>.<128 random bits, hex>`.
+fn new_form_key() -> String {
+    let random = super::session::to_hex(
+        &tollgate_core::secret::Secret::generate(tollgate_core::secret::SecretKind::UserSession)
+            .digest()[..16],
+    );
+    format!("{}.{random}", tollgate_store::now_ms())
+}
+
+/// A form key this server could have issued and that has not expired.
+fn form_key_valid(key: &str) -> bool {
+    let Some((at, random)) = key.split_once('.') else {
+        return false;
+    };
+    let now = tollgate_store::now_ms();
+    at.parse::<i64>()
+        .is_ok_and(|at| at <= now + 60_000 && now - at < FORM_KEY_TTL_MS)
+        && random.len() == 32
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn reveal_href(app: Id, reveal: Id) -> String {
+    format!("{}/reveal/{reveal}", tokens_href(app))
+}
+
+/// `secret XOR pad`, byte by byte (the pad is as long as the secret).
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 pub async fn new_page(
@@ -367,6 +416,20 @@ pub async fn create(
     };
     let checked: Vec<&str> = form.all("action").collect();
     page.groups = checklist(app, &checked);
+    let form_key = form.text("form_key").to_owned();
+    if !form_key_valid(&form_key) {
+        return Err(PageError::Api(ApiError::validation(
+            "This form has expired or was not sent whole: open Add Application Token again",
+        )));
+    }
+    page.form_key = form_key.clone();
+    if let Some(used) = state
+        .store()
+        .used_form_key(&form_key, session.user_id)
+        .await?
+    {
+        return already_submitted(&state, &session, app, &used.token_name).await;
+    }
 
     let expiration_date = if page.never_expires {
         Ok(None)
@@ -401,6 +464,7 @@ pub async fn create(
                     scope: Some(scope),
                     expiration_date,
                     status: TokenStatus::Active,
+                    form_key: Some((form_key.clone(), session.user_id)),
                 },
             )
             .await,
@@ -408,27 +472,34 @@ pub async fn create(
     };
     let status = match result {
         Some(Ok((record, secret))) => {
-            let reveal = Reveal {
-                secret: secret.expose().to_owned(),
-                token_name: record.name.clone(),
-                file_name: view::file_name(&record.name),
-                close_href: tokens_href(app),
-            };
-            let notice = format!("The token “{}” was created.", record.name);
-            return render_list(
-                &state,
-                &session,
-                app,
-                &ListView {
-                    descending: false,
-                    filter: String::new(),
-                    page: 0,
-                },
-                Some(notice),
-                Some(reveal),
-                StatusCode::CREATED,
-            )
-            .await;
+            // Show the secret on the page the browser is sent to, not in this answer: a reload
+            // there repeats a GET, never this POST. Only the sealed secret waits in the
+            // database; the pad that unseals it goes to this browser alone, in a cookie.
+            let mut pad = vec![0u8; secret.expose().len()];
+            rand::Rng::fill_bytes(&mut rand::rng(), &mut pad);
+            let pad = &pad;
+            let sealed = xor(secret.expose().as_bytes(), pad);
+            let reveal = state
+                .store()
+                .put_reveal(&NewReveal {
+                    user_id: session.user_id,
+                    application_id: app,
+                    token_id: record.id,
+                    token_name: &record.name,
+                    sealed: &sealed,
+                    expires_at: tollgate_store::now_ms() + REVEAL_TTL_MS,
+                })
+                .await?;
+            let mut res = see_other(&reveal_href(app, reveal));
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                reveal_cookie(
+                    state.settings(),
+                    &super::session::to_hex(pad),
+                    REVEAL_TTL_MS / 1000,
+                ),
+            );
+            return Ok(res);
         }
         None => StatusCode::BAD_REQUEST,
         Some(Err(e)) => match e {
@@ -470,6 +541,13 @@ pub async fn create(
                     When::at(limit).text
                 ));
                 StatusCode::FORBIDDEN
+            }
+            CreateTokenError::AlreadySubmitted => {
+                return already_submitted(&state, &session, app, &page.name).await;
+            }
+            CreateTokenError::Other(e) if e.status == StatusCode::BAD_REQUEST => {
+                page.name_error = Some(format!("{}.", e.message));
+                StatusCode::BAD_REQUEST
             }
             CreateTokenError::Other(e) => return Err(e.into()),
         },
@@ -717,6 +795,108 @@ pub async fn save(
     }
 }
 
+/// A token form sent a second time (a reload of the POST, a double click): nothing new was
+/// created, and the list says so.
+async fn already_submitted(
+    state: &AppState,
+    session: &Session,
+    app: Id,
+    token_name: &str,
+) -> Result<Response, PageError> {
+    render_list(
+        state,
+        session,
+        app,
+        &ListView {
+            descending: false,
+            filter: String::new(),
+            page: 0,
+        },
+        Some(format!(
+            "This form was sent already and created the token “{token_name}”: no second token was created. Its secret was shown once and cannot be shown again."
+        )),
+        None,
+        StatusCode::CONFLICT,
+    )
+    .await
+}
+
+/// The page a new token's creation redirects to: the list with the secret shown once. The
+/// sealed secret is taken (read and deleted) from the database and unsealed with the pad in
+/// this browser's cookie, which is cleared; a reload finds nothing and says so.
+pub async fn reveal(
+    State(state): State<AppState>,
+    session: Session,
+    Path((app, reveal)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let app = parse_id(&app, "Application")?;
+    let reveal_id = parse_id(&reveal, "Token")?;
+    let access = app_access(&state, &session, Action::ApplicationApiTokensGet, app).await?;
+    let app = access.application();
+    let pad = reveal_pad(state.settings(), &headers).and_then(from_hex);
+    let taken = match &pad {
+        Some(_) => {
+            state
+                .store()
+                .take_reveal(reveal_id, session.user_id)
+                .await?
+        }
+        None => None,
+    };
+    let lv = ListView {
+        descending: false,
+        filter: String::new(),
+        page: 0,
+    };
+    let shown = match (taken, pad) {
+        (Some(r), Some(pad)) if r.application_id == app && pad.len() == r.sealed.len() => {
+            String::from_utf8(xor(&r.sealed, &pad))
+                .ok()
+                .map(|secret| (r.token_name, secret))
+        }
+        _ => None,
+    };
+    let mut res = match shown {
+        Some((token_name, secret)) => {
+            let notice = format!("The token “{token_name}” was created.");
+            render_list(
+                &state,
+                &session,
+                app,
+                &lv,
+                Some(notice),
+                Some(Reveal {
+                    file_name: view::file_name(&token_name),
+                    token_name,
+                    secret,
+                    close_href: tokens_href(app),
+                }),
+                StatusCode::OK,
+            )
+            .await?
+        }
+        None => {
+            render_list(
+                &state,
+                &session,
+                app,
+                &lv,
+                Some(
+                    "This token's secret was shown once already and cannot be shown again. If it was not saved, create a new token and delete this one."
+                        .to_owned(),
+                ),
+                None,
+                StatusCode::GONE,
+            )
+            .await?
+        }
+    };
+    res.headers_mut()
+        .append(header::SET_COOKIE, clear_reveal_cookie(state.settings()));
+    Ok(res)
+}
+
 /// The list's active/inactive toggle.
 pub async fn set_status(
     State(state): State<AppState>,
@@ -728,6 +908,12 @@ pub async fn set_status(
     let app = parse_id(&app, "Application")?;
     let token = parse_id(&token, "API token")?;
     let access = app_access(&state, &session, Action::ApplicationApiTokenPatch, app).await?;
+    // Where to go back to is decided before anything changes.
+    let list = tokens_href(access.application());
+    let back = form
+        .get("return")
+        .and_then(|r| super::safe_path(r, &list))
+        .unwrap_or(list);
     let Some(status) = status_field(&form)? else {
         return Err(PageError::Api(ApiError::validation(
             "The status must be Active or Inactive",
@@ -741,13 +927,6 @@ pub async fn set_status(
     let notice = match status {
         TokenStatus::Active => "activated",
         TokenStatus::Inactive => "deactivated",
-    };
-    let back = match form.get("return") {
-        // The list the toggle was on (its sort and filter), if it is this application's.
-        Some(r) if r.starts_with(&tokens_href(access.application())) && !r.contains("//") => {
-            r.to_owned()
-        }
-        _ => tokens_href(access.application()),
     };
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(see_other(&format!("{back}{sep}notice={notice}")))

@@ -4,6 +4,7 @@
 //! `TOLLGATE_TEST_PG_SERVER`.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod process;
 pub mod proxy;
 
@@ -81,6 +82,18 @@ impl TestApp {
             .await
             .expect("open store");
         let state = AppState::new(store, settings);
+        let router = tollgate_server::app(state.clone());
+        TestApp {
+            state,
+            router,
+            database_url,
+            _dir: dir,
+        }
+    }
+
+    /// The application over a store opened by the test (with its own options), in `dir`.
+    pub fn with_store(store: Store, database_url: String, dir: tempfile::TempDir) -> TestApp {
+        let state = AppState::new(store, Settings::default());
         let router = tollgate_server::app(state.clone());
         TestApp {
             state,
@@ -210,6 +223,35 @@ impl TestApp {
             .await
             .unwrap()
             .id
+    }
+
+    /// `admin` invites `email` to `org` with `role`, and the invitee (session `member`)
+    /// accepts: invitations are pending until accepted.
+    pub async fn join_org(&self, org: &str, admin: &str, email: &str, role: &str, member: &str) {
+        self.post(
+            &format!("/orgs/{org}/invites"),
+            admin,
+            json!({ "email": email, "role": role }),
+        )
+        .await
+        .expect(200);
+        let invites = self.get("/me/invites", member).await.expect(200);
+        let invite = invites
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["role"] == role)
+            .unwrap_or_else(|| panic!("no invitation for {email}: {invites}"));
+        let id = invite["id"].as_str().unwrap();
+        let answer = self
+            .post(
+                &format!("/me/invites/{id}"),
+                member,
+                json!({ "action": "accept" }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(answer["result"], "accepted");
     }
 
     /// A token created directly in the store (bypassing the API's creation rules).

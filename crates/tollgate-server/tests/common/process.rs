@@ -34,10 +34,27 @@ impl ServerProcess {
     /// Start a server on `database_url`, logging to `dir/server-<port>.log`, and wait until
     /// `/health` answers.
     pub fn start(dir: &Path, database_url: &str, extra_env: &[(&str, &str)]) -> ServerProcess {
+        Self::start_wrapped(dir, database_url, extra_env, &[])
+    }
+
+    /// As [`ServerProcess::start`], run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`).
+    pub fn start_wrapped(
+        dir: &Path,
+        database_url: &str,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> ServerProcess {
         let port = free_port();
         let log_path = dir.join(format!("server-{port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(binary());
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(binary()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+        };
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("TOLLGATE_DATABASE_URL", database_url)
             .env("TOLLGATE_DATA_DIR", dir)
@@ -82,6 +99,24 @@ impl ServerProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Ask the process to stop (SIGTERM, a clean shutdown) and wait up to 30 s for it.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                assert!(exit.success(), "exit {exit:?}; log:\n{}", self.log());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not stop within 30 s of SIGTERM");
     }
 
     /// Stop the process (SIGKILL) and wait for it.

@@ -1,0 +1,8 @@
+//! `cargo fuzz` target; the property is in `fuzz/checks/scope.rs` (also replayed over the
+//! committed corpus by the normal test suite).
+#![no_main]
+
+#[path = "../../checks/scope.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));
