@@ -392,6 +392,18 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
             };
+            // A revocation waits up to a silent node's lease for it; the request deadline
+            // must leave room for that, or such a revocation is saved but answered 503.
+            if store.backend() == Backend::Postgres
+                && settings.change_lease + settings.change_lease / 10 >= settings.db_timeout
+            {
+                tracing::warn!(
+                    change_lease_ms = settings.change_lease.as_millis() as u64,
+                    db_timeout_ms = settings.db_timeout.as_millis() as u64,
+                    "--db-timeout-ms is not well above --change-lease-ms: a revocation that waits \
+                     for an unreachable node's lease may be saved yet answered 503"
+                );
+            }
             let options = ServeOptions {
                 listen: args.listen,
                 flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
