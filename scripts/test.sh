@@ -9,7 +9,7 @@
 #    with store and server behaviour on SQLite and the backend-independent tests), then the
 #    PostgreSQL pass (store and server behaviour again, on PostgreSQL, and the tests that need
 #    PostgreSQL itself: several nodes, copying a deployment to it).
-# 5. runs each fuzz target for 20 s from the committed corpus (scripts/fuzz.sh).
+# 5. fuzzes the token and scope parsers for 15 s each from the committed corpus (scripts/fuzz.sh --quick).
 #
 # Nothing is skipped: the harness (crates/tollgate-testkit) fails a test whose dependency is
 # missing unless TOLLGATE_ALLOW_SKIP=1 is set, and this script refuses to run with it set.

@@ -23,7 +23,7 @@ use tollgate_store::applications::Owner;
 use tollgate_store::devices::{DeviceFields, Tag};
 use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
 use tollgate_store::users::NewUser;
-use tollgate_store::{Id, Store};
+use tollgate_store::{Actor, Id, Store};
 
 const SCOPES: &[&str] = &[
     r#"["all.Application"]"#,
@@ -55,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
     let mut app_ids = Vec::with_capacity(apps);
     for i in 0..apps {
         let app = store
-            .create_application(Owner::User(user.id), &format!("app {i}"), "", &Map::new())
+            .create_application(
+                &Actor::operator(),
+                Owner::User(user.id),
+                &format!("app {i}"),
+                "",
+                &Map::new(),
+            )
             .await?;
         app_ids.push(app.id);
     }
@@ -78,7 +84,12 @@ async fn main() -> anyhow::Result<()> {
             attributes: attributes.clone(),
             extra: Map::new(),
         };
-        device_ids.push(store.create_device(app_ids[i % apps], &fields).await?.id);
+        device_ids.push(
+            store
+                .create_device(&Actor::operator(), app_ids[i % apps], &fields, &[])
+                .await?
+                .id,
+        );
     }
     eprintln!(
         "{apps} applications, {devices} devices in {:?}",
@@ -165,20 +176,23 @@ async fn named_token(
         .map(String::from)
         .to_vec();
     store
-        .create_token(&NewToken {
-            application_id: app,
-            digest: secret.digest(),
-            name: "bench",
-            description: "",
-            scope: &scope,
-            status,
-            expiration_date: None,
-            creator: Creator {
-                kind: "user",
-                id: user,
-                name: "bench@example.com".into(),
+        .create_token(
+            &Actor::operator(),
+            &NewToken {
+                application_id: app,
+                digest: secret.digest(),
+                name: "bench",
+                description: "",
+                scope: &scope,
+                status,
+                expiration_date: None,
+                creator: Creator {
+                    kind: "user",
+                    id: user,
+                    name: "bench@example.com".into(),
+                },
             },
-        })
+        )
         .await?;
     Ok(secret)
 }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::Action;
-use tollgate_store::StoreError;
+use tollgate_store::{Revoked, StoreError};
 
 /// Header naming the action a 403 needed, for tools.
 pub const REQUIRED_ACTION_HEADER: HeaderName =
@@ -187,6 +187,31 @@ impl ApiError {
             StoreError::UnknownReference(id) => {
                 ApiError::validation(format!("{id} is not an application of this organization"))
             }
+            StoreError::UnknownDevice { field } => ApiError::validation(format!(
+                "{field} does not name a device of this application"
+            )),
+            // The credential held when the request was authorized and not when its write
+            // came to commit: the write was refused in its own transaction.
+            StoreError::Revoked(why) => ApiError::unauthorized(match why {
+                Revoked::TokenInactive | Revoked::TokenDeleted => {
+                    "This API token was deactivated or deleted: nothing was changed"
+                }
+                Revoked::TokenExpired => "This API token has expired: nothing was changed",
+                Revoked::SessionEnded => {
+                    "This session has ended: nothing was changed; log in again"
+                }
+                Revoked::SessionExpired => {
+                    "This session has expired: nothing was changed; log in again"
+                }
+            }),
+            StoreError::NoLongerAdmin => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "You are no longer an administrator of this organization (another administrator changed your role meanwhile): nothing was changed",
+            ),
+            StoreError::Contention(_) => ApiError::conflict(
+                "This change collided with a concurrent change of the same records and was not made: send it again",
+            ),
             e if e.is_storage_full() => {
                 tracing::error!(error = ?e, "write refused: the database's disk is full");
                 ApiError::storage_full()
@@ -208,6 +233,37 @@ impl ApiError {
                 tracing::error!(error = ?e, "store error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+/// What a store write that runs the server's checks inside its transaction can answer: the
+/// checks' own refusal, or a store error not yet worded (so the caller can still name what
+/// was not found).
+#[derive(Debug)]
+pub enum Refusal {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Store(e)
+    }
+}
+
+impl Refusal {
+    /// The answer, naming `what` if something was not found.
+    pub fn named(self, what: &str) -> ApiError {
+        match self {
+            Refusal::Api(e) => e,
+            Refusal::Store(e) => ApiError::from_store(e, what),
         }
     }
 }

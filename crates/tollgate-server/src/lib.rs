@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod routes;
 pub mod schemas;
 pub mod serve;
+pub mod service;
 pub mod state;
 pub mod time;
 pub mod validate;

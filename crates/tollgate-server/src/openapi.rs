@@ -39,14 +39,35 @@ pub fn document() -> Value {
                 "schema": { "$ref": format!("#/components/schemas/{}", def.response) } } } }),
         );
         let mut errors = vec![("400", "Malformed request")];
+        let writes = def.family != Family::Public && !def.read_only;
         if def.family != Family::Public {
             errors.push((
                 "401",
-                "Missing, malformed, unknown, expired or inactive credentials",
+                if writes {
+                    "Missing, malformed, unknown, expired or inactive credentials; or credentials revoked while the request was in progress (the write re-checks them when it commits: nothing is changed)"
+                } else {
+                    "Missing, malformed, unknown, expired or inactive credentials"
+                },
             ));
             errors.push((
                 "403",
-                "Valid credentials without this action (named in X-Tollgate-Required-Action)",
+                match def.name {
+                    "applicationApiTokens.post" => {
+                        "Valid credentials without this action (named in X-Tollgate-Required-Action), or a token that would be more powerful or longer-lived than its creator"
+                    }
+                    "applicationApiToken.patch" | "applicationApiToken.delete" => {
+                        "Valid credentials without this action (named in X-Tollgate-Required-Action), or a target token the caller could not have created: its scope reaches further than the caller's, or it outlives the caller"
+                    }
+                    _ => {
+                        "Valid credentials without this action (named in X-Tollgate-Required-Action)"
+                    }
+                },
+            ));
+        }
+        if writes {
+            errors.push((
+                "409",
+                "A uniqueness rule was broken, or the write collided with a concurrent change of the same records and was not made (send it again)",
             ));
         }
         if def.path.contains('{') {

@@ -1,7 +1,6 @@
 //! Bounded work (issue 12, item 3): every list a request can send is bounded, refused before
 //! the database sees it with a 400 that names the field and the limit, and error messages
-//! stay short whatever the input. Runs on SQLite, and on PostgreSQL when
-//! TOLLGATE_TEST_POSTGRES_URL is set.
+//! stay short whatever the input. Runs in both passes.
 
 use crate::common::TestApp;
 use axum::http::Method;

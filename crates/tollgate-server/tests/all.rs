@@ -32,11 +32,14 @@ mod local_server;
 mod multinode;
 mod official_clients;
 mod openapi;
+mod races;
 mod readme;
 mod revocation;
+mod revoked_writes;
 mod secrets;
 mod sessions;
 mod storage_faults;
+mod token_authority;
 mod token_matrix;
 mod wire_format;
 
@@ -77,10 +80,13 @@ fn main() -> std::process::ExitCode {
             multinode::cases(),
             official_clients::cases(),
             openapi::cases(),
+            races::cases(),
             readme::cases(),
             revocation::cases(),
+            revoked_writes::cases(),
             secrets::cases(),
             sessions::cases(),
+            token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),
             wire_format::cases(),

@@ -65,6 +65,7 @@ async fn a_saturated_pool_does_not_lapse_the_lease() {
         .unwrap();
     let app = setup
         .create_application(
+            &tollgate_store::Actor::operator(),
             tollgate_store::applications::Owner::User(user.id),
             "pool",
             "",
@@ -77,20 +78,23 @@ async fn a_saturated_pool_does_not_lapse_the_lease() {
     );
     let scope = vec!["all.Application".to_owned()];
     setup
-        .create_token(&NewToken {
-            application_id: app.id,
-            digest: secret.digest(),
-            name: "t",
-            description: "",
-            scope: &scope,
-            status: TokenStatus::Active,
-            expiration_date: None,
-            creator: Creator {
-                kind: "user",
-                id: user.id,
-                name: "pool@example.com".into(),
+        .create_token(
+            &tollgate_store::Actor::operator(),
+            &NewToken {
+                application_id: app.id,
+                digest: secret.digest(),
+                name: "t",
+                description: "",
+                scope: &scope,
+                status: TokenStatus::Active,
+                expiration_date: None,
+                creator: Creator {
+                    kind: "user",
+                    id: user.id,
+                    name: "pool@example.com".into(),
+                },
             },
-        })
+        )
         .await
         .unwrap();
     setup.close().await;

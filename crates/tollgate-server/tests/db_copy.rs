@@ -193,6 +193,7 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         let scope = vec!["all.Application.read".to_owned()];
         let made = store
             .create_token_once(
+                &tollgate_store::Actor::operator(),
                 &tollgate_store::tokens::NewToken {
                     application_id: app_id,
                     digest: [7; 32],

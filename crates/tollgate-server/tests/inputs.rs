@@ -232,14 +232,15 @@ async fn the_console_applies_the_rest_apis_rules_and_limits() {
         Ok(tollgate_server::auth::Access::App(a)) => a,
         _ => panic!("owner may create tokens"),
     };
-    let request = |name: &str, description: String| tollgate_server::api::tokens::TokenRequest {
-        name: name.to_owned(),
-        description,
-        scope: None,
-        expiration_date: None,
-        status: TokenStatus::Active,
-        form_key: None,
-    };
+    let request =
+        |name: &str, description: String| tollgate_server::service::tokens::TokenRequest {
+            name: name.to_owned(),
+            description,
+            scope: None,
+            expiration_date: None,
+            status: TokenStatus::Active,
+            form_key: None,
+        };
     for (name, description, expected) in [
         (
             "Vendor",
@@ -258,14 +259,14 @@ async fn the_console_applies_the_rest_apis_rules_and_limits() {
             "description contains a control character",
         ),
     ] {
-        let e = match tollgate_server::api::tokens::create_token(
+        let e = match tollgate_server::service::tokens::create(
             &t.state,
             &access,
             request(name, description),
         )
         .await
         {
-            Err(tollgate_server::api::tokens::CreateTokenError::Other(e)) => e,
+            Err(tollgate_server::service::tokens::TokenError::Other(e)) => e,
             other => panic!("{name:?}: {:?}", other.map(|(r, _)| r.name)),
         };
         assert_eq!(e.status, StatusCode::BAD_REQUEST);

@@ -271,7 +271,12 @@ fn a_command_s_revocations_are_in_effect_in_the_server_when_it_returns() {
             tollgate_server::datadir::Attachment::Server { .. }
         ));
         store
-            .delete_token(app.parse().unwrap(), token_id.parse().unwrap())
+            .delete_token(
+                &tollgate_store::Actor::operator(),
+                app.parse().unwrap(),
+                token_id.parse().unwrap(),
+                |_| Ok::<(), tollgate_store::StoreError>(()),
+            )
             .await
             .unwrap();
         store

@@ -17,10 +17,9 @@ use crate::common::{TestApp, unknown_token};
 use axum::http::Method as HttpMethod;
 use serde_json::{Value, json};
 use tollgate_core::{Action, Family, Method, REGISTRY};
-use tollgate_store::Id;
 use tollgate_store::devices::DeviceFields;
-use tollgate_store::flows::Actor;
 use tollgate_store::tokens::TokenStatus;
+use tollgate_store::{Actor, Id, StoreError};
 use tollgate_testkit::{Case, case};
 
 /// A fresh application to act on, owned by `owner` (with `session`).
@@ -50,9 +49,11 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
             format!("{base}/tokens"),
             Some(json!({ "name": "child", "scope": ["applicationApiTokens.post"] })),
         ),
+        // A target no stronger than any token that holds this very action (a token may change
+        // or delete only tokens it could have created; tests/token_authority.rs has the rest).
         ApplicationApiTokenGet | ApplicationApiTokenDelete | ApplicationApiTokenPatch => {
             let (target, _) = t
-                .raw_token(app, &["application.get"], TokenStatus::Active, None)
+                .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
             let body = (action == ApplicationApiTokenPatch).then(|| json!({ "name": "renamed" }));
             (format!("{base}/tokens/{target}"), body)
@@ -114,14 +115,11 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
             let flow = t
                 .store()
                 .create_flow(
+                    &Actor::user_session(cell.owner, tollgate_core::secret::digest(&cell.session)),
                     app,
                     "existing",
                     "cloud",
                     &serde_json::Map::new(),
-                    &Actor {
-                        kind: "user",
-                        id: cell.owner,
-                    },
                 )
                 .await
                 .unwrap()
@@ -130,7 +128,6 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
             (format!("{base}/flows/{flow}"), body)
         }
     };
-    let _ = &cell.session;
     Some(req)
 }
 
@@ -141,6 +138,7 @@ async fn device(t: &TestApp, app: Id) -> Id {
     ];
     t.store()
         .create_device(
+            &Actor::operator(),
             app,
             &DeviceFields {
                 name: "existing".into(),
@@ -148,6 +146,7 @@ async fn device(t: &TestApp, app: Id) -> Id {
                 attributes,
                 ..Default::default()
             },
+            &[],
         )
         .await
         .unwrap()
@@ -208,7 +207,10 @@ async fn credential(t: &TestApp, cell: &Cell, action: Action, kind: Credential) 
         }
         Credential::Deleted => {
             let (id, s) = t.raw_token(app, &["all.Application"], active, None).await;
-            t.store().delete_token(app, id).await.unwrap();
+            t.store()
+                .delete_token(&Actor::operator(), app, id, |_| Ok::<_, StoreError>(()))
+                .await
+                .unwrap();
             s
         }
         Credential::OtherApplication => {

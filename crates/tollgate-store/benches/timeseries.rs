@@ -22,7 +22,7 @@ use tollgate_store::applications::Owner;
 use tollgate_store::devices::DeviceFields;
 use tollgate_store::states::Report;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Id, Store};
+use tollgate_store::{Actor, Id, Store};
 
 const POINTS: i64 = 1_000_000;
 const SECOND: i64 = 1000;
@@ -51,7 +51,13 @@ async fn seed() -> Seeded {
         .await
         .unwrap();
     let app = store
-        .create_application(Owner::User(user.id), "bench", "", &Map::new())
+        .create_application(
+            &Actor::operator(),
+            Owner::User(user.id),
+            "bench",
+            "",
+            &Map::new(),
+        )
         .await
         .unwrap();
     let attributes: Vec<Map<String, Value>> = vec![
@@ -59,6 +65,7 @@ async fn seed() -> Seeded {
     ];
     let device = store
         .create_device(
+            &Actor::operator(),
             app.id,
             &DeviceFields {
                 name: "bench".into(),
@@ -66,6 +73,7 @@ async fn seed() -> Seeded {
                 attributes,
                 ..Default::default()
             },
+            &[],
         )
         .await
         .unwrap();
@@ -87,7 +95,9 @@ async fn seed() -> Seeded {
             })
             .collect();
         store
-            .insert_reports(app.id, device.id, &reports)
+            .insert_reports(&Actor::operator(), app.id, device.id, |_| {
+                Ok::<_, tollgate_store::StoreError>(reports)
+            })
             .await
             .unwrap();
     }

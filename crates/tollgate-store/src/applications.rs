@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
+use crate::actor::{Actor, Lock};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -95,8 +96,12 @@ const VISIBLE_TO_USER: &str = " FROM applications a WHERE \
                   AND r.user_id = m.user_id AND r.application_id = a.id), m.role) <> 'none')))";
 
 impl Store {
+    /// Create an application owned by `owner`, as `actor`. An organization that does not
+    /// exist (or is being deleted) is `NotFound`: its row is locked until commit, so an
+    /// application is never created into an organization whose deletion has committed.
     pub async fn create_application(
         &self,
+        actor: &Actor,
         owner: Owner,
         name: &str,
         description: &str,
@@ -112,6 +117,22 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
+        let mut tx = self.begin_as(actor).await?;
+        let owner_sql = match owner {
+            Owner::User(_) => format!(
+                "SELECT id FROM users WHERE id = $1{}",
+                Lock::KeyShare.clause(self.backend)
+            ),
+            Owner::Organization(_) => format!(
+                "SELECT id FROM orgs WHERE id = $1{}",
+                Lock::KeyShare.clause(self.backend)
+            ),
+        };
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(owner_sql))
+            .bind(owner.id().to_hex())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO applications (id, owner_type, owner_id, name, description, extra, \
              creation_date, last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -124,8 +145,9 @@ impl Store {
         .bind(Value::Object(extra.clone()).to_string())
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(app)
     }
 
@@ -223,12 +245,17 @@ impl Store {
         .await?)
     }
 
+    /// Change an application's name, description or kept fields, as `actor`. The row is read
+    /// `FOR UPDATE` (locked before the credential is checked, so two such writes never hold a
+    /// weaker lock each and wait to strengthen it) and the patch merged into what it holds
+    /// now, so concurrent patches of different fields both survive.
     pub async fn update_application(
         &self,
+        actor: &Actor,
         id: Id,
         change: &ApplicationChange,
     ) -> Result<Application> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_in_application(actor, id, Lock::Update).await?;
         let sql = format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
@@ -259,9 +286,10 @@ impl Store {
         Ok(app)
     }
 
-    /// Delete an application and everything it owns; other nodes drop its tokens.
-    pub async fn delete_application(&self, id: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Delete an application and everything it owns, as `actor`; other nodes drop its
+    /// tokens. The row is locked first (parents before children, as every write takes them).
+    pub async fn delete_application(&self, actor: &Actor, id: Id) -> Result<()> {
+        let mut tx = self.begin_in_application(actor, id, Lock::Update).await?;
         delete_application_in(&mut tx, id).await?;
         self.commit_with(tx, &[Change::Application(id)]).await
     }

@@ -12,10 +12,11 @@
 
 use sqlx::Row;
 
+use crate::actor::Lock;
 use crate::ids::from_db;
 use crate::notify::Change;
 use crate::tokens::{NewToken, TokenRecord};
-use crate::{Id, Result, Store, StoreError};
+use crate::{Actor, Id, Result, Store, StoreError};
 
 /// A used form key: which token it created.
 #[derive(Clone, Debug)]
@@ -50,11 +51,15 @@ impl Store {
     /// before: `Conflict`, and nothing is created.
     pub async fn create_token_once(
         &self,
+        actor: &Actor,
         new: &NewToken<'_>,
         form_key: &str,
         user: Id,
     ) -> Result<TokenRecord> {
-        let mut tx = self.begin_write().await?;
+        // As [`Store::create_token`]: the application locked, the actor checked, first.
+        let mut tx = self
+            .begin_in_application(actor, new.application_id, Lock::KeyShare)
+            .await?;
         let claimed = sqlx::query(
             "INSERT INTO console_form_keys (form_key, user_id, application_id, token_id, \
              token_name, used_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -8,10 +8,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::attribute::DataType;
 
+use crate::actor::{Actor, Lock};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
 use crate::notify::Change;
-use crate::{Id, Result, Store, StoreError};
+use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tag {
@@ -85,6 +86,23 @@ impl From<&Device> for DeviceFields {
     }
 }
 
+/// What a device PATCH changes: `None` leaves a field as it is; `extra` is merged (`null`
+/// removes a field). Applied by [`Store::update_device`] to the device as it is when the
+/// change commits, never to a copy read earlier.
+#[derive(Clone, Debug, Default)]
+pub struct DevicePatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub device_class: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub attributes: Option<Vec<Map<String, Value>>>,
+    pub extra: Map<String, Value>,
+}
+
+/// Devices a new or changed device names (its `gatewayId`, `parentId`), by the field that
+/// names them: each must be a device of the same application when the write commits.
+pub type DeviceRefs<'a> = &'a [(&'a str, Id)];
+
 /// Filters of `devices.get` besides the name glob.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceFilter {
@@ -150,7 +168,15 @@ pub struct HistoryQuery {
 }
 
 impl Store {
-    pub async fn create_device(&self, application: Id, fields: &DeviceFields) -> Result<Device> {
+    /// Create a device in `application`, as `actor`; `refs` must name devices of the
+    /// application (`UnknownDevice` otherwise).
+    pub async fn create_device(
+        &self,
+        actor: &Actor,
+        application: Id,
+        fields: &DeviceFields,
+        refs: DeviceRefs<'_>,
+    ) -> Result<Device> {
         let now = crate::now_ms();
         let device = Device {
             id: Id::generate(),
@@ -164,12 +190,14 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        lock_devices(&mut tx, application, None, refs).await?;
+        sqlx::query(
             "INSERT INTO devices (id, application_id, name, description, device_class, tags, \
              attributes, extra, creation_date, last_updated) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(device.id.to_hex())
         .bind(application.to_hex())
@@ -183,9 +211,6 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
         write_tags(&mut tx, application, device.id, &device.tags).await?;
         tx.commit().await?;
         Ok(device)
@@ -342,48 +367,69 @@ impl Store {
         rows.iter().map(device_from_row).collect()
     }
 
-    /// Replace a device's writable fields. State of attributes that were removed or whose
-    /// type changed is deleted in the same transaction (it could no longer be read as the
-    /// declared type; the reference does the same).
+    /// Apply `patch` to a device of `application`, as `actor`, merged into the device as it
+    /// is now: the row is read `FOR UPDATE`, so a concurrent PATCH of other fields, or a state
+    /// report checked against the old attributes, waits and then sees this change (and this
+    /// one sees theirs). `refs` (devices the patch names) must be devices of the application.
+    /// State of attributes that were removed or whose type changed is deleted in the same
+    /// transaction (it could no longer be read as the declared type; the reference does the
+    /// same), so attributes and stored points always agree.
     pub async fn update_device(
         &self,
+        actor: &Actor,
         application: Id,
         id: Id,
-        fields: &DeviceFields,
+        patch: &DevicePatch,
+        refs: DeviceRefs<'_>,
     ) -> Result<Device> {
-        let mut tx = self.begin_write().await?;
-        let sql =
-            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_hex())
-            .bind(application.to_hex())
-            .fetch_optional(&mut *tx)
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        let old = lock_devices(&mut tx, application, Some(id), refs)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let old = device_from_row(&row)?;
-        let now = crate::now_ms();
+        let mut new = old.clone();
+        if let Some(v) = &patch.name {
+            new.name = v.clone();
+        }
+        if let Some(v) = &patch.description {
+            new.description = v.clone();
+        }
+        if let Some(v) = &patch.device_class {
+            new.device_class = v.clone();
+        }
+        if let Some(v) = &patch.tags {
+            new.tags = v.clone();
+        }
+        if let Some(v) = &patch.attributes {
+            new.attributes = v.clone();
+        }
+        crate::merge_extra(&mut new.extra, &patch.extra);
+        new.last_updated = crate::now_ms();
+        // Writing the merged row back is safe only because it has been locked since it was
+        // read.
         sqlx::query(
             "UPDATE devices SET name = $2, description = $3, device_class = $4, tags = $5, \
              attributes = $6, extra = $7, last_updated = $8 WHERE id = $1",
         )
         .bind(id.to_hex())
-        .bind(&fields.name)
-        .bind(&fields.description)
-        .bind(&fields.device_class)
-        .bind(json_text(&fields.tags)?)
-        .bind(json_text(&fields.attributes)?)
-        .bind(json_text(&fields.extra)?)
-        .bind(now)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(&new.device_class)
+        .bind(json_text(&new.tags)?)
+        .bind(json_text(&new.attributes)?)
+        .bind(json_text(&new.extra)?)
+        .bind(new.last_updated)
         .execute(&mut *tx)
         .await?;
-        if old.tags != fields.tags {
+        if old.tags != new.tags {
             sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
                 .bind(id.to_hex())
                 .execute(&mut *tx)
                 .await?;
-            write_tags(&mut tx, application, id, &fields.tags).await?;
+            write_tags(&mut tx, application, id, &new.tags).await?;
         }
-        let new_types = attribute_types(&fields.attributes);
+        let new_types = attribute_types(&new.attributes);
         let dropped: Vec<&str> = old
             .attribute_types()
             .into_iter()
@@ -409,21 +455,15 @@ impl Store {
             .await?;
         }
         self.commit_with(tx, &[Change::Device(id)]).await?;
-        Ok(Device {
-            name: fields.name.clone(),
-            description: fields.description.clone(),
-            device_class: fields.device_class.clone(),
-            tags: fields.tags.clone(),
-            attributes: fields.attributes.clone(),
-            extra: fields.extra.clone(),
-            last_updated: now,
-            ..old
-        })
+        Ok(new)
     }
 
-    /// Delete a device; its tags, state and commands go with it (ON DELETE CASCADE).
-    pub async fn delete_device(&self, application: Id, id: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Delete a device, as `actor`; its tags, state and commands go with it (ON DELETE
+    /// CASCADE).
+    pub async fn delete_device(&self, actor: &Actor, application: Id, id: Id) -> Result<()> {
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
         let deleted = sqlx::query("DELETE FROM devices WHERE id = $1 AND application_id = $2")
             .bind(id.to_hex())
             .bind(application.to_hex())
@@ -435,8 +475,19 @@ impl Store {
         self.commit_with(tx, &[Change::Device(id)]).await
     }
 
-    /// Record a command sent to a device of `application`.
-    pub async fn insert_command(&self, application: Id, device: Id, cmd: &Command) -> Result<()> {
+    /// Record a command sent to a device of `application`, as `actor`.
+    pub async fn insert_command(
+        &self,
+        actor: &Actor,
+        application: Id,
+        device: Id,
+        cmd: &Command,
+    ) -> Result<()> {
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        // The foreign key check locks the device row until commit (it cannot be deleted
+        // under the insert); the condition keeps other applications' devices out.
         let inserted = sqlx::query(
             "INSERT INTO device_commands (id, device_id, time, name, payload) \
              SELECT $1, $2, $3, $4, $5 \
@@ -448,12 +499,12 @@ impl Store {
         .bind(&cmd.name)
         .bind(cmd.payload.as_ref().map(json_text).transpose()?)
         .bind(application.to_hex())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        tx.commit().await
     }
 
     /// Commands sent to `device` (already checked to be in the caller's application).
@@ -483,6 +534,68 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Lock, in id order (so that two devices naming each other never deadlock), the device
+/// `target` of `application` `FOR UPDATE` and each device `refs` names `FOR KEY SHARE` (it
+/// must still exist when the write commits). Returns the target as it is now (`None` when it
+/// does not exist); a reference to anything but a device of the application is
+/// `UnknownDevice`.
+async fn lock_devices(
+    tx: &mut WriteTx,
+    application: Id,
+    target: Option<Id>,
+    refs: DeviceRefs<'_>,
+) -> Result<Option<Device>> {
+    let mut order: Vec<(Id, Option<&str>)> = refs.iter().map(|(f, id)| (*id, Some(*f))).collect();
+    order.extend(target.map(|t| (t, None)));
+    order.sort_by_key(|(id, field)| (*id, field.is_some()));
+    order.dedup_by_key(|(id, _)| *id);
+    let mut found = None;
+    for (id, field) in order {
+        let lock = if Some(id) == target {
+            Lock::Update
+        } else {
+            Lock::KeyShare
+        };
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2{}",
+            lock.clause(tx.backend)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&mut **tx)
+            .await?;
+        match (row, field) {
+            (Some(row), _) if Some(id) == target => found = Some(device_from_row(&row)?),
+            (Some(_), _) => {}
+            (None, _) if Some(id) == target => return Ok(None),
+            (None, field) => {
+                return Err(StoreError::UnknownDevice {
+                    field: field.unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A device of `application`, locked `FOR KEY SHARE` until the transaction ends: it cannot be
+/// deleted, and a PATCH (which locks it `FOR UPDATE`) waits, so what is checked against it
+/// stays true until commit.
+pub(crate) async fn device_for_write(tx: &mut WriteTx, application: Id, id: Id) -> Result<Device> {
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND application_id = $2{}",
+        Lock::KeyShare.clause(tx.backend)
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_hex())
+        .bind(application.to_hex())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    device_from_row(&row)
 }
 
 async fn write_tags(

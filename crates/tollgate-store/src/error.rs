@@ -18,6 +18,21 @@ pub enum StoreError {
     /// A referenced record does not exist (or does not belong where it must).
     #[error("{0} does not name a record here")]
     UnknownReference(crate::Id),
+    /// A field of the change names a device that is not one of the application's (checked
+    /// when the change commits).
+    #[error("{field} does not name a device of this application")]
+    UnknownDevice { field: String },
+    /// The credential the write was authorized by no longer holds: nothing was written.
+    #[error("the acting credential was revoked ({0:?})")]
+    Revoked(crate::Revoked),
+    /// The acting user is no longer an administrator of the organization they act on
+    /// (another administrator changed their role meanwhile): nothing was written.
+    #[error("the acting user is no longer an administrator of this organization")]
+    NoLongerAdmin,
+    /// PostgreSQL chose this transaction to break a deadlock or a serialization conflict;
+    /// trying again will do.
+    #[error("the write conflicted with a concurrent one")]
+    Contention(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("the database URL must start with sqlite: or postgres:")]
@@ -79,6 +94,8 @@ impl StoreError {
                     || code == "57014"
                 {
                     StoreError::Unavailable(e)
+                } else if code == "40P01" || code == "40001" {
+                    StoreError::Contention(e)
                 } else {
                     StoreError::Database(e)
                 }

@@ -5,16 +5,41 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::actor::{Actor, Lock};
 use crate::devices::{json_of, json_text};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::{Id, Result, Store, StoreError};
 
-/// Who created or last changed a flow: `user` or `apiToken`, and its id.
+/// Who created or last changed a flow, as recorded: `user` or `apiToken`, and its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor {
+pub struct Author {
     pub kind: &'static str,
     pub id: Id,
+}
+
+impl Author {
+    /// What is recorded of `actor`. The operator does not write workflows (there is no
+    /// command for it), so it has no author record.
+    fn of(actor: &Actor) -> Result<Author> {
+        match actor.id() {
+            Some(id) => Ok(Author {
+                kind: actor.kind(),
+                id,
+            }),
+            None => Err(StoreError::Corrupt(
+                "a workflow must be written by a user or a token".into(),
+            )),
+        }
+    }
+}
+
+/// What a PATCH changes: the name, if given, and fields of the definition (`null` removes
+/// one). Applied by [`Store::update_flow`] to the flow as it is when the change commits.
+#[derive(Clone, Debug, Default)]
+pub struct FlowChange {
+    pub name: Option<String>,
+    pub definition: Map<String, Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -24,8 +49,8 @@ pub struct Flow {
     pub name: String,
     pub flow_class: String,
     pub definition: Map<String, Value>,
-    pub created_by: Actor,
-    pub last_updated_by: Actor,
+    pub created_by: Author,
+    pub last_updated_by: Author,
     pub creation_date: i64,
     pub last_updated: i64,
 }
@@ -58,11 +83,11 @@ fn flow_from_row(row: &AnyRow) -> Result<Flow> {
         name: row.try_get("name")?,
         flow_class: row.try_get("flow_class")?,
         definition: json_of(&row.try_get::<String, _>("definition")?)?,
-        created_by: Actor {
+        created_by: Author {
             kind: actor_kind(&row.try_get::<String, _>("created_by_type")?)?,
             id: from_db(&row.try_get::<String, _>("created_by_id")?)?,
         },
-        last_updated_by: Actor {
+        last_updated_by: Author {
             kind: actor_kind(&row.try_get::<String, _>("last_updated_by_type")?)?,
             id: from_db(&row.try_get::<String, _>("last_updated_by_id")?)?,
         },
@@ -72,14 +97,16 @@ fn flow_from_row(row: &AnyRow) -> Result<Flow> {
 }
 
 impl Store {
+    /// Store a new workflow definition in `application`, written by `actor`.
     pub async fn create_flow(
         &self,
+        actor: &Actor,
         application: Id,
         name: &str,
         flow_class: &str,
         definition: &Map<String, Value>,
-        by: &Actor,
     ) -> Result<Flow> {
+        let by = Author::of(actor)?;
         let now = crate::now_ms();
         let flow = Flow {
             id: Id::generate(),
@@ -92,12 +119,14 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let inserted = sqlx::query(
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        sqlx::query(
             "INSERT INTO flows (id, application_id, name, flow_class, definition, \
              created_by_type, created_by_id, last_updated_by_type, last_updated_by_id, \
              creation_date, last_updated) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $6, $7, $8, $8 \
-             WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $7, $8, $8)",
         )
         .bind(flow.id.to_hex())
         .bind(application.to_hex())
@@ -107,11 +136,9 @@ impl Store {
         .bind(by.kind)
         .bind(by.id.to_hex())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        tx.commit().await?;
         Ok(flow)
     }
 
@@ -159,45 +186,72 @@ impl Store {
         })
     }
 
-    /// Replace a flow's name and definition (the handler has merged the patch into the old
-    /// definition and checked the result).
-    pub async fn update_flow(
+    /// Apply `change` to a flow of `application`, as `actor`, merged into the flow as it is
+    /// now (read `FOR UPDATE`, so concurrent patches of different fields both survive);
+    /// `check` (the definition's rules) sees the merged result before it is written.
+    pub async fn update_flow<E: From<StoreError>>(
         &self,
+        actor: &Actor,
         application: Id,
         id: Id,
-        name: &str,
-        definition: &Map<String, Value>,
-        by: &Actor,
-    ) -> Result<Flow> {
-        let now = crate::now_ms();
-        let updated = sqlx::query(
-            "UPDATE flows SET name = $3, definition = $4, last_updated_by_type = $5, \
-             last_updated_by_id = $6, last_updated = $7 WHERE id = $1 AND application_id = $2",
+        change: &FlowChange,
+        check: impl FnOnce(&Flow) -> Result<(), E>,
+    ) -> Result<Flow, E> {
+        let by = Author::of(actor)?;
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        let sql = format!(
+            "SELECT {FLOW_COLUMNS} FROM flows WHERE id = $1 AND application_id = $2{}",
+            Lock::Update.clause(self.backend)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_hex())
+            .bind(application.to_hex())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?
+            .ok_or(StoreError::NotFound)?;
+        let mut flow = flow_from_row(&row)?;
+        if let Some(name) = &change.name {
+            flow.name = name.clone();
+        }
+        crate::merge_extra(&mut flow.definition, &change.definition);
+        flow.last_updated_by = by;
+        flow.last_updated = crate::now_ms();
+        check(&flow)?;
+        // Writing the merged definition back is safe only because the row has been locked
+        // since it was read.
+        sqlx::query(
+            "UPDATE flows SET name = $2, definition = $3, last_updated_by_type = $4, \
+             last_updated_by_id = $5, last_updated = $6 WHERE id = $1",
         )
         .bind(id.to_hex())
-        .bind(application.to_hex())
-        .bind(name)
-        .bind(json_text(definition)?)
-        .bind(by.kind)
-        .bind(by.id.to_hex())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.flow(application, id).await
+        .bind(&flow.name)
+        .bind(json_text(&flow.definition)?)
+        .bind(flow.last_updated_by.kind)
+        .bind(flow.last_updated_by.id.to_hex())
+        .bind(flow.last_updated)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        tx.commit().await?;
+        Ok(flow)
     }
 
-    pub async fn delete_flow(&self, application: Id, id: Id) -> Result<()> {
+    /// Delete a flow of `application`, as `actor`.
+    pub async fn delete_flow(&self, actor: &Actor, application: Id, id: Id) -> Result<()> {
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
         let deleted = sqlx::query("DELETE FROM flows WHERE id = $1 AND application_id = $2")
             .bind(id.to_hex())
             .bind(application.to_hex())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        tx.commit().await
     }
 }

@@ -9,9 +9,9 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::ids::from_db;
-use crate::orgs::{ResourceRole, replace_application_roles};
+use crate::orgs::{ResourceRole, ensure_admin, lock_org, replace_application_roles};
 use crate::users::normalize_email;
-use crate::{Id, Result, Store, StoreError};
+use crate::{Actor, Id, Result, Store, StoreError};
 
 /// How long an invitation can be accepted: 7 days.
 pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -124,8 +124,15 @@ fn invite_from_row(row: &AnyRow) -> Result<Invite> {
 impl Store {
     /// Invite `new.email` to `org` (pending until accepted). Inviting an email that already
     /// has a pending invitation renews it with the new role. A member already: `Conflict`.
-    /// Too many pending: `Conflict("…")` naming the limit.
-    pub async fn create_invite(&self, org: Id, new: &NewInvite<'_>) -> Result<Invite> {
+    /// Too many pending: `Conflict("…")` naming the limit. `actor` must still be one of the
+    /// organization's administrators (`NoLongerAdmin`), checked with the organization locked,
+    /// which also makes invitations of one organization take turns (the pending limit holds).
+    pub async fn create_invite(
+        &self,
+        actor: &Actor,
+        org: Id,
+        new: &NewInvite<'_>,
+    ) -> Result<Invite> {
         let now = crate::now_ms();
         let email = normalize_email(new.email);
         let roles: Vec<(String, &str)> = new
@@ -144,7 +151,9 @@ impl Store {
             invite_date: now,
             expires_at: now + INVITE_TTL_MS,
         };
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, org).await?;
+        ensure_admin(&mut tx, org, actor).await?;
         let member: Option<(i64,)> = sqlx::query_as(
             "SELECT 1 FROM org_members m JOIN users u ON u.id = m.user_id \
              WHERE m.org_id = $1 AND u.email = $2",
@@ -201,9 +210,12 @@ impl Store {
         rows.iter().map(invite_from_row).collect()
     }
 
-    /// Withdraw an invitation of `org`. Not one of its invitations: `NotFound`.
-    pub async fn revoke_invite(&self, org: Id, invite: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Withdraw an invitation of `org`, as `actor` (still one of its administrators). Not one
+    /// of its invitations: `NotFound`.
+    pub async fn revoke_invite(&self, actor: &Actor, org: Id, invite: Id) -> Result<()> {
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, org).await?;
+        ensure_admin(&mut tx, org, actor).await?;
         let deleted = sqlx::query("DELETE FROM org_invites WHERE org_id = $1 AND id = $2")
             .bind(org.to_hex())
             .bind(invite.to_hex())
@@ -246,15 +258,17 @@ impl Store {
 
     /// Answer an invitation addressed to `email` on behalf of `user`. Accepting makes the user
     /// a member with the invitation's role, in the transaction that removes the invitation.
+    /// `actor` is the user's session, re-checked first.
     pub async fn answer_invite(
         &self,
+        actor: &Actor,
         invite: Id,
         user: Id,
         email: &str,
         answer: InviteAnswer,
     ) -> Result<Invite, AnswerError> {
         let now = crate::now_ms();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_as(actor).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INVITE_COLUMNS} FROM org_invites WHERE id = $1 AND email = $2"
         )))
@@ -300,7 +314,10 @@ impl Store {
                 Err(StoreError::Conflict(_)) => {
                     drop(tx);
                     // Remove the now pointless invitation on its own.
-                    let _ = self.revoke_invite(found.org_id, invite).await;
+                    let _ = sqlx::query("DELETE FROM org_invites WHERE id = $1")
+                        .bind(invite.to_hex())
+                        .execute(&self.pool)
+                        .await;
                     return Err(AnswerError::AlreadyMember);
                 }
                 Err(e) => return Err(e.into()),

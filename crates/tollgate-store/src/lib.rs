@@ -4,9 +4,20 @@
 //! SQLite (`sqlite://…`, the embedded default) or PostgreSQL (`postgres://…`). Every query is
 //! written once, in the SQL both understand (`$1` placeholders, `ON CONFLICT`, `RETURNING`),
 //! and the same test suite runs against both. Where the backends differ (connection set-up,
-//! migration locking, change notifications) the difference is confined to this module and
-//! [`notify`].
+//! migration locking, change notifications, row locks) the difference is confined to this
+//! module, [`actor`] and [`notify`].
+//!
+//! **How writes are made.** Every write applies one intent inside one transaction, correct at
+//! PostgreSQL's default READ COMMITTED: a single statement, or a row read `FOR UPDATE` and
+//! then written in the same transaction. Never a read-modify-write of a whole row read without
+//! a lock: between the read and the write another transaction may commit a change, and the
+//! write would undo it. A PATCH is merged inside the transaction into the row as it is then;
+//! an invariant that spans rows (an organization keeps an administrator) is checked under a
+//! lock that makes the changes it concerns take turns. And every write a request performs
+//! takes the [`Actor`] it was authorized for and re-checks its credential as its first
+//! statement (see [`actor`]).
 
+pub mod actor;
 pub mod applications;
 pub mod check;
 pub mod cluster;
@@ -33,6 +44,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use actor::{Actor, Credential, Revoked};
 pub use error::StoreError;
 pub use ids::Id;
 pub use notify::Change;
@@ -267,6 +279,8 @@ pub struct Store {
 /// Dereferences to the connection, so `&mut *tx` is what queries execute on.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// Which SQL dialect the row locks are written in (see [`actor::Lock`]).
+    pub(crate) backend: Backend,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -538,14 +552,48 @@ impl Store {
                 let turn = self.writer.clone().lock_owned().await;
                 WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    backend: self.backend,
                     _turn: Some(turn),
                 }
             }
             Backend::Postgres => WriteTx {
                 tx: self.pool.begin().await?,
+                backend: self.backend,
                 _turn: None,
             },
         })
+    }
+
+    /// Begin a write by `actor`: its credential is checked (and, on PostgreSQL, locked) as the
+    /// transaction's first statement, see [`actor`].
+    pub(crate) async fn begin_as(&self, actor: &Actor) -> Result<WriteTx> {
+        let mut tx = self.begin_write().await?;
+        actor::check(&mut tx, actor, actor::Lock::KeyShare).await?;
+        Ok(tx)
+    }
+
+    /// Begin a write by `actor` inside application `app`: the application row is locked with
+    /// `app_lock` (`NotFound` when it is gone) and the credential checked, in the lock order of
+    /// [`actor`]. A token of another application is refused as revoked there.
+    pub(crate) async fn begin_in_application(
+        &self,
+        actor: &Actor,
+        app: Id,
+        app_lock: actor::Lock,
+    ) -> Result<WriteTx> {
+        let mut tx = self.begin_write().await?;
+        match actor.credential() {
+            Credential::ApiToken { application, .. } if *application != app => {
+                return Err(StoreError::Revoked(Revoked::TokenDeleted));
+            }
+            // The token's check locks its application first.
+            Credential::ApiToken { .. } => actor::check(&mut tx, actor, app_lock).await?,
+            _ => {
+                actor::check(&mut tx, actor, app_lock).await?;
+                actor::lock_application(&mut tx, app, app_lock).await?;
+            }
+        }
+        Ok(tx)
     }
 
     /// Can the database take a write now? Commits a write that changes nothing (so a disk

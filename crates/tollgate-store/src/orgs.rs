@@ -5,10 +5,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
+use crate::actor::{Actor, Lock};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
-use crate::{Id, Result, Store, StoreError};
+use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Debug)]
 pub struct Org {
@@ -90,9 +91,10 @@ fn org_from_row(row: &AnyRow) -> Result<Org> {
 const ORG_COLUMNS: &str = "id, name, description, extra, creation_date, last_updated";
 
 impl Store {
-    /// Create an organization with `creator` as its first administrator.
+    /// Create an organization with `creator` as its first administrator, as `actor`.
     pub async fn create_org(
         &self,
+        actor: &Actor,
         name: &str,
         description: &str,
         extra: &Map<String, Value>,
@@ -107,7 +109,7 @@ impl Store {
             creation_date: now,
             last_updated: now,
         };
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_as(actor).await?;
         sqlx::query(
             "INSERT INTO orgs (id, name, description, extra, creation_date, last_updated) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -168,15 +170,13 @@ impl Store {
         })
     }
 
-    pub async fn update_org(&self, id: Id, change: &OrgChange) -> Result<Org> {
-        let mut tx = self.begin_write().await?;
-        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_hex())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let mut org = org_from_row(&row)?;
+    /// Change an organization's name, description or kept fields, as `actor` (who must still
+    /// be one of its administrators). The patch is merged into the row as it is now, read
+    /// `FOR UPDATE`, so concurrent patches of different fields both survive.
+    pub async fn update_org(&self, actor: &Actor, id: Id, change: &OrgChange) -> Result<Org> {
+        let mut tx = self.begin_as(actor).await?;
+        let mut org = lock_org(&mut tx, id).await?;
+        ensure_admin(&mut tx, id, actor).await?;
         if let Some(n) = &change.name {
             org.name = n.clone();
         }
@@ -199,9 +199,14 @@ impl Store {
         Ok(org)
     }
 
-    /// Delete an organization and every application it owns (with everything in them).
-    pub async fn delete_org(&self, id: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Delete an organization and every application it owns (with everything in them), as
+    /// `actor` (who must still be one of its administrators). The organization row is locked
+    /// first: an application being created into it either commits first (and is deleted
+    /// here) or finds the organization gone.
+    pub async fn delete_org(&self, actor: &Actor, id: Id) -> Result<()> {
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, id).await?;
+        ensure_admin(&mut tx, id, actor).await?;
         let apps: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM applications WHERE owner_type = 'organization' AND owner_id = $1",
         )
@@ -277,9 +282,18 @@ impl Store {
         role.as_deref().map(parse_role).transpose()
     }
 
-    /// Add an existing user to an organization. Already a member: `Conflict`.
-    pub async fn add_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Add an existing user to an organization, as `actor` (who must still be one of its
+    /// administrators). Already a member: `Conflict`.
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        org: Id,
+        user: Id,
+        change: &MemberChange,
+    ) -> Result<()> {
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, org).await?;
+        ensure_admin(&mut tx, org, actor).await?;
         let inserted = sqlx::query(
             "INSERT INTO org_members (org_id, user_id, role, dashboard_roles, join_date) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -311,10 +325,25 @@ impl Store {
         Ok(())
     }
 
-    /// Change a member's role or overrides. Not a member: `NotFound`. Demoting the last
+    /// Change a member's role or overrides, as `actor` (who must still be one of its
+    /// administrators: `NoLongerAdmin`). Not a member: `NotFound`. Demoting the last
     /// administrator: `LastAdmin`.
-    pub async fn modify_member(&self, org: Id, user: Id, change: &MemberChange) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    ///
+    /// "At least one administrator" spans rows, so no row lock on the member alone can keep
+    /// it: every change of an organization's members first locks the organization's row
+    /// `FOR UPDATE`, which makes them take turns, and then checks the rule on what the
+    /// members are now. (Two admins demoting each other at READ COMMITTED otherwise both see
+    /// the other still an admin, and both commit.)
+    pub async fn modify_member(
+        &self,
+        actor: &Actor,
+        org: Id,
+        user: Id,
+        change: &MemberChange,
+    ) -> Result<()> {
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, org).await?;
+        ensure_admin(&mut tx, org, actor).await?;
         let current = member_role(&mut tx, org, user).await?;
         if let Some(role) = change.role {
             if current == Role::Admin && role != Role::Admin {
@@ -344,9 +373,13 @@ impl Store {
         Ok(())
     }
 
-    /// Remove a member. Not a member: `NotFound`. The last administrator: `LastAdmin`.
-    pub async fn remove_member(&self, org: Id, user: Id) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    /// Remove a member, as `actor` (who must still be one of its administrators). Not a
+    /// member: `NotFound`. The last administrator: `LastAdmin`. Locked as
+    /// [`Store::modify_member`] is.
+    pub async fn remove_member(&self, actor: &Actor, org: Id, user: Id) -> Result<()> {
+        let mut tx = self.begin_as(actor).await?;
+        lock_org(&mut tx, org).await?;
+        ensure_admin(&mut tx, org, actor).await?;
         if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }
@@ -357,6 +390,40 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Lock an organization's row `FOR UPDATE` (what serializes every change of it and of its
+/// members) and return it; `NotFound` when it does not exist.
+pub(crate) async fn lock_org(tx: &mut WriteTx, id: Id) -> Result<Org> {
+    let sql = format!(
+        "SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1{}",
+        Lock::Update.clause(tx.backend)
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_hex())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    org_from_row(&row)
+}
+
+/// With the organization locked: a user acting on it must still be one of its
+/// administrators (every organization write needs that role; it may have been taken away
+/// since the request was authorized). The operator may always act.
+pub(crate) async fn ensure_admin(tx: &mut WriteTx, org: Id, actor: &Actor) -> Result<()> {
+    let Some(user) = actor.user() else {
+        return Ok(());
+    };
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org.to_hex())
+            .bind(user.to_hex())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match role.as_deref().map(parse_role).transpose()? {
+        Some(Role::Admin) => Ok(()),
+        _ => Err(StoreError::NoLongerAdmin),
     }
 }
 

@@ -11,7 +11,8 @@ use sqlx::Row;
 use tollgate_core::attribute::Stored;
 use tollgate_core::timeseries::{Buckets, Partial};
 
-use crate::devices::{HistoryQuery, json_of, json_text, placeholders};
+use crate::actor::{Actor, Lock};
+use crate::devices::{Device, HistoryQuery, device_for_write, json_of, json_text, placeholders};
 use crate::{Id, Result, Store, StoreError};
 
 /// One validated state report.
@@ -43,11 +44,31 @@ fn stored_from(num: Option<f64>, txt: Option<String>) -> Result<Stored> {
 }
 
 impl Store {
-    /// Store `reports` for a device of `application`, all or nothing. Reports (or values)
-    /// at the same time merge; within one call the later one wins.
-    pub async fn insert_reports(
+    /// Store state reports for a device of `application`, as `actor`, all or nothing.
+    /// `check` turns the request into reports against the device *as it is in this
+    /// transaction* (locked until commit, so a PATCH that removes or retypes an attribute
+    /// either commits first, and `check` sees it, or waits for these points and then deletes
+    /// them): stored points always belong to declared attributes, whatever a cache held.
+    /// Reports (or values) at the same time merge; within one call the later one wins.
+    pub async fn insert_reports<E: From<StoreError>>(
         &self,
+        actor: &Actor,
         application: Id,
+        device: Id,
+        check: impl FnOnce(&Device) -> Result<Vec<Report>, E>,
+    ) -> Result<usize, E> {
+        let mut tx = self
+            .begin_in_application(actor, application, Lock::KeyShare)
+            .await?;
+        let current = device_for_write(&mut tx, application, device).await?;
+        let reports = check(&current)?;
+        self.write_reports(tx, device, &reports).await?;
+        Ok(reports.len())
+    }
+
+    async fn write_reports(
+        &self,
+        mut tx: crate::WriteTx,
         device: Id,
         reports: &[Report],
     ) -> Result<()> {
@@ -65,15 +86,6 @@ impl Store {
             }
         }
         let dev = device.to_hex();
-        let mut tx = self.begin_write().await?;
-        let found = sqlx::query("SELECT 1 FROM devices WHERE id = $1 AND application_id = $2")
-            .bind(&dev)
-            .bind(application.to_hex())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound);
-        }
         let times: Vec<(i64, Option<String>)> = times
             .into_iter()
             .map(|(t, m)| Ok((t, m.map(json_text).transpose()?)))

@@ -3,10 +3,11 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::actor::{Actor, Credential, Lock, Revoked};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
-use crate::{Id, Result, Store, StoreError};
+use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenStatus {
@@ -162,9 +163,12 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 }
 
 impl Store {
-    /// Store a new token; other nodes hear of it.
-    pub async fn create_token(&self, new: &NewToken<'_>) -> Result<TokenRecord> {
-        let mut tx = self.begin_write().await?;
+    /// Store a new token created by `actor`; other nodes hear of it.
+    pub async fn create_token(&self, actor: &Actor, new: &NewToken<'_>) -> Result<TokenRecord> {
+        // The application row stays locked until commit: it cannot be deleted under the insert.
+        let mut tx = self
+            .begin_in_application(actor, new.application_id, Lock::KeyShare)
+            .await?;
         let record = self.insert_token(&mut tx, new).await?;
         let change = Change::Token {
             id: record.id,
@@ -174,7 +178,8 @@ impl Store {
         Ok(record)
     }
 
-    /// The token's row, inside `tx` (the caller commits, announcing the change).
+    /// The token's row, inside `tx`, which has locked the application and checked the actor
+    /// ([`Store::begin_in_application`]); the caller commits, announcing the change.
     pub(crate) async fn insert_token(
         &self,
         tx: &mut crate::WriteTx,
@@ -198,8 +203,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
              expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-             WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(record.id.to_hex())
         .bind(new.application_id.to_hex())
@@ -290,23 +294,26 @@ impl Store {
         })
     }
 
-    /// Change a token's name, description or status; other nodes hear of it.
-    pub async fn update_token(
+    /// Change a token's name, description or status, as `actor`, if `authorize` (the
+    /// server's token rules, given the token as it is now) allows; other nodes hear of it.
+    ///
+    /// One locked transaction: the token is read `FOR UPDATE`, so no other change of it can
+    /// commit between the read the rules and the merge see and the write (at READ COMMITTED a
+    /// plain read-then-write would let a concurrent rename write back an old status). A
+    /// deactivation holding this lock also waits for writes the token is doing (see
+    /// [`crate::actor`]).
+    pub async fn update_token<E: From<StoreError>>(
         &self,
+        actor: &Actor,
         application: Id,
         id: Id,
         change: &TokenChange,
-    ) -> Result<TokenRecord> {
+        authorize: impl FnOnce(&TokenRecord) -> Result<(), E>,
+    ) -> Result<TokenRecord, E> {
         let mut tx = self.begin_write().await?;
-        let sql =
-            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND application_id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_hex())
-            .bind(application.to_hex())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let mut record = token_from_row(&row)?;
+        let current = lock_for_change(&mut tx, actor, application, id).await?;
+        authorize(&current)?;
+        let mut record = current;
         if let Some(n) = &change.name {
             record.name = n.clone();
         }
@@ -317,6 +324,8 @@ impl Store {
             record.status = s;
         }
         record.last_updated = crate::now_ms();
+        // Writing the merged fields back is safe only because the row has been locked since
+        // it was read.
         sqlx::query(
             "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5 \
              WHERE id = $1",
@@ -327,7 +336,8 @@ impl Store {
         .bind(record.status.as_str())
         .bind(record.last_updated)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(StoreError::from)?;
         let change = Change::Token {
             id,
             digest: record.digest,
@@ -336,22 +346,29 @@ impl Store {
         Ok(record)
     }
 
-    /// Delete a token; other nodes hear of it.
-    pub async fn delete_token(&self, application: Id, id: Id) -> Result<()> {
+    /// Delete a token, as `actor`, if `authorize` (given the token as it is now) allows; other
+    /// nodes hear of it. Deleting the row waits for writes the token is doing, as a
+    /// deactivation does.
+    pub async fn delete_token<E: From<StoreError>>(
+        &self,
+        actor: &Actor,
+        application: Id,
+        id: Id,
+        authorize: impl FnOnce(&TokenRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM api_tokens WHERE id = $1 AND application_id = $2 RETURNING digest",
-        )
-        .bind(id.to_hex())
-        .bind(application.to_hex())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let current = lock_for_change(&mut tx, actor, application, id).await?;
+        authorize(&current)?;
+        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
         let change = Change::Token {
             id,
-            digest: digest_from_row(&deleted)?,
+            digest: current.digest,
         };
-        self.commit_with(tx, &[change]).await
+        Ok(self.commit_with(tx, &[change]).await?)
     }
 
     /// Record when tokens were last used, in one transaction. Never moves a time backwards
@@ -360,8 +377,11 @@ impl Store {
         if uses.is_empty() {
             return Ok(());
         }
+        // Rows in id order, as every write that locks several tokens takes them.
+        let mut uses = uses.to_vec();
+        uses.sort_unstable_by_key(|(id, _)| *id);
         let mut tx = self.begin_write().await?;
-        for (id, at) in uses {
+        for (id, at) in &uses {
             sqlx::query(
                 "UPDATE api_tokens SET last_used = $2 WHERE id = $1 \
                  AND (last_used IS NULL OR last_used < $2)",
@@ -384,4 +404,66 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Lock the token `target` of `application` for a change by `actor`, and check `actor` (see
+/// [`crate::actor`]): the application first, then the acting token and the target together,
+/// both `FOR UPDATE` in id order (two tokens changing each other at once must not each hold
+/// one row and wait for the other). Returns the target as it is now.
+async fn lock_for_change(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    application: Id,
+    target: Id,
+) -> Result<TokenRecord> {
+    let lock = Lock::Update.clause(tx.backend);
+    let acting = match actor.credential() {
+        Credential::ApiToken { id, application: a } => {
+            if *a != application {
+                return Err(StoreError::Revoked(Revoked::TokenDeleted));
+            }
+            let found = crate::actor::lock_application(tx, application, Lock::KeyShare).await;
+            if let Err(StoreError::NotFound) = found {
+                return Err(StoreError::Revoked(Revoked::TokenDeleted));
+            }
+            found?;
+            Some(*id)
+        }
+        _ => {
+            crate::actor::check(tx, actor, Lock::KeyShare).await?;
+            crate::actor::lock_application(tx, application, Lock::KeyShare).await?;
+            None
+        }
+    };
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE application_id = $1 AND id IN ($2, $3) \
+         ORDER BY id{lock}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(application.to_hex())
+        .bind(target.to_hex())
+        .bind(acting.unwrap_or(target).to_hex())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut found = None;
+    let mut acting_ok = acting.is_none();
+    for row in &rows {
+        let record = token_from_row(row)?;
+        if Some(record.id) == acting {
+            if record.status != TokenStatus::Active {
+                return Err(StoreError::Revoked(Revoked::TokenInactive));
+            }
+            if record.expiration_date.is_some_and(|e| e <= crate::now_ms()) {
+                return Err(StoreError::Revoked(Revoked::TokenExpired));
+            }
+            acting_ok = true;
+        }
+        if record.id == target {
+            found = Some(record);
+        }
+    }
+    if !acting_ok {
+        return Err(StoreError::Revoked(Revoked::TokenDeleted));
+    }
+    found.ok_or(StoreError::NotFound)
 }

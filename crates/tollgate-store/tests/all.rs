@@ -2,6 +2,7 @@
 //! on PostgreSQL (`TOLLGATE_TEST_BACKEND=postgres`), run by the harness in `tollgate-testkit`.
 
 mod backends;
+mod concurrency;
 mod statement_timeout;
 mod storage_faults;
 mod support;
@@ -18,6 +19,7 @@ fn every_test_file_is_a_module_of_this_binary() {
 
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
+    cases.extend(concurrency::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

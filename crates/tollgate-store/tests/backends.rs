@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use sqlx::Row;
 use tollgate_store::list::{Filter, ListSpec, Sort};
 use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenStatus};
-use tollgate_store::{Change, Store, StoreError, now_ms};
+use tollgate_store::{Actor, Change, Store, StoreError, now_ms};
 use tollgate_testkit::{Case, case};
 
-use crate::support::{app, fresh, token, user};
+use crate::support::{allow, app, fresh, token, user};
 
 /// Opening an already-migrated database applies nothing twice and loses nothing.
 async fn reopening_a_migrated_database_changes_nothing() {
@@ -61,12 +61,14 @@ async fn tokens_are_found_by_digest_and_every_change_is_announced() {
     let changed = f
         .store
         .update_token(
+            &Actor::operator(),
             app,
             t.id,
             &TokenChange {
                 status: Some(TokenStatus::Inactive),
                 ..Default::default()
             },
+            allow,
         )
         .await
         .unwrap();
@@ -78,10 +80,15 @@ async fn tokens_are_found_by_digest_and_every_change_is_announced() {
     // Another application's id finds nothing and changes nothing.
     let other = crate::support::app(&f.store, owner, "other").await;
     assert!(matches!(
-        f.store.delete_token(other, t.id).await,
+        f.store
+            .delete_token(&Actor::operator(), other, t.id, allow)
+            .await,
         Err(StoreError::NotFound)
     ));
-    f.store.delete_token(app, t.id).await.unwrap();
+    f.store
+        .delete_token(&Actor::operator(), app, t.id, allow)
+        .await
+        .unwrap();
     assert!(f.store.token_by_digest(&t.digest).await.unwrap().is_none());
     assert_eq!(
         *heard.lock().unwrap(),
@@ -232,17 +239,22 @@ async fn deleting_an_application_takes_its_tokens_and_devices() {
     let device = f
         .store
         .create_device(
+            &Actor::operator(),
             app,
             &tollgate_store::devices::DeviceFields {
                 name: "pump".into(),
                 ..Default::default()
             },
+            &[],
         )
         .await
         .unwrap();
     f.store
         .on_change(Arc::new(move |c| sink.lock().unwrap().push(c.clone())));
-    f.store.delete_application(app).await.unwrap();
+    f.store
+        .delete_application(&Actor::operator(), app)
+        .await
+        .unwrap();
     assert!(f.store.token_by_digest(&t.digest).await.unwrap().is_none());
     assert!(matches!(
         f.store.device(app, device.id).await,
@@ -288,7 +300,12 @@ async fn committed_changes_reach_listeners_and_nothing_else_does() {
     // Refused (another application): nothing committed, nothing announced.
     let other = crate::support::app(&f.store, owner, "other").await;
     let t = token(&f.store, app, "gateway", None).await;
-    assert!(f.store.delete_token(other, t.id).await.is_err());
+    assert!(
+        f.store
+            .delete_token(&Actor::operator(), other, t.id, allow)
+            .await
+            .is_err()
+    );
     // A barrier travels on the changes' channel, so it arrives after every change committed
     // before it was sent.
     marker.barrier(me, 7).await.unwrap();

@@ -8,7 +8,7 @@ use tollgate_testkit::{Case, case};
 
 use sqlx::Executor;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Id, Store, StoreError, StoreOptions};
+use tollgate_store::{Actor, Id, Store, StoreError, StoreOptions};
 
 fn url_of(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -57,7 +57,13 @@ async fn a_connection_left_inside_a_failed_transaction_is_not_reused() {
     // The one pooled connection was in that state: every write after it must still work.
     for i in 0..3 {
         let org = store
-            .create_org(&format!("org {i}"), "", &Default::default(), admin)
+            .create_org(
+                &Actor::operator(),
+                &format!("org {i}"),
+                "",
+                &Default::default(),
+                admin,
+            )
             .await
             .unwrap_or_else(|e| panic!("write {i} after the failed transaction: {e:?}"));
         assert_eq!(store.org(org.id).await.unwrap().name, format!("org {i}"));
@@ -85,6 +91,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let full = loop {
         match store
             .create_org(
+                &Actor::operator(),
                 &format!("org {}", created.len()),
                 &big,
                 &Default::default(),
@@ -102,7 +109,13 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert!(!created.is_empty());
     // Writes keep failing the same way while full, and the write check says so.
     let again = store
-        .create_org("one more", &big, &Default::default(), admin)
+        .create_org(
+            &Actor::operator(),
+            "one more",
+            &big,
+            &Default::default(),
+            admin,
+        )
         .await
         .unwrap_err();
     assert!(again.is_storage_full(), "{again:?}");
@@ -113,10 +126,16 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
 
     // Space returns (rows deleted free their pages): writes work again at once.
     for id in &created {
-        store.delete_org(*id).await.unwrap();
+        store.delete_org(&Actor::operator(), *id).await.unwrap();
     }
     let org = store
-        .create_org("after", &big, &Default::default(), admin)
+        .create_org(
+            &Actor::operator(),
+            "after",
+            &big,
+            &Default::default(),
+            admin,
+        )
         .await
         .expect("writes recover once there is room");
     assert_eq!(store.org(org.id).await.unwrap().name, "after");
@@ -151,6 +170,7 @@ async fn a_truncated_database_is_refused_with_its_name_and_sqlites_message() {
     for i in 0..50 {
         store
             .create_org(
+                &Actor::operator(),
                 &format!("org {i}"),
                 &"x".repeat(2000),
                 &Default::default(),
@@ -258,7 +278,7 @@ async fn the_check_passes_a_sound_database_and_counts_its_rows() {
     let store = Store::connect(&url).await.unwrap();
     let admin = user(&store, "a@example.com").await;
     store
-        .create_org("o", "", &Default::default(), admin)
+        .create_org(&Actor::operator(), "o", "", &Default::default(), admin)
         .await
         .unwrap();
     let report = store.check().await.unwrap();
@@ -280,6 +300,7 @@ async fn the_check_lists_the_problems_of_a_damaged_file() {
     for i in 0..200 {
         store
             .create_org(
+                &Actor::operator(),
                 &format!("org {i}"),
                 &"x".repeat(500),
                 &Default::default(),

@@ -3,7 +3,7 @@
 use tollgate_store::applications::Owner;
 use tollgate_store::tokens::{Creator, NewToken, TokenRecord, TokenStatus};
 use tollgate_store::users::NewUser;
-use tollgate_store::{Id, Store};
+use tollgate_store::{Actor, Id, Store, StoreError};
 
 /// A migrated store on a fresh database; the directory lives as long as the store is used.
 pub struct Fresh {
@@ -38,7 +38,13 @@ pub async fn user(store: &Store, email: &str) -> Id {
 
 pub async fn app(store: &Store, owner: Id, name: &str) -> Id {
     store
-        .create_application(Owner::User(owner), name, "", &Default::default())
+        .create_application(
+            &Actor::operator(),
+            Owner::User(owner),
+            name,
+            "",
+            &Default::default(),
+        )
         .await
         .unwrap()
         .id
@@ -47,22 +53,30 @@ pub async fn app(store: &Store, owner: Id, name: &str) -> Id {
 pub async fn token(store: &Store, app: Id, name: &str, expires: Option<i64>) -> TokenRecord {
     let scope = vec!["all.Application".to_owned()];
     store
-        .create_token(&NewToken {
-            application_id: app,
-            digest: rand_digest(),
-            name,
-            description: "",
-            scope: &scope,
-            status: TokenStatus::Active,
-            expiration_date: expires,
-            creator: Creator {
-                kind: "user",
-                id: app,
-                name: "fixture@example.com".into(),
+        .create_token(
+            &Actor::operator(),
+            &NewToken {
+                application_id: app,
+                digest: rand_digest(),
+                name,
+                description: "",
+                scope: &scope,
+                status: TokenStatus::Active,
+                expiration_date: expires,
+                creator: Creator {
+                    kind: "user",
+                    id: app,
+                    name: "fixture@example.com".into(),
+                },
             },
-        })
+        )
         .await
         .unwrap()
+}
+
+/// Token rules that allow everything (the store's own tests are about the store).
+pub fn allow(_: &TokenRecord) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// The digest of a freshly generated token secret.

@@ -10,7 +10,7 @@ use tollgate_store::Id;
 use tollgate_store::applications::{APPLICATION_FIELDS, Application, ApplicationChange, Owner};
 
 use crate::api::{refuse_unsupported, success, with_extra};
-use crate::auth::{AppAccess, UserAccess, org_access};
+use crate::auth::{AppAccess, UserAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Query, RequestBody};
 use crate::state::AppState;
@@ -125,15 +125,16 @@ pub async fn create_application(
     crate::validate::text_field("applicationPost", "description", description)?;
     let owner = match org {
         Some(org) => {
-            org_access(state, access.user_id(), org, Action::ApplicationsPost).await?;
+            access.in_org(state, org, Action::ApplicationsPost).await?;
             Owner::Organization(org)
         }
         None => Owner::User(access.user_id()),
     };
     let app = state
         .store()
-        .create_application(owner, name, description, extra)
-        .await?;
+        .create_application(&access.actor(), owner, name, description, extra)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Organization"))?;
     tracing::info!(application = %app.id, by = %access.user_id(), "application created");
     Ok(app)
 }
@@ -176,7 +177,7 @@ pub async fn patch(
     };
     let app = state
         .store()
-        .update_application(access.application(), &change)
+        .update_application(&access.actor(), access.application(), &change)
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
     Ok(Json(application_json(&app)))
@@ -185,7 +186,7 @@ pub async fn patch(
 pub async fn delete(State(state): State<AppState>, access: AppAccess) -> ApiResult<Json<Value>> {
     state
         .store()
-        .delete_application(access.application())
+        .delete_application(&access.actor(), access.application())
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
     tracing::info!(application = %access.application(), "application deleted");

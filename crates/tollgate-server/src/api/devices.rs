@@ -23,7 +23,7 @@ use tollgate_store::{Id, now_ms};
 use crate::api::{success, with_extra};
 use crate::auth::AppAccess;
 use crate::device_cache::CachedDevice;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Refusal};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::limits;
 use crate::state::AppState;
@@ -76,16 +76,10 @@ impl RequestBody for DevicePatch {
     const SCHEMA: &'static str = "devicePatch";
 }
 
-/// Checks the schema cannot express: unique attribute names, and device references that
-/// name devices of this application.
-async fn check_fields(
-    state: &AppState,
-    access: &AppAccess,
-    fields: &DeviceFields,
-    this: Option<Id>,
-) -> Result<(), ApiError> {
+/// A check the schema cannot express: attribute names are unique.
+fn check_attributes(attributes: &[Map<String, Value>]) -> Result<(), ApiError> {
     let mut seen = std::collections::HashSet::new();
-    for a in &fields.attributes {
+    for a in attributes {
         let name = a.get("name").and_then(Value::as_str).unwrap_or_default();
         if !seen.insert(name) {
             return Err(ApiError::validation(format!(
@@ -93,8 +87,19 @@ async fn check_fields(
             )));
         }
     }
+    Ok(())
+}
+
+/// The devices a body names (`gatewayId`, `parentId`), by field. Whether each is a device of
+/// this application is checked by the store when the write commits (a check made before
+/// could be out of date by then).
+fn device_refs(
+    extra: &Map<String, Value>,
+    this: Option<Id>,
+) -> Result<Vec<(&'static str, Id)>, ApiError> {
+    let mut refs = Vec::new();
     for field in ["gatewayId", "parentId"] {
-        let Some(id) = fields.extra.get(field).and_then(Value::as_str) else {
+        let Some(id) = extra.get(field).and_then(Value::as_str) else {
             continue;
         };
         let id: Id = id.parse().map_err(|_| {
@@ -107,25 +112,17 @@ async fn check_fields(
                 "{field} cannot name the device itself"
             )));
         }
-        let found = state
-            .store()
-            .existing_devices(access.application(), &[id])
-            .await?;
-        if found.is_empty() {
-            return Err(ApiError::validation(format!(
-                "{field} does not name a device of this application"
-            )));
-        }
+        refs.push((field, id));
     }
-    Ok(())
+    Ok(refs)
 }
 
-fn apply_extra(extra: &mut Map<String, Value>, changes: Map<String, Value>) {
-    let kept: Map<String, Value> = changes
+/// The kept-but-uninterpreted fields of a body (a `null` among them removes the field).
+fn kept_extra(changes: Map<String, Value>) -> Map<String, Value> {
+    changes
         .into_iter()
         .filter(|(k, _)| EXTRA_FIELDS.contains(&k.as_str()))
-        .collect();
-    tollgate_store::merge_extra(extra, &kept);
+        .collect()
 }
 
 /// A device as the API shows it.
@@ -359,7 +356,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     repr.check()?;
     let mut extra = Map::new();
-    apply_extra(&mut extra, body.extra);
+    tollgate_store::merge_extra(&mut extra, &kept_extra(body.extra));
     let fields = DeviceFields {
         name: body.name,
         description: body.description,
@@ -368,10 +365,11 @@ pub async fn create(
         attributes: body.attributes,
         extra,
     };
-    check_fields(&state, &access, &fields, None).await?;
+    check_attributes(&fields.attributes)?;
+    let refs = device_refs(&fields.extra, None)?;
     let device = state
         .store()
-        .create_device(access.application(), &fields)
+        .create_device(&access.actor(), access.application(), &fields, &refs)
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
     tracing::info!(device = %device.id, application = %device.application_id, "device created");
@@ -407,28 +405,24 @@ pub async fn patch(
     Body(body): Body<DevicePatch>,
 ) -> ApiResult<Json<Value>> {
     repr.check()?;
-    let old = load(&state, &access, id).await?;
-    let mut fields = DeviceFields::from(&**old);
-    if let Some(v) = body.name {
-        fields.name = v;
+    if let Some(attributes) = &body.attributes {
+        check_attributes(attributes)?;
     }
-    if let Some(v) = body.description {
-        fields.description = v;
-    }
-    if let Some(v) = body.tags {
-        fields.tags = v;
-    }
-    if let Some(v) = body.attributes {
-        fields.attributes = v;
-    }
-    if let Some(v) = body.device_class {
-        fields.device_class = v;
-    }
-    apply_extra(&mut fields.extra, body.extra);
-    check_fields(&state, &access, &fields, Some(id)).await?;
+    let extra = kept_extra(body.extra);
+    let refs = device_refs(&extra, Some(id))?;
+    // The merge happens in the store, into the device as it is when the change commits: the
+    // device cache (or another request's copy) may be out of date.
+    let patch = tollgate_store::devices::DevicePatch {
+        name: body.name,
+        description: body.description,
+        device_class: body.device_class,
+        tags: body.tags,
+        attributes: body.attributes,
+        extra,
+    };
     let device = state
         .store()
-        .update_device(access.application(), id, &fields)
+        .update_device(&access.actor(), access.application(), id, &patch, &refs)
         .await
         .map_err(|e| ApiError::from_store(e, "Device"))?;
     Ok(Json(device_json(&device)))
@@ -441,7 +435,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     state
         .store()
-        .delete_device(access.application(), id)
+        .delete_device(&access.actor(), access.application(), id)
         .await
         .map_err(|e| ApiError::from_store(e, "Device"))?;
     tracing::info!(device = %id, "device deleted");
@@ -564,21 +558,28 @@ pub async fn send_state(
     Path((_, id)): Path<(Id, Id)>,
     Body(StateBody(body)): Body<StateBody>,
 ) -> ApiResult<Json<Value>> {
-    let device = load(&state, &access, id).await?;
     let now = now_ms();
-    let reports = match &body {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, r)| check_report(&device, r, &format!("/{i}/"), now))
-            .collect::<Result<Vec<_>, _>>()?,
-        single => vec![check_report(&device, single, "", now)?],
-    };
+    // The reports are checked against the device as the store's transaction sees it (and
+    // keeps it until commit), not against a cached copy: a PATCH that removed an attribute a
+    // moment ago is seen, and one racing this report waits for it.
     state
         .store()
-        .insert_reports(access.application(), id, &reports)
+        .insert_reports(
+            &access.actor(),
+            access.application(),
+            id,
+            |device| match &body {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| check_report(device, r, &format!("/{i}/"), now))
+                    .collect::<Result<Vec<_>, ApiError>>()
+                    .map_err(Refusal::from),
+                single => Ok(vec![check_report(device, single, "", now)?]),
+            },
+        )
         .await
-        .map_err(|e| ApiError::from_store(e, "Device"))?;
+        .map_err(|e| e.named("Device"))?;
     Ok(success())
 }
 
@@ -783,7 +784,7 @@ pub async fn send_command(
     };
     state
         .store()
-        .insert_command(access.application(), id, &cmd)
+        .insert_command(&access.actor(), access.application(), id, &cmd)
         .await
         .map_err(|e| ApiError::from_store(e, "Device"))?;
     Ok(success())

@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_store::Id;
-use tollgate_store::flows::{Actor, FLOW_FIELDS, Flow};
+use tollgate_store::flows::{FLOW_FIELDS, Flow, FlowChange};
 
 use crate::api::success;
 use crate::auth::AppAccess;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Refusal};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::limits;
 use crate::state::AppState;
@@ -171,14 +171,6 @@ pub fn flow_json(f: &Flow) -> Value {
     Value::Object(out)
 }
 
-async fn actor(state: &AppState, access: &AppAccess) -> Result<Actor, ApiError> {
-    let c = access.creator(state).await?;
-    Ok(Actor {
-        kind: c.kind,
-        id: c.id,
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
@@ -248,10 +240,9 @@ pub async fn create(
         def.remove("iconData");
     }
     check_definition(&def)?;
-    let by = actor(&state, &access).await?;
     let flow = state
         .store()
-        .create_flow(access.application(), &name, &class, &def, &by)
+        .create_flow(&access.actor(), access.application(), &name, &class, &def)
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
     tracing::info!(flow = %flow.id, application = %flow.application_id, "workflow created");
@@ -277,32 +268,28 @@ pub async fn patch(
     Path((_, id)): Path<(Id, Id)>,
     Body(FlowPatch(changes)): Body<FlowPatch>,
 ) -> ApiResult<Json<Value>> {
-    let old = state
-        .store()
-        .flow(access.application(), id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "Workflow"))?;
-    let mut name = old.name.clone();
-    let mut def = old.definition.clone();
+    let mut change = FlowChange::default();
     for (k, v) in changes {
         match k.as_str() {
-            "name" => name = v.as_str().unwrap_or(&name).to_owned(),
+            "name" => change.name = v.as_str().map(str::to_owned),
             "defaultVersionId" => {}
-            _ if v.is_null() => {
-                def.remove(&k);
-            }
             _ => {
-                def.insert(k, v);
+                change.definition.insert(k, v);
             }
         }
     }
-    check_definition(&def)?;
-    let by = actor(&state, &access).await?;
+    // Merged into the flow as it is when the change commits, and checked there.
     let flow = state
         .store()
-        .update_flow(access.application(), id, &name, &def, &by)
+        .update_flow(
+            &access.actor(),
+            access.application(),
+            id,
+            &change,
+            |merged| check_definition(&merged.definition).map_err(Refusal::from),
+        )
         .await
-        .map_err(|e| ApiError::from_store(e, "Workflow"))?;
+        .map_err(|e| e.named("Workflow"))?;
     Ok(Json(flow_json(&flow)))
 }
 
@@ -313,7 +300,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     state
         .store()
-        .delete_flow(access.application(), id)
+        .delete_flow(&access.actor(), access.application(), id)
         .await
         .map_err(|e| ApiError::from_store(e, "Workflow"))?;
     tracing::info!(flow = %id, "workflow deleted");

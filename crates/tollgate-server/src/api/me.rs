@@ -73,7 +73,7 @@ pub async fn respond_to_invite(
     let user = state.store().user(access.user_id()).await?;
     match state
         .store()
-        .answer_invite(invite, user.id, &user.email, answer)
+        .answer_invite(&access.actor(), invite, user.id, &user.email, answer)
         .await
     {
         Ok(found) => {

@@ -180,7 +180,13 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let org = state
         .store()
-        .create_org(&body.name, &body.description, &body.extra, access.user_id())
+        .create_org(
+            &access.actor(),
+            &body.name,
+            &body.description,
+            &body.extra,
+            access.user_id(),
+        )
         .await?;
     tracing::info!(org = %org.id, by = %access.user_id(), "organization created");
     Ok((StatusCode::CREATED, Json(org_json(&state, &org).await?)))
@@ -203,7 +209,7 @@ pub async fn patch(
     };
     let org = state
         .store()
-        .update_org(access.org(), &change)
+        .update_org(&access.actor(), access.org(), &change)
         .await
         .map_err(not_found)?;
     Ok(Json(org_json(&state, &org).await?))
@@ -212,7 +218,7 @@ pub async fn patch(
 pub async fn delete(State(state): State<AppState>, access: OrgAccess) -> ApiResult<Json<Value>> {
     state
         .store()
-        .delete_org(access.org())
+        .delete_org(&access.actor(), access.org())
         .await
         .map_err(not_found)?;
     tracing::info!(org = %access.org(), by = %access.user_id(), "organization deleted");
@@ -264,7 +270,11 @@ pub async fn invite_member(
         dashboard_roles: body.dashboard_roles.as_ref(),
         invited_by: access.user_id(),
     };
-    match state.store().create_invite(access.org(), &new).await {
+    match state
+        .store()
+        .create_invite(&access.actor(), access.org(), &new)
+        .await
+    {
         Ok(invite) => {
             tracing::info!(org = %access.org(), invite = %invite.id, by = %access.user_id(), "invitation created");
         }
@@ -315,7 +325,7 @@ pub async fn revoke_invite(
         })?;
     state
         .store()
-        .revoke_invite(access.org(), id)
+        .revoke_invite(&access.actor(), access.org(), id)
         .await
         .map_err(|e| ApiError::from_store(e, "Invitation"))?;
     tracing::info!(org = %access.org(), invite = %id, by = %access.user_id(), "invitation revoked");
@@ -334,7 +344,7 @@ pub async fn modify_member(
     };
     state
         .store()
-        .modify_member(access.org(), body.user_id, &change)
+        .modify_member(&access.actor(), access.org(), body.user_id, &change)
         .await
         .map_err(|e| ApiError::from_store(e, "Member"))?;
     let org = state.store().org(access.org()).await.map_err(not_found)?;
@@ -356,7 +366,7 @@ pub async fn remove_member(
         })?;
     state
         .store()
-        .remove_member(access.org(), user_id)
+        .remove_member(&access.actor(), access.org(), user_id)
         .await
         .map_err(|e| ApiError::from_store(e, "Member"))?;
     let org = state.store().org(access.org()).await.map_err(not_found)?;

@@ -71,6 +71,9 @@ pub struct SessionEntry {
     pub expires: i64,
     /// Start of the minute it was last seen in use (0: not since it was loaded).
     last_used: AtomicI64,
+    /// SHA-256 of the session secret: how writes name the session they act with (see
+    /// `tollgate_store::Actor`).
+    pub digest: Digest,
 }
 
 /// Who a verified secret belongs to.
@@ -355,6 +358,7 @@ impl Credentials {
             user_id: session.user_id,
             expires: session.expiration_date,
             last_used: AtomicI64::new(0),
+            digest: *digest,
         });
         if self.freshness.may_keep(epoch) {
             let mut sessions = write(&self.sessions);

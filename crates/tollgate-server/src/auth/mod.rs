@@ -24,9 +24,10 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tollgate_core::permissions::{role_actions, role_token_bound};
+use tollgate_core::secret::Digest;
 use tollgate_core::{Action, Family, Role, Scope};
 use tollgate_store::tokens::Creator;
-use tollgate_store::{Id, StoreError};
+use tollgate_store::{Actor, Id, StoreError};
 
 pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
 
@@ -169,16 +170,18 @@ pub async fn decide(
                 action,
                 who: Who::User {
                     user_id: session.user_id,
+                    session: session.digest,
                     role,
                 },
             }))
         }
-        (Family::Organization, Target::Org(org), Principal::User(session)) => Ok(Access::Org(
-            org_access(state, session.user_id, org, action).await?,
-        )),
+        (Family::Organization, Target::Org(org), Principal::User(session)) => {
+            Ok(Access::Org(org_access(state, &session, org, action).await?))
+        }
         (Family::User | Family::Organization, Target::None, Principal::User(session)) => {
             Ok(Access::User(UserAccess {
                 user_id: session.user_id,
+                session: session.digest,
                 action,
             }))
         }
@@ -196,11 +199,20 @@ pub async fn decide(
     }
 }
 
-/// Decide whether `user` may perform `action` in organization `org` (also used for targets
-/// that arrive in a body, such as the `orgId` of a new application).
-pub async fn org_access(
+/// Decide whether the user of `session` may perform `action` in organization `org`.
+async fn org_access(
+    state: &AppState,
+    session: &SessionEntry,
+    org: Id,
+    action: Action,
+) -> Result<OrgAccess, ApiError> {
+    org_access_for(state, session.user_id, session.digest, org, action).await
+}
+
+async fn org_access_for(
     state: &AppState,
     user_id: Id,
+    session: Digest,
     org: Id,
     action: Action,
 ) -> Result<OrgAccess, ApiError> {
@@ -215,6 +227,7 @@ pub async fn org_access(
     Ok(OrgAccess {
         org,
         user_id,
+        session,
         role,
         action,
     })
@@ -255,7 +268,11 @@ fn role_forbidden(action: Action, role: Role) -> ApiError {
 #[derive(Clone, Debug)]
 enum Who {
     Token(Arc<TokenEntry>),
-    User { user_id: Id, role: Role },
+    User {
+        user_id: Id,
+        session: Digest,
+        role: Role,
+    },
 }
 
 /// Permission to perform one action inside one application.
@@ -274,6 +291,25 @@ impl AppAccess {
 
     pub fn action(&self) -> Action {
         self.action
+    }
+
+    /// Who acts, for the store: every write this capability allows passes it, and the store
+    /// re-checks the credential in the write's own transaction.
+    pub fn actor(&self) -> Actor {
+        match &self.who {
+            Who::Token(t) => Actor::api_token(t.id, t.application_id),
+            Who::User {
+                user_id, session, ..
+            } => Actor::user_session(*user_id, *session),
+        }
+    }
+
+    /// The acting user's effective role in the application, if a user acts.
+    pub fn role(&self) -> Option<Role> {
+        match &self.who {
+            Who::Token(_) => None,
+            Who::User { role, .. } => Some(*role),
+        }
     }
 
     /// The token acting, if it is a token.
@@ -299,7 +335,16 @@ impl AppAccess {
             // The cache does not hold token names (a million of them would cost memory for
             // the rare token that creates tokens): read it.
             Who::Token(t) => {
-                let record = state.store().token(t.application_id, t.id).await?;
+                let record = match state.store().token(t.application_id, t.id).await {
+                    Ok(r) => r,
+                    // Deleted since the request was authorized.
+                    Err(StoreError::NotFound) => {
+                        return Err(
+                            StoreError::Revoked(tollgate_store::Revoked::TokenDeleted).into()
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(Creator {
                     kind: "apiToken",
                     id: t.id,
@@ -323,11 +368,17 @@ impl AppAccess {
 pub struct OrgAccess {
     org: Id,
     user_id: Id,
+    session: Digest,
     role: Role,
     action: Action,
 }
 
 impl OrgAccess {
+    /// Who acts, for the store (see [`AppAccess::actor`]).
+    pub fn actor(&self) -> Actor {
+        Actor::user_session(self.user_id, self.session)
+    }
+
     pub fn org(&self) -> Id {
         self.org
     }
@@ -347,10 +398,28 @@ impl OrgAccess {
 #[derive(Clone, Debug)]
 pub struct UserAccess {
     user_id: Id,
+    session: Digest,
     action: Action,
 }
 
 impl UserAccess {
+    /// Who acts, for the store (see [`AppAccess::actor`]).
+    pub fn actor(&self) -> Actor {
+        Actor::user_session(self.user_id, self.session)
+    }
+
+    /// Decide whether this user may perform `action` in organization `org` (for targets that
+    /// arrive in a body, such as the `orgId` of a new application): the same rule a path
+    /// would get.
+    pub async fn in_org(
+        &self,
+        state: &AppState,
+        org: Id,
+        action: Action,
+    ) -> Result<OrgAccess, ApiError> {
+        org_access_for(state, self.user_id, self.session, org, action).await
+    }
+
     pub fn user_id(&self) -> Id {
         self.user_id
     }

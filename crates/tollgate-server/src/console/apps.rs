@@ -15,7 +15,6 @@ use super::session::Session;
 use super::view::{AppNav, UserBar, When};
 use super::{BASE, PageError, allowed, app_access, parse_id, render, see_other, user_access};
 use crate::api::applications::create_application;
-use crate::auth;
 use crate::extract::ListParams;
 use crate::state::AppState;
 
@@ -130,8 +129,10 @@ async fn owner_choices(
         .store()
         .list_orgs_for_user(session.user_id, &all_of(&ORG_FIELDS)?)
         .await?;
+    let access = user_access(state, session, Action::ApplicationsPost).await?;
     for org in orgs.items {
-        if auth::org_access(state, session.user_id, org.id, Action::ApplicationsPost)
+        if access
+            .in_org(state, org.id, Action::ApplicationsPost)
             .await
             .is_ok()
         {

@@ -8,7 +8,7 @@
 //!   (the token list is `applicationApiTokens.get`, creating one `applicationApiTokens.post`…)
 //!   and gets the same capability a REST handler gets; whether edit controls are shown is the
 //!   same question asked for the write action;
-//! * writes go through the functions the REST handlers call (`api::tokens::create_token`, …).
+//! * writes go through the functions the REST handlers call (`service::tokens::create`, …).
 //!
 //! Templates are compiled into the binary (askama, `templates/`), and so are the stylesheet
 //! and script (`assets/`). See `docs/console.md` for the pages and the security measures.
@@ -143,6 +143,12 @@ impl From<ApiError> for PageError {
         } else {
             PageError::Api(e)
         }
+    }
+}
+
+impl From<crate::service::tokens::TokenError> for PageError {
+    fn from(e: crate::service::tokens::TokenError) -> Self {
+        e.into_api().into()
     }
 }
 

@@ -2,7 +2,7 @@
 //! a token's detail page, the active toggle and deletion.
 //!
 //! Every handler asks the authorization layer for the action it performs and changes tokens
-//! only through the functions the REST handlers use (`api::tokens`).
+//! only through the token service the REST handlers use too (`service::tokens`).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -18,11 +18,9 @@ use super::form::{FormData, QueryData};
 use super::session::{Session, clear_reveal_cookie, reveal_cookie, reveal_pad};
 use super::view::{self, AppNav, UserBar, When};
 use super::{BASE, PageError, allowed, app_access, parse_id, render, see_other};
-use crate::api::tokens::{
-    CreateTokenError, TokenRequest, create_token, delete_token, last_used, update_token,
-};
 use crate::error::ApiError;
 use crate::extract::ListParams;
+use crate::service::tokens::{self as service, TokenError, TokenRequest, Verb, last_used};
 use crate::state::AppState;
 
 /// Tokens per page of the list.
@@ -455,7 +453,7 @@ pub async fn create(
             None
         }
         Ok(expiration_date) => Some(
-            create_token(
+            service::create(
                 &state,
                 &access,
                 TokenRequest {
@@ -503,7 +501,7 @@ pub async fn create(
         }
         None => StatusCode::BAD_REQUEST,
         Some(Err(e)) => match e {
-            CreateTokenError::Name => {
+            TokenError::Name => {
                 page.name_error = Some(if page.name.is_empty() {
                     "Enter a name for the token.".to_owned()
                 } else {
@@ -511,45 +509,53 @@ pub async fn create(
                 });
                 StatusCode::BAD_REQUEST
             }
-            CreateTokenError::Scope(tollgate_core::ScopeError::Empty) => {
+            TokenError::Scope(tollgate_core::ScopeError::Empty) => {
                 page.scope_error = Some(
                     "Choose at least one action, or choose All permissions or Read only."
                         .to_owned(),
                 );
                 StatusCode::BAD_REQUEST
             }
-            CreateTokenError::Scope(e) => {
+            TokenError::Scope(e) => {
                 page.scope_error = Some(format!("These permissions are not valid: {e}."));
                 StatusCode::BAD_REQUEST
             }
-            CreateTokenError::PastExpiry => {
+            TokenError::PastExpiry => {
                 page.expiry_error = Some(
                     "This date is in the past: choose a future date, or Never expires.".to_owned(),
                 );
                 StatusCode::BAD_REQUEST
             }
-            CreateTokenError::TooPowerful { excess, .. } => {
+            TokenError::TooPowerful {
+                verb: Verb::Create,
+                excess,
+                ..
+            } => {
                 page.scope_error = Some(format!(
                     "A token cannot be given more than you may do yourself: your role does not allow {}.",
                     excess.join(", ")
                 ));
                 StatusCode::FORBIDDEN
             }
-            CreateTokenError::OutlivesCreator { limit } => {
+            TokenError::Outlives {
+                verb: Verb::Create,
+                limit,
+                ..
+            } => {
                 page.expiry_error = Some(format!(
                     "A token cannot outlive its creator: choose a date no later than {}.",
                     When::at(limit).text
                 ));
                 StatusCode::FORBIDDEN
             }
-            CreateTokenError::AlreadySubmitted => {
+            TokenError::AlreadySubmitted => {
                 return already_submitted(&state, &session, app, &page.name).await;
             }
-            CreateTokenError::Other(e) if e.status == StatusCode::BAD_REQUEST => {
+            TokenError::Other(e) if e.status == StatusCode::BAD_REQUEST => {
                 page.name_error = Some(format!("{}.", e.message));
                 StatusCode::BAD_REQUEST
             }
-            CreateTokenError::Other(e) => return Err(e.into()),
+            e => return Err(e.into()),
         },
     };
     Ok((status, render(&page)).into_response())
@@ -766,7 +772,10 @@ pub async fn save(
         description: Some(description.clone()),
         status,
     };
-    match update_token(&state, &access, token, &change).await {
+    match service::change(&state, &access, token, &change)
+        .await
+        .map_err(TokenError::into_api)
+    {
         Ok(t) => Ok(see_other(&format!(
             "{}?notice=saved",
             token_href(access.application(), t.id)
@@ -919,11 +928,10 @@ pub async fn set_status(
             "The status must be Active or Inactive",
         )));
     };
-    let change = TokenChange {
-        status: Some(status),
-        ..TokenChange::default()
+    match status {
+        TokenStatus::Active => service::reactivate(&state, &access, token).await?,
+        TokenStatus::Inactive => service::deactivate(&state, &access, token).await?,
     };
-    update_token(&state, &access, token, &change).await?;
     let notice = match status {
         TokenStatus::Active => "activated",
         TokenStatus::Inactive => "deactivated",
@@ -979,7 +987,7 @@ pub async fn delete(
     let app = parse_id(&app, "Application")?;
     let token = parse_id(&token, "API token")?;
     let access = app_access(&state, &session, Action::ApplicationApiTokenDelete, app).await?;
-    delete_token(&state, &access, token).await?;
+    service::delete(&state, &access, token).await?;
     Ok(see_other(&format!(
         "{}?notice=deleted",
         tokens_href(access.application())

@@ -19,7 +19,7 @@ use tollgate_server::{AppState, Settings};
 use tollgate_store::applications::Owner;
 use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
 use tollgate_store::users::NewUser;
-use tollgate_store::{Id, Store};
+use tollgate_store::{Actor, Id, Store};
 use tower::ServiceExt;
 
 /// A response: status, parsed JSON body (Null when empty or not JSON) and headers.
@@ -219,7 +219,13 @@ impl TestApp {
     /// An application owned by `user`, created directly in the store.
     pub async fn app_of(&self, user: Id, name: &str) -> Id {
         self.store()
-            .create_application(Owner::User(user), name, "", &Default::default())
+            .create_application(
+                &Actor::operator(),
+                Owner::User(user),
+                name,
+                "",
+                &Default::default(),
+            )
             .await
             .unwrap()
             .id
@@ -266,20 +272,23 @@ impl TestApp {
         let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
         let rec = self
             .store()
-            .create_token(&NewToken {
-                application_id: app,
-                digest: secret.digest(),
-                name: "fixture",
-                description: "",
-                scope: &scope,
-                status,
-                expiration_date: expires,
-                creator: Creator {
-                    kind: "user",
-                    id: app,
-                    name: "fixture@example.com".into(),
+            .create_token(
+                &Actor::operator(),
+                &NewToken {
+                    application_id: app,
+                    digest: secret.digest(),
+                    name: "fixture",
+                    description: "",
+                    scope: &scope,
+                    status,
+                    expiration_date: expires,
+                    creator: Creator {
+                        kind: "user",
+                        id: app,
+                        name: "fixture@example.com".into(),
+                    },
                 },
-            })
+            )
             .await
             .unwrap();
         (rec.id, secret.expose().to_owned())
