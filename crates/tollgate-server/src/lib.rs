@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod confirm;
 pub mod connections;
 pub mod console;
 pub mod datadir;

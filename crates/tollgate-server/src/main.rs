@@ -11,8 +11,8 @@ use tollgate_server::Settings;
 use tollgate_server::auth::passwords::{self, HashLimits};
 use tollgate_server::auth::throttle::Rate;
 use tollgate_server::connections::{self, ConnectionLimits};
-use tollgate_server::datadir;
-use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
+use tollgate_server::datadir::{self, Attachment, LocalPaths, attach_command, lock_for_server};
+use tollgate_server::serve::{AdminSeed, ServeOptions, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::users::NewUser;
 use tollgate_store::{Backend, Store, StoreError, StoreOptions};
@@ -82,7 +82,7 @@ struct DbArgs {
     data_dir: PathBuf,
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB. Default: the SQLite file in
     /// the data directory.
-    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// The most a request may take with the database, in milliseconds: waiting for a
     /// connection, and its queries (a request past it is answered 503 and its work rolled
@@ -99,8 +99,9 @@ impl DbArgs {
         }
     }
 
-    async fn open(&self) -> anyhow::Result<Store> {
-        let url = match &self.database_url {
+    /// The database URL, creating the data directory (0700) for the default SQLite file.
+    fn prepared_url(&self) -> anyhow::Result<String> {
+        Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => {
                 datadir::prepare(&self.data_dir).with_context(|| {
@@ -108,7 +109,11 @@ impl DbArgs {
                 })?;
                 format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
             }
-        };
+        })
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
+        let url = self.prepared_url()?;
         // The database holds password hashes and token digests: its files are 0600.
         let file = datadir::sqlite_path(&url);
         if let Some(file) = &file {
@@ -124,6 +129,15 @@ impl DbArgs {
                 .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
         }
         Ok(store)
+    }
+
+    /// Open the database for the command `what` (`user add`): its writes take effect in any
+    /// server using the same database before they return. Keep the attachment until the
+    /// command ends.
+    async fn open_for_command(&self, what: &str) -> anyhow::Result<(Store, Attachment)> {
+        let store = self.open().await?;
+        let attached = attach_command(&store, what).await?;
+        Ok((store, attached))
     }
 }
 
@@ -147,8 +161,14 @@ struct ServeArgs {
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
     /// milliseconds.
-    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750)]
+    #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
     change_lease_ms: u64,
+    /// With several nodes on PostgreSQL: the database URL for this node's change listener
+    /// connection, when it must differ from the database URL (for example through another
+    /// network path or a proxy). Default: the database URL.
+    #[arg(long, env = "TOLLGATE_LISTENER_DATABASE_URL", hide_env_values = true)]
+    listener_database_url: Option<String>,
     /// Load every token into memory in the background from start-up, so that even a token's
     /// first request is answered without the database (single node; on PostgreSQL tokens load
     /// on first use). The server answers at once; tokens not loaded yet load on demand.
@@ -284,6 +304,9 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     let target = Store::open(to, &options)
         .await
         .context("cannot open the target database")?;
+    // Servers already running on the target must forget what they cached: the copy returns
+    // once they have.
+    let _attached = attach_command(&target, "db copy").await?;
     let counts = copy::copy(&source, &target, &CopyOptions { replace_target })
         .await
         .context("copy failed; the target was not changed")?;
@@ -321,6 +344,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logs(&args.log_format);
+            // One server per SQLite database: take its lock before touching it.
+            let local = match LocalPaths::for_url(&args.db.prepared_url()?) {
+                Some(paths) => Some(lock_for_server(&paths).await?),
+                None => None,
+            };
             let defaults = HashLimits::default();
             let threads = args.login_hash_threads.unwrap_or(defaults.threads).max(1);
             passwords::configure(HashLimits {
@@ -352,7 +380,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
-                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
+                change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
                 login_account_rate: rate(
                     args.login_account_burst,
@@ -364,14 +392,26 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
             };
-            serve(
-                store,
-                settings,
-                args.listen,
-                Duration::from_secs(args.last_used_flush_secs.max(1)),
+            // A revocation waits up to a silent node's lease for it; the request deadline
+            // must leave room for that, or such a revocation is saved but answered 503.
+            if store.backend() == Backend::Postgres
+                && settings.change_lease + settings.change_lease / 10 >= settings.db_timeout
+            {
+                tracing::warn!(
+                    change_lease_ms = settings.change_lease.as_millis() as u64,
+                    db_timeout_ms = settings.db_timeout.as_millis() as u64,
+                    "--db-timeout-ms is not well above --change-lease-ms: a revocation that waits \
+                     for an unreachable node's lease may be saved yet answered 503"
+                );
+            }
+            let options = ServeOptions {
+                listen: args.listen,
+                flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
                 limits,
-            )
-            .await
+                listener_url: args.listener_database_url,
+                local,
+            };
+            serve(store, settings, options).await
         }
         Command::Db(DbCommand::Check { db }) => {
             init_logs("text");
@@ -411,7 +451,7 @@ async fn main() -> anyhow::Result<()> {
             if !email.contains('@') {
                 anyhow::bail!("{email:?} is not an email address");
             }
-            let store = db.open().await?;
+            let (store, _attached) = db.open_for_command("user add").await?;
             let hash = passwords::hash(password).await?;
             let new = NewUser {
                 email: &email,

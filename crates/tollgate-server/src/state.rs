@@ -1,11 +1,12 @@
 //! What every handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
 use crate::auth::throttle::{self, Kind, Rate, Throttle};
+use crate::changes::Cluster;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
@@ -66,6 +67,8 @@ struct Inner {
     responses: ResponseCounts,
     login_throttle: Throttle,
     settings: Settings,
+    /// This node's part in a PostgreSQL cluster, once it has joined.
+    cluster: OnceLock<Arc<Cluster>>,
     write_check: crate::health::WriteCheck,
 }
 
@@ -88,6 +91,7 @@ impl AppState {
                 throttle::DEFAULT_CAPACITY,
             ),
             settings,
+            cluster: OnceLock::new(),
             write_check: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
@@ -154,6 +158,16 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// Record that this node has joined a cluster (see `changes::spawn`).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.0.cluster.set(cluster);
+    }
+
+    /// This node's part in a PostgreSQL cluster, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.get()
     }
 
     /// The last check of whether the database takes writes (for `/health`).

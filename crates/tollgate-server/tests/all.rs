@@ -19,20 +19,25 @@ mod api_flows;
 mod api_foundation;
 mod api_tokens;
 mod browser_console;
+mod cluster_connections;
 mod console_http;
 mod console_once;
+mod console_sessions;
 mod credential_lease;
 mod db_copy;
 mod fuzz_corpus;
 mod inputs;
 mod invites;
+mod local_server;
 mod multinode;
 mod official_clients;
 mod openapi;
 mod races;
 mod readme;
+mod revocation;
 mod revoked_writes;
 mod secrets;
+mod sessions;
 mod storage_faults;
 mod token_authority;
 mod token_matrix;
@@ -62,20 +67,25 @@ fn main() -> std::process::ExitCode {
             api_foundation::cases(),
             api_tokens::cases(),
             browser_console::cases(),
+            cluster_connections::cases(),
             console_http::cases(),
             console_once::cases(),
+            console_sessions::cases(),
             credential_lease::cases(),
             db_copy::cases(),
             fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
+            local_server::cases(),
             multinode::cases(),
             official_clients::cases(),
             openapi::cases(),
             races::cases(),
             readme::cases(),
+            revocation::cases(),
             revoked_writes::cases(),
             secrets::cases(),
+            sessions::cases(),
             token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),

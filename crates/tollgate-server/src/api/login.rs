@@ -4,15 +4,16 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::{Id, now_ms};
 
 use crate::auth::passwords::{self, HashError};
 use crate::auth::throttle::Key;
+use crate::auth::{UserAccess, bearer};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ClientAddr, RequestBody};
 use crate::state::AppState;
@@ -34,6 +35,7 @@ impl RequestBody for UserCredentials {
 
 pub async fn authenticate_user(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ClientAddr(client): ClientAddr,
     Body(body): Body<UserCredentials>,
 ) -> ApiResult<Response> {
@@ -48,8 +50,15 @@ pub async fn authenticate_user(
         .token_ttl
         .filter(|secs| *secs > 0)
         .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let (user_id, secret, _) =
-        open_session(&state, &body.email, body.password, ttl, client).await?;
+    let (user_id, secret, _) = open_session(
+        &state,
+        &body.email,
+        body.password,
+        ttl,
+        user_agent(&headers),
+        client,
+    )
+    .await?;
     let mut res = Json(json!({ "userId": user_id, "token": secret.expose() })).into_response();
     no_store(&mut res);
     Ok(res)
@@ -61,10 +70,33 @@ pub fn no_store(res: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// `auth.logout` (an extension): end the session that authenticates this request. Answers
+/// once no node accepts it any more (see `crate::changes`).
+pub async fn logout(
+    State(state): State<AppState>,
+    access: UserAccess,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    // The guard verified this very secret as a user session.
+    let digest = tollgate_core::secret::digest(bearer(&headers)?);
+    state.store().delete_session(&digest).await?;
+    tracing::info!(user = %access.user_id(), "user logged out");
+    Ok(crate::api::success())
+}
+
+/// The `User-Agent` of a request, as recorded with a session ("" when absent or not text).
+pub fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// Check an email and password and open a session for `ttl_ms` (capped at the server's
 /// session lifetime). Returns the user, the session secret (`tgus_…`, shown to the caller
-/// once and stored only as its digest) and when the session ends. The REST login and the
-/// console's login form both call this.
+/// once and stored only as its digest) and when the session ends. `user_agent` is kept with
+/// the session (the console lists a user's sessions by it). The REST login and the console's
+/// login form both call this.
 ///
 /// Before any password is hashed the attempt is put to the login throttle (the account and
 /// the client address): a throttled attempt is a 429 whether or not the password is right.
@@ -74,6 +106,7 @@ pub async fn open_session(
     email: &str,
     password: String,
     ttl_ms: Option<i64>,
+    user_agent: &str,
     client: Option<IpAddr>,
 ) -> ApiResult<(Id, Secret, i64)> {
     let mut keys = vec![Key::account(email)];
@@ -120,7 +153,7 @@ pub async fn open_session(
     let secret = Secret::generate(SecretKind::UserSession);
     state
         .store()
-        .create_session(&secret.digest(), user.id, expires)
+        .create_session_from(&secret.digest(), user.id, expires, user_agent)
         .await?;
     tracing::info!(user = %user.id, client = ?client, "user logged in");
     Ok((user.id, secret, expires))

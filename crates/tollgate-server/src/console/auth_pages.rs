@@ -122,7 +122,8 @@ pub async fn login(
         );
     }
     let password = form.text("password").to_owned();
-    match open_session(&state, &email, password, None, client).await {
+    let agent = crate::api::login::user_agent(&headers);
+    match open_session(&state, &email, password, None, agent, client).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)

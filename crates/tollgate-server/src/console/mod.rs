@@ -18,6 +18,7 @@ mod assets;
 mod auth_pages;
 mod form;
 mod session;
+mod sessions;
 mod tokens;
 mod view;
 
@@ -58,6 +59,8 @@ pub fn router() -> Router<AppState> {
             get(auth_pages::login_page).post(auth_pages::login),
         )
         .route("/console/logout", post(auth_pages::logout))
+        .route("/console/sessions", get(sessions::list))
+        .route("/console/sessions/{session}/end", post(sessions::end))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/applications", get(apps::list).post(apps::create))
         .route("/console/applications/new", get(apps::new_page))
