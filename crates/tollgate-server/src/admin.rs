@@ -5,10 +5,10 @@
 //! application's administrator may do through the API (`applicationApiToken.patch` with
 //! `status: inactive`, `applicationApiToken.delete`), through the same token service
 //! (`crate::service::tokens`) and store writes, as `tollgate_store::Actor::operator`. Those
-//! commit the same change notices as the API, so the
-//! revocation guarantee is the same: on PostgreSQL every node hears of the change when it
-//! commits; on SQLite the command then hands the change to the running server
-//! ([`crate::local_changes`]) and returns only once it has applied it. Every change is logged
+//! commit the same change notices as the API, so the revocation guarantee is the same: the
+//! command attaches to the running servers first (`crate::datadir::attach_command`: on
+//! SQLite the server's control socket, on PostgreSQL the cluster), and each write returns only
+//! once every running server has applied its change. Every change is logged
 //! as made by the operator (`by="operator"`), with the token and application ids.
 
 use serde_json::Value;

@@ -3,7 +3,6 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,13 +13,12 @@ use tollgate_server::admin;
 use tollgate_server::auth::passwords::{self, HashLimits};
 use tollgate_server::auth::throttle::Rate;
 use tollgate_server::connections::{self, ConnectionLimits};
-use tollgate_server::datadir;
-use tollgate_server::local_changes::{self, Delivery};
-use tollgate_server::serve::{AdminSeed, ensure_admin, serve};
+use tollgate_server::datadir::{self, Attachment, LocalPaths, attach_command, lock_for_server};
+use tollgate_server::serve::{AdminSeed, ServeOptions, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
 use tollgate_store::tokens::TokenRecord;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Actor, Backend, Change, Store, StoreError, StoreOptions};
+use tollgate_store::{Actor, Backend, Store, StoreError, StoreOptions};
 
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
@@ -151,7 +149,7 @@ struct DbArgs {
     data_dir: PathBuf,
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB. Default: the SQLite file in
     /// the data directory.
-    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// The most a request may take with the database, in milliseconds: waiting for a
     /// connection, and its queries (a request past it is answered 503 and its work rolled
@@ -170,8 +168,9 @@ impl DbArgs {
         }
     }
 
-    async fn open(&self) -> anyhow::Result<Store> {
-        let url = match &self.database_url {
+    /// The database URL, creating the data directory (0700) for the default SQLite file.
+    fn prepared_url(&self) -> anyhow::Result<String> {
+        Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => {
                 datadir::prepare(&self.data_dir).with_context(|| {
@@ -179,7 +178,11 @@ impl DbArgs {
                 })?;
                 format!("sqlite://{}", self.data_dir.join("tollgate.db").display())
             }
-        };
+        })
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
+        let url = self.prepared_url()?;
         // The database holds password hashes and token digests: its files are 0600.
         let file = datadir::sqlite_path(&url);
         if let Some(file) = &file {
@@ -195,6 +198,29 @@ impl DbArgs {
                 .with_context(|| format!("cannot restrict the mode of {}", file.display()))?;
         }
         Ok(store)
+    }
+
+    /// Open the database for the command `what` (`user add`): its writes take effect in any
+    /// server using the same database before they return. Keep the attachment until the
+    /// command ends.
+    async fn open_for_command(&self, what: &str) -> anyhow::Result<(Store, Attachment)> {
+        let store = self.open().await?;
+        let attached = attach_command(&store, what).await?;
+        Ok((store, attached))
+    }
+}
+
+/// After a command's writes: say that the running server has applied them (each write waited
+/// for its confirmation; see `datadir::attach_command`).
+fn confirm_applied(attached: &Attachment) {
+    match attached {
+        Attachment::Server { pid } => {
+            println!("the running server has applied the change (pid {pid})");
+        }
+        Attachment::Cluster(_) => {
+            println!("every running server has applied the change");
+        }
+        Attachment::Alone(_) | Attachment::Nothing => {}
     }
 }
 
@@ -222,10 +248,15 @@ struct ServeArgs {
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
-    /// milliseconds (at least 10).
+    /// milliseconds (10 to 10000).
     #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
     change_lease_ms: u64,
+    /// With several nodes on PostgreSQL: the database URL for this node's change listener
+    /// connection, when it must differ from the database URL (for example through another
+    /// network path or a proxy). Default: the database URL.
+    #[arg(long, env = "TOLLGATE_LISTENER_DATABASE_URL", hide_env_values = true)]
+    listener_database_url: Option<String>,
     /// Load every token into memory in the background from start-up, so that even a token's
     /// first request is answered without the database (single node; on PostgreSQL tokens load
     /// on first use). The server answers at once; tokens not loaded yet load on demand. The
@@ -425,41 +456,6 @@ async fn backup_database(to: &std::path::Path, db: &DbArgs) -> anyhow::Result<()
     Ok(())
 }
 
-/// The lock file beside an SQLite database: `serve` holds it shared, `db restore` exclusively.
-fn lock_path(db_file: &std::path::Path) -> PathBuf {
-    let name = db_file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    db_file.with_file_name(format!("{name}.lock"))
-}
-
-/// Take the database's lock shared, for as long as this server runs.
-fn serving_lock(db_file: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = lock_path(db_file);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match lock.try_lock_shared() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "{} is being restored (tollgate db restore holds {}): start the server when it is done",
-            db_file.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-}
-
 /// `tollgate db restore`.
 async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     let url = db.url();
@@ -471,28 +467,8 @@ async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result
         );
     };
     // The lock `serve` holds on this database for as long as it runs: no server may use the
-    // file while it is replaced.
-    let lock_path = lock_path(&path);
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "a Tollgate server (or another command) is using {}: it holds {}. Stop the server, then restore",
-            path.display(),
-            lock_path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-        }
-    }
+    // file while it is replaced, and no server starts until the restore is done.
+    let lock = datadir::lock_exclusively(&db.prepared_url()?, "db restore").await?;
     let (summary, kept) =
         tollgate_store::backup::restore_sqlite(from, &path, tollgate_store::schema_version())
             .await?;
@@ -571,6 +547,9 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     let target = Store::open(to, &options)
         .await
         .context("cannot open the target database")?;
+    // Servers already running on the target must forget what they cached: the copy returns
+    // once they have.
+    let _attached = attach_command(&target, "db copy").await?;
     let counts = copy::copy(&source, &target, &CopyOptions { replace_target })
         .await
         .context("copy failed; the target was not changed")?;
@@ -650,7 +629,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             if !email.contains('@') {
                 anyhow::bail!("{email:?} is not an email address");
             }
-            let store = db.open().await?;
+            let (store, _attached) = db.open_for_command("user add").await?;
             let hash = passwords::hash(password).await?;
             let new = NewUser {
                 email: &email,
@@ -672,8 +651,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Passwd { email, db } => {
             let password = read_password_from_stdin()?;
             passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let store = db.open().await?;
-            let changes = record_changes(&store);
+            let (store, attached) = db.open_for_command("user passwd").await?;
             let user = find_user(&store, &email).await?;
             let hash = passwords::hash(password).await?;
             let ended = store
@@ -685,7 +663,8 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 user.email,
                 if ended == 1 { "session" } else { "sessions" }
             );
-            announce(&db, &changes)
+            confirm_applied(&attached);
+            Ok(())
         }
         UserCommand::List { json, db } => {
             let store = db.open().await?;
@@ -730,8 +709,12 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
 }
 
 async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Result<()> {
-    let store = db.open().await?;
-    let changes = record_changes(&store);
+    let what = if disabled {
+        "user disable"
+    } else {
+        "user enable"
+    };
+    let (store, attached) = db.open_for_command(what).await?;
     let user = find_user(&store, email).await?;
     let ended = store
         .set_user_disabled(&Actor::operator(), user.id, disabled)
@@ -752,41 +735,8 @@ async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Resul
     } else {
         println!("enabled {}", user.email);
     }
-    announce(db, &changes)
-}
-
-/// The changes that writes through `store` commit (in this process), to hand to a running
-/// server afterwards ([`announce`]).
-fn record_changes(store: &Store) -> Arc<Mutex<Vec<Change>>> {
-    let changes: Arc<Mutex<Vec<Change>>> = Arc::default();
-    let sink = changes.clone();
-    store.on_change(Arc::new(move |c: &Change| {
-        sink.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(c.clone());
-    }));
-    changes
-}
-
-/// Make sure a running server has applied the changes this command committed. PostgreSQL
-/// notified every node in the commit itself; on SQLite the server is told through its local
-/// socket, and this waits for its answer.
-fn announce(db: &DbArgs, changes: &Mutex<Vec<Change>>) -> anyhow::Result<()> {
-    let changes = std::mem::take(&mut *changes.lock().unwrap_or_else(|p| p.into_inner()));
-    let Some(file) = datadir::sqlite_path(&db.url()) else {
-        return Ok(());
-    };
-    match local_changes::forward(&file, &changes) {
-        Ok(Delivery::Applied(_)) => {
-            println!("the running server has applied the change");
-            Ok(())
-        }
-        Ok(Delivery::Nothing | Delivery::NoServer) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(
-            "the change is committed, but the running server did not confirm it ({e}): until \
-             it does, it may accept what was revoked from its cache; restart it to be sure"
-        )),
-    }
+    confirm_applied(&attached);
+    Ok(())
 }
 
 fn print_token_table(tokens: &[TokenRecord]) {
@@ -847,8 +797,7 @@ async fn tokens_command(command: TokensCommand) -> anyhow::Result<()> {
         }
         TokensCommand::Deactivate { id, db } => {
             let id = admin::parse_id(&id)?;
-            let store = db.open().await?;
-            let changes = record_changes(&store);
+            let (store, attached) = db.open_for_command("tokens deactivate").await?;
             let done = admin::deactivate_token(&store, id).await?;
             if done.changed {
                 println!(
@@ -861,18 +810,19 @@ async fn tokens_command(command: TokensCommand) -> anyhow::Result<()> {
                     done.token.id, done.token.name
                 );
             }
-            announce(&db, &changes)
+            confirm_applied(&attached);
+            Ok(())
         }
         TokensCommand::Delete { id, db } => {
             let id = admin::parse_id(&id)?;
-            let store = db.open().await?;
-            let changes = record_changes(&store);
+            let (store, attached) = db.open_for_command("tokens delete").await?;
             let token = admin::delete_token(&store, id).await?;
             println!(
                 "deleted API token {} ({:?}) of application {}",
                 token.id, token.name, token.application_id
             );
-            announce(&db, &changes)
+            confirm_applied(&attached);
+            Ok(())
         }
     }
 }
@@ -917,14 +867,13 @@ async fn main() -> anyhow::Result<()> {
                     connections::fd_limit(),
                 ),
             };
-            // SQLite: the shared lock that `tollgate db restore` must be able to take exclusively
-            // (held until exit), and the socket the `tollgate` command tells its changes to.
-            let sqlite_file = datadir::sqlite_path(&args.db.url());
-            let store = args.db.open().await?;
-            let _serving = match &sqlite_file {
-                Some(file) => Some(serving_lock(file)?),
+            // One server per SQLite database: take its lock before touching it (held until
+            // exit; `tollgate db restore` refuses while it is held).
+            let local = match LocalPaths::for_url(&args.db.prepared_url()?) {
+                Some(paths) => Some(lock_for_server(&paths).await?),
                 None => None,
             };
+            let store = args.db.open().await?;
             ensure_admin(
                 &store,
                 AdminSeed {
@@ -941,12 +890,11 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 session_ttl_ms: i64::from(args.session_days) * 24 * 3600 * 1000,
                 secure_cookies: args.secure_cookies,
-                change_lease: Duration::from_millis(args.change_lease_ms.max(10)),
+                change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
                 secret_key_file: Some(secret_key_file),
                 cors_origins: args.cors_origins.clone(),
                 metrics_token,
-                local_changes_socket: sqlite_file.as_deref().map(local_changes::socket_path),
                 login_account_rate: rate(
                     args.login_account_burst,
                     args.login_account_interval_secs,
@@ -957,14 +905,26 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
             };
-            serve(
-                store,
-                settings,
-                args.listen,
-                Duration::from_secs(args.last_used_flush_secs.max(1)),
+            // A revocation waits up to a silent node's lease for it; the request deadline
+            // must leave room for that, or such a revocation is saved but answered 503.
+            if store.backend() == Backend::Postgres
+                && settings.change_lease + settings.change_lease / 10 >= settings.db_timeout
+            {
+                tracing::warn!(
+                    change_lease_ms = settings.change_lease.as_millis() as u64,
+                    db_timeout_ms = settings.db_timeout.as_millis() as u64,
+                    "--db-timeout-ms is not well above --change-lease-ms: a revocation that waits \
+                     for an unreachable node's lease may be saved yet answered 503"
+                );
+            }
+            let options = ServeOptions {
+                listen: args.listen,
+                flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
                 limits,
-            )
-            .await
+                listener_url: args.listener_database_url,
+                local,
+            };
+            serve(store, settings, options).await
         }
         Command::Db(DbCommand::Check { db }) => {
             let logs = init_logs(LogFormat::Text);

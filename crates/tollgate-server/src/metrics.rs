@@ -66,6 +66,21 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     }
     let _ = writeln!(
         out,
+        "# HELP tollgate_session_checks_total Login-session secrets checked (after the shape check), by where the answer came from."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_session_checks_total counter");
+    for (result, v) in [
+        ("cache", load(&c.session_from_cache)),
+        ("unknown_cached", load(&c.unknown_session_from_cache)),
+        ("database", load(&c.session_from_database)),
+    ] {
+        let _ = writeln!(
+            out,
+            "tollgate_session_checks_total{{result=\"{result}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP tollgate_http_responses_total HTTP responses, by status class."
     );
     let _ = writeln!(out, "# TYPE tollgate_http_responses_total counter");
@@ -95,6 +110,45 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         "tollgate_cache_lease_lapses_total {}",
         state.freshness().lease_lapses()
     );
+    if let Some(cluster) = state.cluster() {
+        let k = &cluster.confirm.counts;
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_change_confirmations_total Writes that changed credentials, by how the wait for the other nodes ended: every node acknowledged, some node's lease had to run out, or the registered nodes could not be read (waited for the longest lease)."
+        );
+        let _ = writeln!(out, "# TYPE tollgate_change_confirmations_total counter");
+        for (outcome, v) in [
+            ("confirmed", load(&k.confirmed)),
+            ("lease_lapsed", load(&k.lapsed)),
+            ("unknown_nodes", load(&k.unknown)),
+        ] {
+            let _ = writeln!(
+                out,
+                "tollgate_change_confirmations_total{{outcome=\"{outcome}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_change_confirmation_seconds_total Time writes spent waiting for the other nodes."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE tollgate_change_confirmation_seconds_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_change_confirmation_seconds_total {:.6}",
+            load(&k.waited_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "# TYPE tollgate_barriers_sent_total counter");
+        let _ = writeln!(
+            out,
+            "tollgate_barriers_sent_total {}",
+            load(&k.barriers_sent)
+        );
+        let _ = writeln!(out, "# TYPE tollgate_acks_sent_total counter");
+        let _ = writeln!(out, "tollgate_acks_sent_total {}", load(&k.acks_sent));
+    }
     let _ = writeln!(
         out,
         "# HELP tollgate_http_request_duration_seconds Time from request to response head, by registry action (other: console, health, metrics, unimplemented and unknown paths) and status class."

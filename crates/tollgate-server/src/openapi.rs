@@ -100,6 +100,9 @@ pub fn document() -> Value {
             "x-tollgate-read-only": def.read_only,
             "x-tollgate-family": def.family.catalog_name(),
         });
+        if def.is_extension() {
+            op["x-tollgate-extension"] = json!(true);
+        }
         if def.family != Family::Public {
             op["security"] = json!([{ "bearer": [] }]);
             op["x-tollgate-min-role"] = json!(def.min_role.as_str());

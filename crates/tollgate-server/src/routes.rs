@@ -26,6 +26,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     };
     match action {
         AuthAuthenticateUser => on(m, login::authenticate_user),
+        AuthLogout => on(m, login::logout),
         MeGet => on(m, me::get),
         MePatch => on(m, me::patch),
         MeChangePassword => on(m, me::change_password),

@@ -130,24 +130,46 @@ pub fn spawn_background(state: &AppState, flush_every: Duration) {
     });
 }
 
-/// Serve on `listen` within `limits` until SIGINT/SIGTERM; then flush last-used times.
-pub async fn serve(
-    store: Store,
-    settings: Settings,
-    listen: SocketAddr,
-    flush_every: Duration,
-    limits: ConnectionLimits,
-) -> anyhow::Result<()> {
+/// Where and how to serve (besides the store and the settings).
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// How often last-used times are written.
+    pub flush_every: Duration,
+    /// Bounds on client connections.
+    pub limits: ConnectionLimits,
+    /// PostgreSQL: the database URL for the change listener's own connection (default: the
+    /// store's). Holds credentials; never printed.
+    pub listener_url: Option<String>,
+    /// SQLite: the lock this server holds on its database ([`crate::datadir::lock_for_server`]);
+    /// its control socket is served for commands beside it.
+    pub local: Option<crate::datadir::LocalLock>,
+}
+
+/// Serve within `options.limits` until SIGINT/SIGTERM; then leave the cluster, flush
+/// last-used times and checkpoint the database.
+pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> anyhow::Result<()> {
+    let ServeOptions {
+        listen,
+        flush_every,
+        limits,
+        listener_url,
+        local,
+    } = options;
     crate::schemas::preload();
     let state = AppState::new(store, settings);
     // A secret key file that exists but cannot be used is reported now, not at someone's
     // login.
     state.secret_key().check()?;
-    if state.store().backend() == Backend::Postgres {
+    if let Some(lock) = &local {
+        crate::datadir::serve_control(lock, state.clone())?;
+    }
+    let cluster = if state.store().backend() == Backend::Postgres {
         // Other nodes may share this database: hear their changes, and until the feed is up
         // answer every request from the database.
-        crate::changes::spawn(&state);
-    }
+        Some(crate::changes::spawn(&state, listener_url))
+    } else {
+        None
+    };
     if state.settings().preload_tokens {
         if state.freshness().usable() {
             // Warm the cache while already serving: start-up does not wait for a million rows,
@@ -170,16 +192,6 @@ pub async fn serve(
             tracing::info!("not preloading tokens: with several nodes they load on first use");
         }
     }
-    if let Some(socket) = &state.settings().local_changes_socket {
-        // The `tollgate` command's changes (a token deactivated, a user disabled) reach this
-        // server's caches through this socket before the command returns.
-        crate::local_changes::listen(socket, state.clone()).with_context(|| {
-            format!(
-                "cannot listen for the tollgate command's changes on {}",
-                socket.display()
-            )
-        })?;
-    }
     spawn_background(&state, flush_every);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -192,12 +204,14 @@ pub async fn serve(
         idle_timeout_secs = limits.idle_timeout.as_secs(),
         "Tollgate is listening"
     );
-    crate::connections::serve(
-        listener,
-        crate::app(state.clone()),
-        limits,
-        shutdown_signal(),
-    )
+    crate::connections::serve(listener, crate::app(state.clone()), limits, async move {
+        shutdown_signal().await;
+        // Stop answering from cache and leave the cluster first: from then on other nodes do
+        // not wait for this one, and requests still in flight here go to the database.
+        if let Some(cluster) = cluster {
+            cluster.leave(Duration::from_secs(2)).await;
+        }
+    })
     .await?;
     state.credentials().flush_last_used().await.ok();
     // Leave the database file complete on its own: copy the write-ahead log into it and
@@ -208,6 +222,9 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "database checkpoint failed"),
     }
     state.store().close().await;
+    if let Some(lock) = local {
+        let _ = std::fs::remove_file(&lock.paths().socket);
+    }
     Ok(())
 }
 

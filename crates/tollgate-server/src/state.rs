@@ -1,12 +1,13 @@
 //! What every handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
 use crate::auth::throttle::{self, Kind, Rate, Throttle};
 use crate::auth::two_factor::SecretKey;
+use crate::changes::Cluster;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
@@ -31,9 +32,6 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// The bearer secret `GET /metrics` requires, if any.
     pub metrics_token: Option<String>,
-    /// SQLite: where to listen for the changes the `tollgate` command commits while this server
-    /// runs (see [`crate::local_changes`]).
-    pub local_changes_socket: Option<std::path::PathBuf>,
     /// Failed logins allowed per account: a burst, then one per interval.
     pub login_account_rate: Rate,
     /// Failed logins allowed per client address (IPv4, or IPv6 /64).
@@ -63,7 +61,6 @@ impl Default for Settings {
             secret_key_file: None,
             cors_origins: Vec::new(),
             metrics_token: None,
-            local_changes_socket: None,
             login_account_rate: LOGIN_ACCOUNT_RATE,
             login_address_rate: LOGIN_ADDRESS_RATE,
             db_timeout: std::time::Duration::from_secs(5),
@@ -84,6 +81,8 @@ struct Inner {
     secret_key: SecretKey,
     login_throttle: Throttle,
     settings: Settings,
+    /// This node's part in a PostgreSQL cluster, once it has joined.
+    cluster: OnceLock<Arc<Cluster>>,
     write_check: crate::health::WriteCheck,
 }
 
@@ -108,6 +107,7 @@ impl AppState {
                 throttle::DEFAULT_CAPACITY,
             ),
             settings,
+            cluster: OnceLock::new(),
             write_check: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
@@ -184,6 +184,16 @@ impl AppState {
     /// The key that encrypts two-factor secrets.
     pub fn secret_key(&self) -> &SecretKey {
         &self.0.secret_key
+    }
+
+    /// Record that this node has joined a cluster (see `changes::spawn`).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.0.cluster.set(cluster);
+    }
+
+    /// This node's part in a PostgreSQL cluster, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.get()
     }
 
     /// The last check of whether the database takes writes (for `/health`).

@@ -178,7 +178,7 @@ async fn a_login_checked_against_the_old_password_opens_no_session() {
     let digest = [7u8; 32];
     let r = t
         .store()
-        .create_login_session(&digest, user, tollgate_store::now_ms() + 60_000, &old)
+        .create_login_session(&digest, user, tollgate_store::now_ms() + 60_000, &old, "")
         .await;
     assert!(matches!(r, Err(tollgate_store::StoreError::NotFound)));
     assert!(

@@ -23,13 +23,16 @@ mod backup_restore;
 mod browser_console;
 mod cli_operations;
 mod cli_tokens;
+mod cluster_connections;
 mod console_http;
 mod console_once;
+mod console_sessions;
 mod credential_lease;
 mod db_copy;
 mod fuzz_corpus;
 mod inputs;
 mod invites;
+mod local_server;
 mod multinode;
 mod not_implemented;
 mod observability;
@@ -37,8 +40,10 @@ mod official_clients;
 mod openapi;
 mod races;
 mod readme;
+mod revocation;
 mod revoked_writes;
 mod secrets;
+mod sessions;
 mod storage_faults;
 mod token_authority;
 mod token_matrix;
@@ -72,13 +77,16 @@ fn main() -> std::process::ExitCode {
             browser_console::cases(),
             cli_operations::cases(),
             cli_tokens::cases(),
+            cluster_connections::cases(),
             console_http::cases(),
             console_once::cases(),
+            console_sessions::cases(),
             credential_lease::cases(),
             db_copy::cases(),
             fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
+            local_server::cases(),
             multinode::cases(),
             not_implemented::cases(),
             observability::cases(),
@@ -86,8 +94,10 @@ fn main() -> std::process::ExitCode {
             openapi::cases(),
             races::cases(),
             readme::cases(),
+            revocation::cases(),
             revoked_writes::cases(),
             secrets::cases(),
+            sessions::cases(),
             token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),

@@ -214,14 +214,20 @@ fn restore_refuses_a_held_lock_and_files_that_are_not_backups() {
     let o = tollgate(&["db", "restore", "--from", "/nonexistent/b.db"], &env);
     assert!(text(&o).contains("does not exist"), "{}", text(&o));
 
-    // While something holds the database's lock (a running server does), restore refuses.
-    let lock = std::fs::OpenOptions::new()
+    // While a server holds the database's lock (`serve` writes its pid there), restore
+    // refuses. This process stands in for the server.
+    let mut lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(data.join("tollgate.db.lock"))
+        .open(data.join("tollgate.lock"))
         .unwrap();
     lock.lock().unwrap();
+    std::io::Write::write_all(
+        &mut lock,
+        format!("{} serve\n", std::process::id()).as_bytes(),
+    )
+    .unwrap();
     let o = tollgate(&["db", "restore", "--from", backup.to_str().unwrap()], &env);
     assert!(!o.status.success());
     assert!(

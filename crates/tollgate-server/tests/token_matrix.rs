@@ -38,6 +38,7 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
     let req = match action {
         // Not application actions: not part of this matrix.
         AuthAuthenticateUser
+        | AuthLogout
         | MeGet
         | MePatch
         | MeChangePassword

@@ -23,7 +23,7 @@ use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row, ValueRef};
 
-use crate::notify::{self, Change};
+use crate::notify::Change;
 use crate::{Backend, Store, StoreError};
 
 /// Every table of the schema, parents before children. A migration that adds a table adds it
@@ -50,6 +50,10 @@ pub const TABLES: &[&str] = &[
 
 /// The migration runner's own table: each database keeps its own.
 const MIGRATIONS_TABLE: &str = "tollgate_migrations";
+
+/// Tables of running nodes' state (which nodes serve the database), not of the deployment:
+/// never copied, never cleared.
+pub const RUNTIME_TABLES: &[&str] = &["cluster_nodes"];
 
 /// Most bound parameters in one INSERT (SQLite allows 32766, PostgreSQL 65535).
 const MAX_PARAMS: usize = 10_000;
@@ -192,10 +196,11 @@ pub async fn copy(
             target: target_rows,
         });
     }
-    // Nodes already serving from the target must forget everything they cached.
-    notify::send(target.backend, &mut dst, &Change::All).await?;
-    dst.commit().await?;
+    // Nodes already serving from the target must forget everything they cached (a server
+    // running on a SQLite target hears it through its control socket, PostgreSQL nodes
+    // through the change feed); the copy returns once they have.
     src.rollback().await?;
+    target.commit_with(dst, &[Change::All]).await?;
     Ok(counts)
 }
 
@@ -205,7 +210,11 @@ pub async fn unlisted_tables(store: &Store) -> Result<Vec<String>, StoreError> {
     let mut out: Vec<String> = table_names(&mut conn, store.backend)
         .await?
         .into_iter()
-        .filter(|t| t != MIGRATIONS_TABLE && !TABLES.contains(&t.as_str()))
+        .filter(|t| {
+            t != MIGRATIONS_TABLE
+                && !TABLES.contains(&t.as_str())
+                && !RUNTIME_TABLES.contains(&t.as_str())
+        })
         .collect();
     out.sort();
     Ok(out)
@@ -491,7 +500,10 @@ mod tests {
             assert!(all.iter().any(|a| a == t), "{t} is listed but not created");
         }
         assert!(all.iter().any(|a| a == MIGRATIONS_TABLE));
-        assert_eq!(all.len(), TABLES.len() + 1);
+        for t in RUNTIME_TABLES {
+            assert!(all.iter().any(|a| a == t), "{t} is listed but not created");
+        }
+        assert_eq!(all.len(), TABLES.len() + RUNTIME_TABLES.len() + 1);
     }
 
     /// Parents before children: every foreign key points to a table earlier in TABLES.

@@ -41,6 +41,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed")]
     Migration(#[source] sqlx::Error),
+    /// The write committed, but the process that must apply it (the server running on the
+    /// same SQLite file) did not confirm that it had; the string says what happened.
+    #[error("the change was saved, but {0}")]
+    Unconfirmed(String),
     /// The disk under the database is full (SQLite `SQLITE_FULL`, PostgreSQL `53100`), or a
     /// SQLite file reached its page limit: nothing was written; reads still work.
     #[error("the database's disk is full")]

@@ -21,6 +21,7 @@ pub mod actor;
 pub mod applications;
 pub mod backup;
 pub mod check;
+pub mod cluster;
 pub mod console;
 pub mod copy;
 pub mod devices;
@@ -246,6 +247,20 @@ async fn probe_sqlite_once(
 /// Called after commit with every change a write made (see [`Store::on_change`]).
 pub type ChangeHook = Arc<dyn Fn(&Change) + Send + Sync>;
 
+/// Makes committed changes take effect beyond this process's caches before a write returns
+/// (see [`Store::set_propagation`]): on a node of a PostgreSQL cluster, every other node
+/// confirms it has applied them (or its cache lease has run out); in a `tollgate` command
+/// beside a server on the same SQLite file, the server confirms it has applied them.
+pub trait Propagate: Send + Sync {
+    /// `changes` have been committed (and applied by this process's [`ChangeHook`]): return
+    /// once they are in effect wherever an answer could still depend on the state before them.
+    /// An error means the change is saved but that could not be confirmed.
+    fn propagate<'a>(
+        &'a self,
+        changes: &'a [Change],
+    ) -> futures_util::future::BoxFuture<'a, Result<()>>;
+}
+
 /// The database, with the schema migrated.
 #[derive(Clone)]
 pub struct Store {
@@ -253,6 +268,7 @@ pub struct Store {
     backend: Backend,
     url: String,
     hook: Arc<RwLock<Option<ChangeHook>>>,
+    propagation: Arc<RwLock<Option<Arc<dyn Propagate>>>>,
     /// SQLite: whose turn it is to write (see [`Store::begin_write`]).
     writer: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the database file.
@@ -448,6 +464,7 @@ impl Store {
             backend,
             url,
             hook: Arc::default(),
+            propagation: Arc::default(),
             writer: Arc::default(),
             path,
             max_page_count,
@@ -487,7 +504,14 @@ impl Store {
         *self.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
-    /// Announce `changes` to other nodes inside `tx`, commit, then tell this node's hook.
+    /// Have every write that records changes wait, after its commit, until `propagation`
+    /// says they are in effect beyond this process (see [`Propagate`]).
+    pub fn set_propagation(&self, propagation: Arc<dyn Propagate>) {
+        *self.propagation.write().unwrap_or_else(|p| p.into_inner()) = Some(propagation);
+    }
+
+    /// Announce `changes` to other nodes inside `tx`, commit, tell this node's hook, then
+    /// wait until they are in effect everywhere ([`Store::propagate`]).
     pub(crate) async fn commit_with(&self, mut tx: WriteTx, changes: &[Change]) -> Result<()> {
         for change in changes {
             notify::send(self.backend, &mut tx, change).await?;
@@ -499,7 +523,24 @@ impl Store {
                 hook(change);
             }
         }
-        Ok(())
+        self.propagate(changes).await
+    }
+
+    /// Wait until `changes`, already committed, are in effect wherever they matter (the
+    /// [`Propagate`] set with [`Store::set_propagation`]; nothing to wait for without one).
+    pub async fn propagate(&self, changes: &[Change]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let propagation = self
+            .propagation
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match propagation {
+            Some(p) => p.propagate(changes).await,
+            None => Ok(()),
+        }
     }
 
     /// Begin a transaction that writes (every write transaction of the store uses this).

@@ -4,13 +4,22 @@
 //! existence, an application's existence, a session ending) records a [`Change`]. On
 //! PostgreSQL the change is sent with `pg_notify` inside the same transaction, so other nodes
 //! hear of it exactly when it commits; the node that made the change applies it to its own
-//! caches synchronously before answering. SQLite serves one node, which needs no messages.
+//! caches synchronously, then waits for the others (see [`crate::cluster`]) before answering.
+//! SQLite serves one node, which needs no messages.
 //!
-//! [`Listener`] is the receiving end: one dedicated connection that `LISTEN`s on [`CHANNEL`]
-//! and on a heartbeat channel of the node's own. PostgreSQL delivers notifications in commit
-//! order over one global queue, so when a heartbeat the node sent at time *t* comes back,
-//! every change committed before *t* has already been delivered: that is what lets a node
-//! bound how stale its caches can be (see the server's `changes` module).
+//! Two kinds of channel:
+//! * [`CHANNEL`], which every node listens on: changes, and *barriers* (`barrier:<node>:<n>`)
+//!   that a node sends after committing a change, to learn when every other node has
+//!   applied it;
+//! * one channel per node ([`node_channel`]): its own heartbeats, and other nodes'
+//!   acknowledgements of its barriers (`ack:<node>:<n>`).
+//!
+//! [`Listener`] is the receiving end: one dedicated connection. PostgreSQL delivers
+//! notifications in commit order over one global queue, so when a heartbeat the node sent at
+//! time *t* comes back, every change committed before *t* has already been delivered, and
+//! when a node receives a barrier it has already received every change committed before it:
+//! that is what lets nodes bound how stale their caches can be and confirm revocations (see
+//! the server's `changes` module).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,7 +27,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
-use crate::{Backend, Id, Result, Store, StoreError};
+use crate::{Backend, Id, Result, StoreError};
 
 /// The PostgreSQL channel the nodes listen on.
 pub const CHANNEL: &str = "tollgate_changes";
@@ -34,6 +43,8 @@ pub enum Change {
     Device(Id),
     /// A login session ended (logout); carried as the hex digest of its secret.
     Session(String),
+    /// Every session of this user may have ended (a disabled user, a new password).
+    User(Id),
     /// Anything may have changed (bulk copy): drop every cache.
     All,
 }
@@ -45,6 +56,7 @@ impl fmt::Display for Change {
             Change::Application(id) => write!(f, "application:{id}"),
             Change::Device(id) => write!(f, "device:{id}"),
             Change::Session(d) => write!(f, "session:{d}"),
+            Change::User(id) => write!(f, "user:{id}"),
             Change::All => f.write_str("all"),
         }
     }
@@ -66,6 +78,7 @@ impl FromStr for Change {
             "application" => arg.parse().map(Change::Application).map_err(|_| ()),
             "device" => arg.parse().map(Change::Device).map_err(|_| ()),
             "session" => Ok(Change::Session(arg.to_owned())),
+            "user" => arg.parse().map(Change::User).map_err(|_| ()),
             "all" => Ok(Change::All),
             _ => Err(()),
         }
@@ -89,9 +102,27 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// A name for one node's heartbeat channel, unique in practice.
-pub fn heartbeat_channel() -> String {
-    format!("tollgate_hb_{}", Id::generate())
+/// The channel of one node (or `tollgate` command): its heartbeats and the acknowledgements
+/// of its barriers arrive there.
+pub fn node_channel(node: Id) -> String {
+    format!("tollgate_node_{node}")
+}
+
+/// The payload of a barrier: sent on [`CHANNEL`] by `origin` after it committed changes;
+/// a node that receives it has applied everything committed before it.
+pub fn barrier_payload(origin: Id, n: u64) -> String {
+    format!("barrier:{origin}:{n}")
+}
+
+/// The payload of a heartbeat on a node's own channel.
+pub fn beat_payload(stamp: &str) -> String {
+    format!("beat:{stamp}")
+}
+
+/// The payload by which node `from` acknowledges barrier `n` (sent on the barrier's origin's
+/// [`node_channel`]).
+pub fn ack_payload(from: Id, n: u64) -> String {
+    format!("ack:{from}:{n}")
 }
 
 /// What arrived on a [`Listener`].
@@ -99,45 +130,78 @@ pub fn heartbeat_channel() -> String {
 pub enum Notice {
     /// A change announced on [`CHANNEL`].
     Change(Change),
-    /// A message on the node's heartbeat channel, with its payload.
+    /// A barrier on [`CHANNEL`]: `origin` wants to know when this node has applied everything
+    /// committed before it.
+    Barrier { origin: Id, n: u64 },
+    /// One of this node's heartbeats came back, with its stamp.
     Heartbeat(String),
-    /// A payload on [`CHANNEL`] this version does not understand (a newer node's): the
-    /// receiver should drop every cache rather than guess.
+    /// Node `from` has applied everything committed before this node's barrier `n`.
+    Ack { from: Id, n: u64 },
+    /// A payload this version does not understand (a newer node's): the receiver should drop
+    /// every cache rather than guess.
     Unknown,
 }
 
-/// A dedicated PostgreSQL connection listening for changes and heartbeats.
+fn id_and_number(s: &str) -> Option<(Id, u64)> {
+    let (id, n) = s.split_once(':')?;
+    Some((id.parse().ok()?, n.parse().ok()?))
+}
+
+impl Notice {
+    /// A payload received on [`CHANNEL`].
+    pub fn on_changes(payload: &str) -> Notice {
+        if let Some(rest) = payload.strip_prefix("barrier:") {
+            return id_and_number(rest)
+                .map_or(Notice::Unknown, |(origin, n)| Notice::Barrier { origin, n });
+        }
+        payload
+            .parse::<Change>()
+            .map_or(Notice::Unknown, Notice::Change)
+    }
+
+    /// A payload received on a node's own channel.
+    pub fn on_node(payload: &str) -> Notice {
+        if let Some(stamp) = payload.strip_prefix("beat:") {
+            return Notice::Heartbeat(stamp.to_owned());
+        }
+        if let Some(rest) = payload.strip_prefix("ack:") {
+            return id_and_number(rest)
+                .map_or(Notice::Unknown, |(from, n)| Notice::Ack { from, n });
+        }
+        Notice::Unknown
+    }
+}
+
+/// A dedicated PostgreSQL connection listening for changes, heartbeats and acknowledgements.
 ///
 /// It never reconnects by itself: a lost connection is an error from [`Listener::recv`], so
 /// the caller knows notifications may have been missed and must drop its caches.
 pub struct Listener {
     inner: PgListener,
-    heartbeat: String,
+    own: String,
 }
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("heartbeat", &self.heartbeat)
-            .finish()
+        f.debug_struct("Listener").field("own", &self.own).finish()
     }
 }
 
 impl Listener {
-    /// Connect to the store's PostgreSQL database and `LISTEN` on [`CHANNEL`] and
-    /// `heartbeat`. `application_name` shows in `pg_stat_activity` (to tell nodes apart).
-    /// Gives up after `timeout`.
+    /// Connect to the PostgreSQL database at `url` and `LISTEN` on the channel `own` (see
+    /// [`node_channel`]) and, when `changes` is set, on [`CHANNEL`]. `application_name`
+    /// shows in `pg_stat_activity` (to tell nodes apart). Gives up after `timeout`.
     pub async fn connect(
-        store: &Store,
-        heartbeat: &str,
+        url: &str,
+        own: &str,
+        changes: bool,
         application_name: &str,
         timeout: Duration,
     ) -> Result<Listener> {
-        if store.backend() != Backend::Postgres {
+        if Backend::from_url(url)? != Backend::Postgres {
             return Err(StoreError::UnsupportedUrl);
         }
-        let options: PgConnectOptions = store
-            .url()
+        let options: PgConnectOptions = url
             .parse::<PgConnectOptions>()
             .map_err(StoreError::from_sqlx)?
             .application_name(application_name);
@@ -154,7 +218,11 @@ impl Listener {
             let mut inner = PgListener::connect_with(&pool).await?;
             inner.ignore_pool_close_event(true);
             inner.eager_reconnect(false);
-            inner.listen_all([CHANNEL, heartbeat]).await?;
+            if changes {
+                inner.listen_all([CHANNEL, own]).await?;
+            } else {
+                inner.listen(own).await?;
+            }
             Ok::<_, sqlx::Error>(inner)
         };
         let inner = match tokio::time::timeout(timeout, connect).await {
@@ -163,7 +231,7 @@ impl Listener {
         };
         Ok(Listener {
             inner,
-            heartbeat: heartbeat.to_owned(),
+            own: own.to_owned(),
         })
     }
 
@@ -171,13 +239,8 @@ impl Listener {
     /// notifications may have been missed, so connect a new one and drop every cache.
     pub async fn recv(&mut self) -> Result<Notice> {
         match self.inner.try_recv().await {
-            Ok(Some(n)) if n.channel() == CHANNEL => Ok(n
-                .payload()
-                .parse::<Change>()
-                .map_or(Notice::Unknown, Notice::Change)),
-            Ok(Some(n)) if n.channel() == self.heartbeat => {
-                Ok(Notice::Heartbeat(n.payload().to_owned()))
-            }
+            Ok(Some(n)) if n.channel() == CHANNEL => Ok(Notice::on_changes(n.payload())),
+            Ok(Some(n)) if n.channel() == self.own => Ok(Notice::on_node(n.payload())),
             // Only the two channels were listened to; anything else is a newer node's idea.
             Ok(Some(_)) => Ok(Notice::Unknown),
             Ok(None) => Err(StoreError::Unavailable(sqlx::Error::Io(
@@ -188,21 +251,6 @@ impl Listener {
             ))),
             Err(e) => Err(StoreError::from_sqlx(e)),
         }
-    }
-}
-
-impl Store {
-    /// Send `payload` on `channel` through the pool (a node's heartbeat to its own listener).
-    pub async fn send_heartbeat(&self, channel: &str, payload: &str) -> Result<()> {
-        if self.backend != Backend::Postgres {
-            return Err(StoreError::UnsupportedUrl);
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }
 
@@ -221,6 +269,7 @@ mod tests {
             Change::Application(id),
             Change::Device(id),
             Change::Session("ab12".into()),
+            Change::User(id),
             Change::All,
         ] {
             assert_eq!(c.to_string().parse::<Change>(), Ok(c));
@@ -230,8 +279,32 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_channels_are_distinct_lowercase_identifiers() {
-        let (a, b) = (heartbeat_channel(), heartbeat_channel());
+    fn barriers_beats_and_acks_round_trip() {
+        let (a, b) = (Id::generate(), Id::generate());
+        assert_eq!(
+            Notice::on_changes(&barrier_payload(a, 7)),
+            Notice::Barrier { origin: a, n: 7 }
+        );
+        assert_eq!(
+            Notice::on_changes(&Change::Device(b).to_string()),
+            Notice::Change(Change::Device(b))
+        );
+        assert_eq!(Notice::on_changes("barrier:zz:1"), Notice::Unknown);
+        assert_eq!(Notice::on_changes("newfangled:1"), Notice::Unknown);
+        assert_eq!(
+            Notice::on_node(&ack_payload(b, 9)),
+            Notice::Ack { from: b, n: 9 }
+        );
+        assert_eq!(
+            Notice::on_node(&beat_payload("123")),
+            Notice::Heartbeat("123".into())
+        );
+        assert_eq!(Notice::on_node("ack:x"), Notice::Unknown);
+    }
+
+    #[test]
+    fn node_channels_are_distinct_lowercase_identifiers() {
+        let (a, b) = (node_channel(Id::generate()), node_channel(Id::generate()));
         assert_ne!(a, b);
         assert!(a.len() < 64, "PostgreSQL truncates identifiers at 63 bytes");
         assert!(

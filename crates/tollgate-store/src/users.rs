@@ -69,6 +69,23 @@ pub struct Session {
     pub expiration_date: i64,
 }
 
+/// A session as its owner sees it in the console (never its secret or digest).
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub id: Id,
+    pub creation_date: i64,
+    pub expiration_date: i64,
+    /// Start of the minute it was last used, as far as written (see `record_session_last_used`).
+    pub last_used: Option<i64>,
+    /// The `User-Agent` of the login request (at most 256 characters kept).
+    pub user_agent: String,
+    /// Digest of the secret: lets the console tell which session is the one looking.
+    pub digest: [u8; 32],
+}
+
+/// How much of a login's `User-Agent` is kept.
+pub const MAX_USER_AGENT: usize = 256;
+
 /// Emails compare without regard to case or surrounding blanks.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -166,21 +183,37 @@ impl Store {
         user_id: Id,
         expires: i64,
     ) -> Result<Session> {
-        self.insert_session(digest, user_id, expires, None).await
+        self.insert_session(digest, user_id, expires, None, "")
+            .await
+    }
+
+    /// Record a new session by the digest of its secret, with the `User-Agent` of the login
+    /// (cut to [`MAX_USER_AGENT`] characters), unless the user is disabled or gone.
+    pub async fn create_session_from(
+        &self,
+        digest: &[u8; 32],
+        user_id: Id,
+        expires: i64,
+        user_agent: &str,
+    ) -> Result<Session> {
+        self.insert_session(digest, user_id, expires, None, user_agent)
+            .await
     }
 
     /// Record a new session after a password check, only if `verified_hash` is still the
     /// user's password hash and the user is not disabled (else `NotFound`). A login that
     /// checked the old password while the password was being changed therefore opens nothing:
-    /// the change ends every session, and this one is never created.
+    /// the change ends every session, and this one is never created. `user_agent` as in
+    /// [`Store::create_session_from`].
     pub async fn create_login_session(
         &self,
         digest: &[u8; 32],
         user_id: Id,
         expires: i64,
         verified_hash: &str,
+        user_agent: &str,
     ) -> Result<Session> {
-        self.insert_session(digest, user_id, expires, Some(verified_hash))
+        self.insert_session(digest, user_id, expires, Some(verified_hash), user_agent)
             .await
     }
 
@@ -190,15 +223,17 @@ impl Store {
         user_id: Id,
         expires: i64,
         verified_hash: Option<&str>,
+        user_agent: &str,
     ) -> Result<Session> {
         let session = Session {
             id: Id::generate(),
             user_id,
             expiration_date: expires,
         };
+        let user_agent: String = user_agent.chars().take(MAX_USER_AGENT).collect();
         let inserted = sqlx::query(
-            "INSERT INTO sessions (id, digest, user_id, creation_date, expiration_date) \
-             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 \
+            "INSERT INTO sessions (id, digest, user_id, creation_date, expiration_date, user_agent) \
+             SELECT $1, $2, $3, $4, $5, $7 WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 \
                AND disabled_at IS NULL AND ($6 IS NULL OR password_hash = $6))",
         )
         .bind(session.id.to_hex())
@@ -207,12 +242,80 @@ impl Store {
         .bind(crate::now_ms())
         .bind(expires)
         .bind(verified_hash)
+        .bind(user_agent)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(session)
+    }
+
+    /// A user's sessions that have not expired at `now`, most recently used first.
+    pub async fn sessions_of_user(&self, user_id: Id, now: i64) -> Result<Vec<SessionInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, digest, creation_date, expiration_date, last_used, user_agent \
+             FROM sessions WHERE user_id = $1 AND expiration_date > $2 \
+             ORDER BY COALESCE(last_used, creation_date) DESC, creation_date DESC, id",
+        )
+        .bind(user_id.to_hex())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let digest: Vec<u8> = row.try_get("digest")?;
+                Ok(SessionInfo {
+                    id: from_db(&row.try_get::<String, _>("id")?)?,
+                    creation_date: row.try_get("creation_date")?,
+                    expiration_date: row.try_get("expiration_date")?,
+                    last_used: row.try_get("last_used")?,
+                    user_agent: row.try_get("user_agent")?,
+                    digest: digest.try_into().map_err(|_| {
+                        StoreError::Corrupt("a session digest is not 32 bytes".into())
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// End one of `user_id`'s sessions by its id; another user's session is `NotFound`. Other
+    /// nodes hear of it.
+    pub async fn end_session(&self, user_id: Id, session_id: Id) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let row =
+            sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING digest")
+                .bind(session_id.to_hex())
+                .bind(user_id.to_hex())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        let digest: Vec<u8> = row.try_get("digest")?;
+        let digest: [u8; 32] = digest
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a session digest is not 32 bytes".into()))?;
+        self.commit_with(tx, &[Change::Session(hex(&digest))]).await
+    }
+
+    /// Record when sessions were last used, in one transaction; never moves a time backwards
+    /// (several nodes flush their own observations).
+    pub async fn record_session_last_used(&self, uses: &[(Id, i64)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE sessions SET last_used = $2 WHERE id = $1 \
+                 AND (last_used IS NULL OR last_used < $2)",
+            )
+            .bind(id.to_hex())
+            .bind(*at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn session_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Session>> {

@@ -278,10 +278,21 @@ async fn deleting_an_application_takes_its_tokens_and_devices() {
 /// and a rolled-back write announces nothing.
 async fn committed_changes_reach_listeners_and_nothing_else_does() {
     use std::time::Duration;
-    use tollgate_store::notify::{Listener, Notice};
+    use tollgate_store::cluster::ClusterConnection;
+    use tollgate_store::notify::{Listener, Notice, node_channel};
     let f = fresh().await;
-    let channel = tollgate_store::notify::heartbeat_channel();
-    let mut listener = Listener::connect(&f.store, &channel, "store-test", Duration::from_secs(5))
+    let me = tollgate_store::Id::generate();
+    let timeout = Duration::from_secs(5);
+    let mut listener = Listener::connect(
+        f.store.url(),
+        &node_channel(me),
+        true,
+        "store-test",
+        timeout,
+    )
+    .await
+    .unwrap();
+    let mut marker = ClusterConnection::connect(f.store.url(), "store-test-marker", timeout)
         .await
         .unwrap();
     let owner = user(&f.store, "owner@example.com").await;
@@ -295,14 +306,16 @@ async fn committed_changes_reach_listeners_and_nothing_else_does() {
             .await
             .is_err()
     );
-    f.store.send_heartbeat(&channel, "marker").await.unwrap();
+    // A barrier travels on the changes' channel, so it arrives after every change committed
+    // before it was sent.
+    marker.barrier(me, 7).await.unwrap();
     let mut notices = Vec::new();
     loop {
         let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
             .await
             .expect("a notice within 10 s")
             .unwrap();
-        if n == Notice::Heartbeat("marker".into()) {
+        if n == (Notice::Barrier { origin: me, n: 7 }) {
             break;
         }
         notices.push(n);

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::users::User;
 use tollgate_store::{Id, now_ms};
@@ -16,6 +16,7 @@ use tollgate_store::{Id, now_ms};
 use crate::auth::passwords::{self, HashError};
 use crate::auth::throttle::{Attempt, Key};
 use crate::auth::two_factor;
+use crate::auth::{UserAccess, bearer};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ClientAddr, RequestBody};
 use crate::state::AppState;
@@ -38,6 +39,7 @@ impl RequestBody for UserCredentials {
 
 pub async fn authenticate_user(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ClientAddr(client): ClientAddr,
     Body(body): Body<UserCredentials>,
 ) -> ApiResult<Response> {
@@ -58,6 +60,7 @@ pub async fn authenticate_user(
         body.password,
         body.two_factor_code.as_deref(),
         ttl,
+        user_agent(&headers),
         client,
     )
     .await?;
@@ -72,13 +75,36 @@ pub fn no_store(res: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// `auth.logout` (an extension): end the session that authenticates this request. Answers
+/// once no node accepts it any more (see `crate::changes`).
+pub async fn logout(
+    State(state): State<AppState>,
+    access: UserAccess,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    // The guard verified this very secret as a user session.
+    let digest = tollgate_core::secret::digest(bearer(&headers)?);
+    state.store().delete_session(&digest).await?;
+    tracing::info!(user = %access.user_id(), "user logged out");
+    Ok(crate::api::success())
+}
+
+/// The `User-Agent` of a request, as recorded with a session ("" when absent or not text).
+pub fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// The message for a user with two-factor authentication who sent no code.
 pub const CODE_REQUIRED: &str = "This account uses two-factor authentication: send twoFactorCode, the 6-digit code from your authenticator app (or one of your recovery codes)";
 
 /// Check an email, password and (if the user has enabled it) two-factor code, and open a
 /// session for `ttl_ms` (capped at the server's session lifetime). Returns the user, the
 /// session secret (`tgus_…`, shown to the caller once and stored only as its digest) and when
-/// the session ends. The REST login and the console's login form both call this.
+/// the session ends. `user_agent` is kept with the session (the console lists a user's
+/// sessions by it). The REST login and the console's login form both call this.
 ///
 /// Before any password is hashed, and again before a two-factor code is checked, the attempt
 /// is put to the login throttle (the account and the client address): a throttled attempt is
@@ -91,6 +117,7 @@ pub async fn open_session(
     password: String,
     two_factor_code: Option<&str>,
     ttl_ms: Option<i64>,
+    user_agent: &str,
     client: Option<IpAddr>,
 ) -> ApiResult<(Id, Secret, i64)> {
     let user = check_password(state, email, password, client).await?;
@@ -111,7 +138,13 @@ pub async fn open_session(
     let secret = Secret::generate(SecretKind::UserSession);
     match state
         .store()
-        .create_login_session(&secret.digest(), user.id, expires, &user.password_hash)
+        .create_login_session(
+            &secret.digest(),
+            user.id,
+            expires,
+            &user.password_hash,
+            user_agent,
+        )
         .await
     {
         Ok(_) => {}

@@ -236,6 +236,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     access: UserAccess,
+    headers: axum::http::HeaderMap,
     Body(body): Body<ChangePassword>,
 ) -> ApiResult<Json<Value>> {
     let ttl = body
@@ -247,6 +248,7 @@ pub async fn change_password(
         password: body.password,
         two_factor_code: body.two_factor_code.as_deref(),
         client,
+        user_agent: crate::api::login::user_agent(&headers),
     };
     let changed = change_own_password(&state, &access, proof, body.new_password, keep, ttl).await?;
     Ok(Json(
@@ -260,6 +262,8 @@ pub struct Proof<'a> {
     pub password: String,
     pub two_factor_code: Option<&'a str>,
     pub client: Option<IpAddr>,
+    /// The `User-Agent` of the request, kept with the new session.
+    pub user_agent: &'a str,
 }
 
 /// What a password change gives back.
@@ -284,6 +288,7 @@ pub async fn change_own_password(
     ttl_ms: Option<i64>,
 ) -> ApiResult<PasswordChanged> {
     let user = state.store().user(access.user_id()).await?;
+    let proof_agent = proof.user_agent;
     reauthenticate(
         state,
         &user,
@@ -306,7 +311,7 @@ pub async fn change_own_password(
     let secret = Secret::generate(SecretKind::UserSession);
     state
         .store()
-        .create_login_session(&secret.digest(), user.id, expires, &hash)
+        .create_login_session(&secret.digest(), user.id, expires, &hash, proof_agent)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::unauthorized(

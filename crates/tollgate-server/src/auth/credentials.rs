@@ -65,8 +65,12 @@ impl TokenEntry {
 /// A user's login session.
 #[derive(Debug)]
 pub struct SessionEntry {
+    /// The session's id (what the console's sessions page names it by).
+    pub id: Id,
     pub user_id: Id,
     pub expires: i64,
+    /// Start of the minute it was last seen in use (0: not since it was loaded).
+    last_used: AtomicI64,
     /// SHA-256 of the session secret: what ends it, and how writes name the session they
     /// act with (see `tollgate_store::Actor`).
     pub digest: Digest,
@@ -128,9 +132,14 @@ impl TokenCache {
 #[derive(Default)]
 pub struct VerifyCounts {
     pub malformed: AtomicU64,
+    /// Application tokens.
     pub from_cache: AtomicU64,
     pub unknown_from_cache: AtomicU64,
     pub from_database: AtomicU64,
+    /// Login sessions.
+    pub session_from_cache: AtomicU64,
+    pub unknown_session_from_cache: AtomicU64,
+    pub session_from_database: AtomicU64,
 }
 
 pub struct Credentials {
@@ -143,6 +152,8 @@ pub struct Credentials {
     scopes: Mutex<HashMap<String, Arc<TokenScope>>>,
     /// Tokens seen in use since the last flush: id → minute.
     used: Mutex<HashMap<Id, i64>>,
+    /// Sessions seen in use since the last flush: id → minute.
+    used_sessions: Mutex<HashMap<Id, i64>>,
     pub counts: VerifyCounts,
 }
 
@@ -156,6 +167,7 @@ impl Credentials {
             unknown: RwLock::default(),
             scopes: Mutex::default(),
             used: Mutex::default(),
+            used_sessions: Mutex::default(),
             counts: VerifyCounts::default(),
         }
     }
@@ -171,7 +183,7 @@ impl Credentials {
             }
             InMemory::AskDatabase(SecretKind::UserSession, digest) => {
                 let session = self.session_from_database(&digest).await?;
-                admit_session(session, now_ms())
+                self.admit_session(session, now_ms())
             }
         }
     }
@@ -199,11 +211,21 @@ impl Credentials {
                 return InMemory::Answer(Err(unknown_token()));
             }
         }
-        if kind == SecretKind::UserSession
-            && self.freshness.usable()
-            && let Some(session) = read(&self.sessions).get(&digest).cloned()
-        {
-            return InMemory::Answer(admit_session(session, now_ms()));
+        if kind == SecretKind::UserSession && self.freshness.usable() {
+            if let Some(session) = read(&self.sessions).get(&digest).cloned() {
+                self.counts
+                    .session_from_cache
+                    .fetch_add(1, Ordering::Relaxed);
+                return InMemory::Answer(self.admit_session(session, now_ms()));
+            }
+            // Session secrets are remembered as unknown in the same set as tokens' (they
+            // cannot collide: the digests are of secrets with different prefixes).
+            if read(&self.unknown).contains(&digest) {
+                self.counts
+                    .unknown_session_from_cache
+                    .fetch_add(1, Ordering::Relaxed);
+                return InMemory::Answer(Err(unknown_session()));
+            }
         }
         InMemory::AskDatabase(kind, digest)
     }
@@ -225,15 +247,7 @@ impl Credentials {
         let epoch = self.freshness.epoch();
         let key = self.store.token_by_digest(digest).await?;
         let Some(key) = key else {
-            if self.freshness.may_keep(epoch) {
-                let mut unknown = write(&self.unknown);
-                if unknown.len() >= MAX_UNKNOWN {
-                    unknown.clear();
-                }
-                if self.freshness.may_keep(epoch) {
-                    unknown.insert(*digest);
-                }
-            }
+            self.remember_unknown(digest, epoch);
             return Err(unknown_token());
         };
         let entry = self.entry(digest, &key)?;
@@ -315,14 +329,35 @@ impl Credentials {
         Ok(loaded)
     }
 
+    /// Remember that no credential has `digest`, unless a change was applied since the lookup
+    /// began at `epoch` (a digest is never created after it was looked up: secrets are random
+    /// and shown only once created, and a token's creation removes it anyway).
+    fn remember_unknown(&self, digest: &Digest, epoch: u64) {
+        if self.freshness.may_keep(epoch) {
+            let mut unknown = write(&self.unknown);
+            if unknown.len() >= MAX_UNKNOWN {
+                unknown.clear();
+            }
+            if self.freshness.may_keep(epoch) {
+                unknown.insert(*digest);
+            }
+        }
+    }
+
     async fn session_from_database(&self, digest: &Digest) -> Result<Arc<SessionEntry>, ApiError> {
+        self.counts
+            .session_from_database
+            .fetch_add(1, Ordering::Relaxed);
         let epoch = self.freshness.epoch();
-        let session = self.store.session_by_digest(digest).await?.ok_or_else(|| {
-            ApiError::unauthorized("Invalid token: this session does not exist or has ended")
-        })?;
+        let Some(session) = self.store.session_by_digest(digest).await? else {
+            self.remember_unknown(digest, epoch);
+            return Err(unknown_session());
+        };
         let entry = Arc::new(SessionEntry {
+            id: session.id,
             user_id: session.user_id,
             expires: session.expiration_date,
+            last_used: AtomicI64::new(0),
             digest: *digest,
         });
         if self.freshness.may_keep(epoch) {
@@ -342,12 +377,28 @@ impl Credentials {
         }
     }
 
+    /// A known session is let in if it has not expired; its use is noted (minute precision).
+    fn admit_session(&self, session: Arc<SessionEntry>, now: i64) -> Result<Principal, ApiError> {
+        if session.expires <= now {
+            return Err(ApiError::unauthorized(
+                "This session has expired: log in again",
+            ));
+        }
+        let minute = now - now.rem_euclid(60_000);
+        if session.last_used.load(Ordering::Relaxed) < minute {
+            session.last_used.store(minute, Ordering::Relaxed);
+            lock(&self.used_sessions).insert(session.id, minute);
+        }
+        Ok(Principal::User(session))
+    }
+
     /// When a token was last seen in use by this node, if more recent than the database knows.
     pub fn last_used(&self, digest: &Digest) -> Option<i64> {
         read(&self.tokens).get(digest)?.last_used()
     }
 
-    /// Write the last-used times gathered since the previous flush (one transaction).
+    /// Write the last-used times of tokens and sessions gathered since the previous flush
+    /// (one transaction for each).
     pub async fn flush_last_used(&self) -> Result<(), tollgate_store::StoreError> {
         let pending: Vec<(Id, i64)> = lock(&self.used).drain().collect();
         if let Err(e) = self.store.record_last_used(&pending).await {
@@ -358,7 +409,22 @@ impl Credentials {
             }
             return Err(e);
         }
+        let pending: Vec<(Id, i64)> = lock(&self.used_sessions).drain().collect();
+        if let Err(e) = self.store.record_session_last_used(&pending).await {
+            let mut used = lock(&self.used_sessions);
+            for (id, at) in pending {
+                used.entry(id).or_insert(at);
+            }
+            return Err(e);
+        }
         Ok(())
+    }
+
+    /// When a session was last seen in use by this node (minute), if since it was loaded.
+    pub fn session_last_used(&self, digest: &Digest) -> Option<i64> {
+        let sessions = read(&self.sessions);
+        let t = sessions.get(digest)?.last_used.load(Ordering::Relaxed);
+        (t > 0).then_some(t)
     }
 
     /// Apply a change made by this node or announced by another.
@@ -379,6 +445,9 @@ impl Credentials {
             Change::Session(hex) => {
                 write(&self.sessions).retain(|d, _| tollgate_store::users::hex(d) != *hex);
             }
+            Change::User(user) => {
+                write(&self.sessions).retain(|_, s| s.user_id != *user);
+            }
             Change::All => self.clear(),
             Change::Device(_) => {}
         }
@@ -397,15 +466,6 @@ impl Credentials {
     pub fn cached_tokens(&self) -> usize {
         read(&self.tokens).table.len()
     }
-}
-
-fn admit_session(session: Arc<SessionEntry>, now: i64) -> Result<Principal, ApiError> {
-    if session.expires <= now {
-        return Err(ApiError::unauthorized(
-            "This session has expired: log in again",
-        ));
-    }
-    Ok(Principal::User(session))
 }
 
 /// What the in-memory part of verification found.
@@ -429,6 +489,10 @@ fn malformed_message(e: FormatError) -> &'static str {
 
 fn unknown_token() -> ApiError {
     ApiError::unauthorized("Invalid token: no such API token (it may have been deleted)")
+}
+
+fn unknown_session() -> ApiError {
+    ApiError::unauthorized("Invalid token: this session does not exist or has ended")
 }
 
 // Lock poisoning only follows a panic while holding the lock, which these short sections do

@@ -127,6 +127,7 @@ pub async fn save_profile(
 pub async fn change_password(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: axum::http::HeaderMap,
     session: Session,
     form: FormData,
 ) -> Result<Response, PageError> {
@@ -150,6 +151,7 @@ pub async fn change_password(
         password: form.text("password").to_owned(),
         two_factor_code: code,
         client,
+        user_agent: crate::api::login::user_agent(&headers),
     };
     let changed = me::change_own_password(&state, &access, proof, new.to_owned(), None, None).await;
     match changed {

@@ -130,7 +130,8 @@ pub async fn login(
         .get("twoFactorCode")
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    match open_session(&state, &email, password, code, None, client).await {
+    let agent = crate::api::login::user_agent(&headers);
+    match open_session(&state, &email, password, code, None, agent, client).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)

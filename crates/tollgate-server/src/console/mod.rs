@@ -19,6 +19,7 @@ mod assets;
 mod auth_pages;
 mod form;
 mod session;
+mod sessions;
 mod tokens;
 mod view;
 
@@ -61,6 +62,8 @@ pub fn router() -> Router<AppState> {
             get(auth_pages::login_page).post(auth_pages::login),
         )
         .route("/console/logout", post(auth_pages::logout))
+        .route("/console/sessions", get(sessions::list))
+        .route("/console/sessions/{session}/end", post(sessions::end))
         .route("/console/static/{file}", get(assets::serve))
         .route(
             "/console/account",

@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod process;
+pub mod proxy;
 
 use std::sync::OnceLock;
 
