@@ -165,7 +165,11 @@ fn three_nodes_share_tokens_and_revocations() {
     for n in others {
         let deadline = Instant::now() + Duration::from_secs(30);
         while health(n).body["cachedTokens"].as_u64().unwrap() < tokens.len() as u64 {
-            assert!(Instant::now() < deadline, "{} never cached all the tokens", n.url);
+            assert!(
+                Instant::now() < deadline,
+                "{} never cached all the tokens",
+                n.url
+            );
             for t in &tokens {
                 use_token(&n.url, &app, t).expect(200);
             }
