@@ -156,6 +156,26 @@ registry! {
         User, read_only: true, min_role: None, 200,
         body: None, response: "me",
         "Retrieves information on the current user";
+    MePatch: "me.patch" Patch "/me",
+        User, read_only: false, min_role: None, 200,
+        body: Some("mePatch"), response: "me",
+        "Updates the current user's name";
+    MeChangePassword: "me.changePassword" Patch "/me/changePassword",
+        User, read_only: false, min_role: None, 200,
+        body: Some("changePassword"), response: "authedUser",
+        "Changes the current user's password (the current one is required) and ends every other session";
+    MeGenerateTwoFactorAuth: "me.generateTwoFactorAuth" Patch "/me/generateTwoFactorAuth",
+        User, read_only: false, min_role: None, 200,
+        body: None, response: "multiFactorAuthInfo",
+        "Returns a new two-factor (TOTP) key for the current user, to confirm with me.enableTwoFactorAuth";
+    MeEnableTwoFactorAuth: "me.enableTwoFactorAuth" Patch "/me/enableTwoFactorAuth",
+        User, read_only: false, min_role: None, 200,
+        body: Some("multiFactorAuthEnable"), response: "me",
+        "Enables two-factor authentication for the current user; answers one-time recovery codes once";
+    MeDisableTwoFactorAuth: "me.disableTwoFactorAuth" Patch "/me/disableTwoFactorAuth",
+        User, read_only: false, min_role: None, 200,
+        body: Some("multiFactorAuthDisable"), response: "me",
+        "Disables two-factor authentication for the current user";
     MeInvites: "me.invites" Get "/me/invites",
         User, read_only: true, min_role: None, 200,
         body: None, response: "orgInvitesUser",

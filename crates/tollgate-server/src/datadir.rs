@@ -171,6 +171,16 @@ pub enum LocalError {
     )]
     AlreadyServed { lock: PathBuf, pid: String },
     #[error(
+        "a Tollgate server (pid {pid}) is using this database: it holds the lock {}. \
+         Stop the server, then {what}",
+        lock.display()
+    )]
+    InUse {
+        lock: PathBuf,
+        pid: String,
+        what: String,
+    },
+    #[error(
         "the lock {} is held by `tollgate {what}` (pid {pid}), which did not finish within {} s",
         lock.display(), COMMAND_WAIT.as_secs()
     )]
@@ -307,6 +317,45 @@ pub async fn lock_for_server(paths: &LocalPaths) -> Result<LocalLock, LocalError
                 }
             }
             // Just taken by someone who has not written their name yet, or stale: look again.
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// For a command that needs the SQLite database to itself (`db restore` replaces its file):
+/// take its lock as `tollgate {what}` (the lock `serve` takes). A server holding it is an
+/// error at once ([`LocalError::InUse`]); another command is waited for (at most a minute).
+/// `None` for URLs without a lock file (PostgreSQL, in-memory databases).
+pub async fn lock_exclusively(url: &str, what: &str) -> Result<Option<LocalLock>, LocalError> {
+    let Some(paths) = LocalPaths::for_url(url) else {
+        return Ok(None);
+    };
+    if let Some(dir) = paths.lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        prepare(dir).map_err(io_error(dir))?;
+    }
+    let role = format!("command:{what}");
+    let started = Instant::now();
+    loop {
+        if let Some(lock) = try_take(&paths, &role)? {
+            return Ok(Some(lock));
+        }
+        match read_holder(&paths.lock) {
+            Some(Holder::Server { pid }) if alive(&pid) => {
+                return Err(LocalError::InUse {
+                    lock: paths.lock.clone(),
+                    pid,
+                    what: what.trim_start_matches("db ").to_owned(),
+                });
+            }
+            Some(Holder::Command { pid, what }) if started.elapsed() > COMMAND_WAIT => {
+                return Err(LocalError::Busy {
+                    lock: paths.lock.clone(),
+                    pid,
+                    what,
+                });
+            }
+            // A command (waited for), or a holder that has not written its name yet.
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -25,6 +25,8 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// For 403: the action that was needed.
     pub required: Option<Action>,
+    /// For the log only (never sent): what went wrong behind a 5xx.
+    pub detail: Option<String>,
     /// For 429 and 503: seconds until a retry may succeed (`Retry-After`).
     pub retry_after: Option<u64>,
 }
@@ -56,6 +58,7 @@ impl ApiError {
             kind,
             message: redacted(message.into()),
             required: None,
+            detail: None,
             retry_after: None,
         }
     }
@@ -212,27 +215,37 @@ impl ApiError {
             StoreError::Contention(_) => ApiError::conflict(
                 "This change collided with a concurrent change of the same records and was not made: send it again",
             ),
-            e if e.is_storage_full() => {
-                tracing::error!(error = ?e, "write refused: the database's disk is full");
-                ApiError::storage_full()
-            }
+            // Logged with the request it belongs to (see `observe`).
+            e if e.is_storage_full() => ApiError {
+                detail: Some(format!("write refused: the database's disk is full: {e:?}")),
+                ..ApiError::storage_full()
+            },
             e if e.is_unavailable() => {
-                tracing::warn!(error = %e, "database unavailable");
+                let detail = Some(format!("database unavailable: {e}"));
                 if e.is_timeout() {
-                    ApiError::unavailable_timeout()
+                    ApiError {
+                        detail,
+                        ..ApiError::unavailable_timeout()
+                    }
                 } else if e.is_pool_timeout() {
-                    ApiError::busy(
-                        "No database connection answered within the server's --db-timeout-ms: the database is down, unreachable or saturated; try again shortly",
-                        1,
-                    )
+                    ApiError {
+                        detail,
+                        ..ApiError::busy(
+                            "No database connection answered within the server's --db-timeout-ms: the database is down, unreachable or saturated; try again shortly",
+                            1,
+                        )
+                    }
                 } else {
-                    ApiError::unavailable()
+                    ApiError {
+                        detail,
+                        ..ApiError::unavailable()
+                    }
                 }
             }
-            e => {
-                tracing::error!(error = ?e, "store error");
-                ApiError::internal()
-            }
+            e => ApiError {
+                detail: Some(format!("store error: {e:?}")),
+                ..ApiError::internal()
+            },
         }
     }
 }
@@ -306,6 +319,11 @@ impl IntoResponse for ApiError {
                 REQUIRED_ACTION_HEADER,
                 HeaderValue::from_static(action.name()),
             );
+        }
+        if let Some(detail) = self.detail {
+            response
+                .extensions_mut()
+                .insert(crate::observe::ErrorDetail(detail));
         }
         response
     }

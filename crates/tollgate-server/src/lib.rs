@@ -2,8 +2,10 @@
 //! console. `main.rs` is the command line; everything else is here so tests can run the
 //! application in-process.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod changes;
 pub mod confirm;
 pub mod connections;
@@ -17,6 +19,7 @@ pub mod freshness;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod routes;
 pub mod schemas;
@@ -37,6 +40,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use state::{AppState, Settings};
@@ -46,10 +50,15 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    routes::api_router(&state)
+    // What browsers on other origins may call (CORS): the REST API, its OpenAPI document and
+    // the health check, never the console or /metrics.
+    let mut api = routes::api_router(&state)
         .merge(health::router())
-        .merge(openapi::router())
-        .merge(metrics::router())
+        .merge(openapi::router());
+    if let Some(cors) = cors_layer(&state.settings().cors_origins) {
+        api = api.layer(cors);
+    }
+    api.merge(metrics::router())
         .merge(console::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -65,6 +74,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::count_response,
         ))
+        // One log line and one latency observation per request (route template, status,
+        // latency, credential kind and id; never a secret).
+        .layer(observe::ObserveLayer::new(state.latencies().clone()))
         // Logs method, path and status at debug level (`RUST_LOG=tollgate_server=debug`),
         // never headers (they carry credentials) or bodies. At the default level the span is
         // disabled and costs next to nothing on the hot path.
@@ -74,6 +86,40 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// CORS for `origins` (none: no CORS headers at all). `*` allows any origin; credentials
+/// (cookies, HTTP authentication) are never allowed: the API's credential is a bearer token in
+/// the `Authorization` header, which a page sends explicitly, so a browser never sends one on
+/// its own for another site.
+pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("accept-version"),
+            ])
+            .expose_headers([
+                error::REQUIRED_ACTION_HEADER,
+                header::WWW_AUTHENTICATE,
+                header::RETRY_AFTER,
+            ])
+            .allow_credentials(false)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// A request body that records whether it was read to its end.

@@ -6,16 +6,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use tollgate_server::Settings;
+use tollgate_server::admin;
 use tollgate_server::auth::passwords::{self, HashLimits};
 use tollgate_server::auth::throttle::Rate;
 use tollgate_server::connections::{self, ConnectionLimits};
 use tollgate_server::datadir::{self, Attachment, LocalPaths, attach_command, lock_for_server};
 use tollgate_server::serve::{AdminSeed, ServeOptions, ensure_admin, serve};
 use tollgate_store::copy::{self, CopyOptions};
+use tollgate_store::tokens::TokenRecord;
 use tollgate_store::users::NewUser;
-use tollgate_store::{Backend, Store, StoreError, StoreOptions};
+use tollgate_store::{Actor, Backend, Store, StoreError, StoreOptions};
 
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
@@ -38,13 +41,77 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Move a deployment between databases.
+    /// Back up, restore, check and move the database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Inspect and revoke application API tokens (list, show, deactivate, delete). Changes
+    /// take effect on a running server before the command returns.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// List application API tokens: id, application, name, status, scope, creator, dates.
+    /// Never the secrets (only their digests are stored).
+    List {
+        /// Only the tokens of this application (its id).
+        #[arg(long = "app", value_name = "ID")]
+        app: Option<String>,
+        /// One JSON array (the API's token objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one token, as the API's applicationApiToken.get does (JSON).
+    Show {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Deactivate a token: it is refused from the very next request on, on every node (it
+    /// can be activated again in the console or with applicationApiToken.patch).
+    Deactivate {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a token: it is refused from the very next request on, on every node.
+    Delete {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Back up the embedded SQLite database to a new file while the server runs (SQLite's
+    /// online VACUUM INTO: every write acknowledged before the backup started is in it). For
+    /// PostgreSQL use pg_dump (docs/deployment.md). Keep a copy of the secret key file
+    /// (secret.key in the data directory) with your backups: two-factor secrets are
+    /// encrypted with it.
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace the embedded SQLite database with a backup made by `tollgate db backup`. Stop
+    /// the server first: the command refuses while a server holds the database's lock. The
+    /// database it replaces is kept beside it as tollgate.db.before-restore-<time>.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Check the database: on SQLite every page, index and foreign key (PRAGMA
     /// integrity_check, foreign_key_check); on both, the schema version and every table, with
     /// row counts. Changes nothing (no migration is applied). Exits with status 1 and lists
@@ -87,11 +154,13 @@ struct DbArgs {
     /// The most a request may take with the database, in milliseconds: waiting for a
     /// connection, and its queries (a request past it is answered 503 and its work rolled
     /// back; on PostgreSQL also each session's statement_timeout).
-    #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "TOLLGATE_DB_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     db_timeout_ms: u64,
 }
 
 impl DbArgs {
+    /// The database URL these arguments name (never printed: it may hold a password).
     fn url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
@@ -141,6 +210,20 @@ impl DbArgs {
     }
 }
 
+/// After a command's writes: say that the running server has applied them (each write waited
+/// for its confirmation; see `datadir::attach_command`).
+fn confirm_applied(attached: &Attachment) {
+    match attached {
+        Attachment::Server { pid } => {
+            println!("the running server has applied the change (pid {pid})");
+        }
+        Attachment::Cluster(_) => {
+            println!("every running server has applied the change");
+        }
+        Attachment::Alone(_) | Attachment::Nothing => {}
+    }
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -148,19 +231,24 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
-    /// Mark console cookies Secure (set this when Tollgate is served over HTTPS).
-    #[arg(long, env = "TOLLGATE_SECURE_COOKIES")]
+    /// Mark console cookies Secure (set this when Tollgate is served over HTTPS). The
+    /// environment variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TOLLGATE_SECURE_COOKIES", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     secure_cookies: bool,
-    /// How long login sessions last, in days.
-    #[arg(long, env = "TOLLGATE_SESSION_DAYS", default_value_t = 30)]
+    /// How long login sessions last, in days (at least 1).
+    #[arg(long, env = "TOLLGATE_SESSION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
     session_days: u32,
-    /// How often last-used times of tokens are written to the database, in seconds.
-    #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60)]
+    /// How often last-used times of tokens are written to the database, in seconds (at
+    /// least 1).
+    #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     last_used_flush_secs: u64,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
-    /// milliseconds.
+    /// milliseconds (10 to 10000).
     #[arg(long, env = "TOLLGATE_CHANGE_LEASE_MS", default_value_t = 750,
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
     change_lease_ms: u64,
@@ -171,19 +259,42 @@ struct ServeArgs {
     listener_database_url: Option<String>,
     /// Load every token into memory in the background from start-up, so that even a token's
     /// first request is answered without the database (single node; on PostgreSQL tokens load
-    /// on first use). The server answers at once; tokens not loaded yet load on demand.
-    #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS")]
+    /// on first use). The server answers at once; tokens not loaded yet load on demand. The
+    /// environment variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TOLLGATE_PRELOAD_TOKENS", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     preload_tokens: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format on standard error: one line of text, or one JSON object, per event (and one
+    /// per request at info). Colours only when standard error is a terminal. Level via
+    /// RUST_LOG (default info).
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A browser origin allowed to call the REST API (CORS), e.g. https://dashboard.example.com;
+    /// repeat for several, or comma-separate them in the environment variable. `*` allows
+    /// any origin. None by default. Credentials (cookies) are never allowed cross-origin:
+    /// browsers send tokens in the Authorization header.
+    #[arg(long = "cors-origin", env = "TOLLGATE_CORS_ORIGINS", value_delimiter = ',',
+          value_parser = parse_origin)]
+    cors_origins: Vec<String>,
+    /// A file holding the bearer secret that GET /metrics requires (whitespace around it is
+    /// ignored). Without it /metrics answers anyone.
+    #[arg(long, env = "TOLLGATE_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// The file with the key that encrypts two-factor secrets in the database; created (mode
+    /// 0600) the first time someone enables two-factor authentication. Every node of a
+    /// deployment needs the same file, and so does a restored backup. Default: secret.key in
+    /// the data directory.
+    #[arg(long, env = "TOLLGATE_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
     /// A connection must send each request's head (request line and headers) within this
     /// many milliseconds of being opened, or of the first byte of a further request; else it
     /// is closed (slow or stalled clients cannot hold connections).
-    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_ms: u64,
     /// A kept-alive connection with no request for this many seconds is closed.
-    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECS", default_value_t = 75)]
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECS", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout_secs: u64,
     /// Connections served at once, at most; more wait to be accepted. Lowered to stay 128
     /// below the open-file limit (whose soft value is raised to the hard one at start).
@@ -198,25 +309,59 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LOGIN_HASH_QUEUE")]
     login_hash_queue: Option<usize>,
     /// Failed logins allowed in a row for one account before it is throttled (429).
-    #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_BURST", default_value_t = 10)]
+    #[arg(long, env = "TOLLGATE_LOGIN_ACCOUNT_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
     login_account_burst: u32,
     /// A throttled account regains one attempt every this many seconds.
     #[arg(
         long,
         env = "TOLLGATE_LOGIN_ACCOUNT_INTERVAL_SECS",
-        default_value_t = 60
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     login_account_interval_secs: u64,
     /// Failed logins allowed in a row from one client address (IPv4, or IPv6 /64).
-    #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_BURST", default_value_t = 30)]
+    #[arg(long, env = "TOLLGATE_LOGIN_ADDRESS_BURST", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
     login_address_burst: u32,
     /// A throttled address regains one attempt every this many seconds.
     #[arg(
         long,
         env = "TOLLGATE_LOGIN_ADDRESS_INTERVAL_SECS",
-        default_value_t = 2
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     login_address_interval_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A CORS origin: `*`, or scheme://host[:port] with nothing after it.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Ok(s.to_owned());
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin: write it as https://host[:port] (or *)"))?;
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('?')
+        || rest.contains('#')
+        || rest.contains('@')
+        || rest.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "{s:?} is not an origin: only scheme://host[:port], without a path or a trailing slash"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
 }
 
 #[derive(Subcommand)]
@@ -237,6 +382,40 @@ enum UserCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Set a user's password (an administrator's reset). The new password is read from
+    /// standard input (one line); it must have at least 12 characters with an upper-case
+    /// letter, a lower-case letter, a digit and another character. Every session of the user
+    /// ends.
+    Passwd {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List every user: email, id, name, whether disabled, two-factor, open sessions.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Disable a user: they cannot log in, and every session of theirs ends. Application API
+    /// tokens they created keep working (they belong to their applications; deactivate them
+    /// separately if needed).
+    Disable {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 fn store_options(timeout_ms: u64, statement_timeout: bool) -> StoreOptions {
@@ -246,6 +425,70 @@ fn store_options(timeout_ms: u64, statement_timeout: bool) -> StoreOptions {
         statement_timeout: statement_timeout.then_some(timeout),
         ..StoreOptions::default()
     }
+}
+
+/// `tollgate db backup`.
+async fn backup_database(to: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    let url = db.url();
+    let Some(path) = tollgate_store::backup::sqlite_path(&url) else {
+        anyhow::bail!(
+            "tollgate db backup copies the embedded SQLite database; for PostgreSQL use pg_dump, \
+             e.g. pg_dump --format=custom --file=tollgate.dump \"$TOLLGATE_DATABASE_URL\" \
+             (see docs/deployment.md)"
+        );
+    };
+    let summary = tollgate_store::backup::backup_sqlite(&path, to).await?;
+    let rows: i64 = summary.rows.iter().map(|(_, n)| n).sum();
+    println!(
+        "backed up {} to {} ({} bytes, schema version {}, {rows} rows; integrity check ok)",
+        path.display(),
+        to.display(),
+        summary.bytes,
+        summary.schema_version
+    );
+    let key = db.data_dir.join("secret.key");
+    if key.exists() {
+        println!(
+            "two-factor secrets in it are encrypted with {}: keep a copy of that file with your backups",
+            key.display()
+        );
+    }
+    Ok(())
+}
+
+/// `tollgate db restore`.
+async fn restore_database(from: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    let url = db.url();
+    let Some(path) = tollgate_store::backup::sqlite_path(&url) else {
+        anyhow::bail!(
+            "tollgate db restore restores the embedded SQLite database; for PostgreSQL use \
+             pg_restore, e.g. pg_restore --clean --if-exists --dbname=\"$TOLLGATE_DATABASE_URL\" \
+             tollgate.dump (see docs/deployment.md)"
+        );
+    };
+    // The lock `serve` holds on this database for as long as it runs: no server may use the
+    // file while it is replaced, and no server starts until the restore is done.
+    let lock = datadir::lock_exclusively(&db.prepared_url()?, "db restore").await?;
+    let (summary, kept) =
+        tollgate_store::backup::restore_sqlite(from, &path, tollgate_store::schema_version())
+            .await?;
+    // Bring it to this version's schema now rather than at the next start.
+    let store = Store::open(&url, &store_options(db.db_timeout_ms, false))
+        .await
+        .context("the restored database does not open")?;
+    store.close().await;
+    drop(lock);
+    let rows: i64 = summary.rows.iter().map(|(_, n)| n).sum();
+    println!(
+        "restored {} from {} (schema version {}, {rows} rows)",
+        path.display(),
+        from.display(),
+        summary.schema_version
+    );
+    if let Some(kept) = kept {
+        println!("the database it replaced is kept as {}", kept.display());
+    }
+    Ok(())
 }
 
 /// `tollgate db check`: exit status 0 when sound, 1 with the problems listed otherwise.
@@ -325,16 +568,262 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     Ok(())
 }
 
-fn init_logs(format: &str) {
+/// Logs go to standard error through a buffer written by a thread of its own: a request
+/// thread formats its line and hands it over, and the lines are written in batches (flushed
+/// whenever the queue runs empty), so one line per request does not cost one `write` system
+/// call per request. Nothing is dropped: past 128,000 queued lines, loggers wait. Keep the
+/// guard until exit: dropping it writes what is left.
+fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tollgate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    guard
+}
+
+/// One line of standard input, without its line ending.
+fn read_password_from_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let line = s.lines().next().unwrap_or("");
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn find_user(store: &Store, email: &str) -> anyhow::Result<tollgate_store::users::User> {
+    store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no user with the email {email}"))
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            email,
+            password,
+            first_name,
+            last_name,
+            db,
+        } => {
+            let password = match password {
+                Some(p) => p,
+                None => read_password_from_stdin()?,
+            };
+            if password.chars().count() < 8 {
+                anyhow::bail!("the password must be at least 8 characters");
+            }
+            if !email.contains('@') {
+                anyhow::bail!("{email:?} is not an email address");
+            }
+            let (store, _attached) = db.open_for_command("user add").await?;
+            let hash = passwords::hash(password).await?;
+            let new = NewUser {
+                email: &email,
+                password_hash: &hash,
+                first_name: &first_name,
+                last_name: &last_name,
+            };
+            match store.create_user(&new).await {
+                Ok(user) => {
+                    println!("created user {} ({})", user.email, user.id);
+                    Ok(())
+                }
+                Err(StoreError::Conflict(_)) => {
+                    anyhow::bail!("a user with the email {email} already exists")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        UserCommand::Passwd { email, db } => {
+            let password = read_password_from_stdin()?;
+            passwords::check_new_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (store, attached) = db.open_for_command("user passwd").await?;
+            let user = find_user(&store, &email).await?;
+            let hash = passwords::hash(password).await?;
+            let ended = store
+                .set_password(&Actor::operator(), user.id, &hash, None)
+                .await?;
+            tracing::info!(user = %user.id, by = "operator", sessions_ended = ended, "password changed");
+            println!(
+                "changed the password of {}; {ended} {} ended",
+                user.email,
+                if ended == 1 { "session" } else { "sessions" }
+            );
+            confirm_applied(&attached);
+            Ok(())
+        }
+        UserCommand::List { json, db } => {
+            let store = db.open().await?;
+            let users = store.list_users().await?;
+            if json {
+                let items: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "id": u.id, "email": u.email, "firstName": u.first_name,
+                            "lastName": u.last_name,
+                            "creationDate": tollgate_server::time::iso(u.creation_date),
+                            "disabled": u.disabled, "twoFactorAuthEnabled": u.two_factor,
+                            "sessions": u.sessions,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else {
+                println!(
+                    "{:<32} {:<24} {:<24} {:<8} {:<10} {:>8}",
+                    "email", "id", "name", "status", "two-factor", "sessions"
+                );
+                for u in &users {
+                    let name = format!("{} {}", u.first_name, u.last_name);
+                    println!(
+                        "{:<32} {:<24} {:<24} {:<8} {:<10} {:>8}",
+                        u.email,
+                        u.id.to_string(),
+                        name.trim(),
+                        if u.disabled { "disabled" } else { "active" },
+                        if u.two_factor { "on" } else { "off" },
+                        u.sessions
+                    );
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Disable { email, db } => set_disabled(&email, &db, true).await,
+        UserCommand::Enable { email, db } => set_disabled(&email, &db, false).await,
+    }
+}
+
+async fn set_disabled(email: &str, db: &DbArgs, disabled: bool) -> anyhow::Result<()> {
+    let what = if disabled {
+        "user disable"
     } else {
-        builder.init();
+        "user enable"
+    };
+    let (store, attached) = db.open_for_command(what).await?;
+    let user = find_user(&store, email).await?;
+    let ended = store
+        .set_user_disabled(&Actor::operator(), user.id, disabled)
+        .await?;
+    tracing::info!(
+        user = %user.id,
+        by = "operator",
+        sessions_ended = ended,
+        "{}",
+        if disabled { "user disabled" } else { "user enabled" }
+    );
+    if disabled {
+        println!(
+            "disabled {}; {ended} {} ended",
+            user.email,
+            if ended == 1 { "session" } else { "sessions" }
+        );
+    } else {
+        println!("enabled {}", user.email);
+    }
+    confirm_applied(&attached);
+    Ok(())
+}
+
+fn print_token_table(tokens: &[TokenRecord]) {
+    println!(
+        "{:<24} {:<24} {:<24} {:<8} {:<24} {:<24} {:<10} {:<10} {:<10}",
+        "id",
+        "application",
+        "name",
+        "status",
+        "scope",
+        "creator",
+        "created",
+        "expires",
+        "last used"
+    );
+    let day = |ms: Option<i64>| {
+        ms.map(|ms| tollgate_server::time::iso(ms)[..10].to_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for t in tokens {
+        println!(
+            "{:<24} {:<24} {:<24} {:<8} {:<24} {:<24} {:<10} {:<10} {:<10}",
+            t.id.to_string(),
+            t.application_id.to_string(),
+            t.name,
+            t.status.as_str(),
+            t.scope.join(","),
+            admin::creator_label(t),
+            day(Some(t.creation_date)),
+            day(t.expiration_date),
+            day(t.last_used)
+        );
+    }
+}
+
+async fn tokens_command(command: TokensCommand) -> anyhow::Result<()> {
+    match command {
+        TokensCommand::List { app, json, db } => {
+            let app = app.as_deref().map(admin::parse_id).transpose()?;
+            let store = db.open().await?;
+            let tokens = admin::list_tokens(&store, app).await?;
+            if json {
+                println!("{}", admin::list_json(&tokens));
+            } else {
+                print_token_table(&tokens);
+            }
+            Ok(())
+        }
+        TokensCommand::Show { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let store = db.open().await?;
+            let token = admin::token(&store, id).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&admin::token_json(&token))?
+            );
+            Ok(())
+        }
+        TokensCommand::Deactivate { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let (store, attached) = db.open_for_command("tokens deactivate").await?;
+            let done = admin::deactivate_token(&store, id).await?;
+            if done.changed {
+                println!(
+                    "deactivated API token {} ({:?}) of application {}",
+                    done.token.id, done.token.name, done.token.application_id
+                );
+            } else {
+                println!(
+                    "API token {} ({:?}) was inactive already: nothing changed",
+                    done.token.id, done.token.name
+                );
+            }
+            confirm_applied(&attached);
+            Ok(())
+        }
+        TokensCommand::Delete { id, db } => {
+            let id = admin::parse_id(&id)?;
+            let (store, attached) = db.open_for_command("tokens delete").await?;
+            let token = admin::delete_token(&store, id).await?;
+            println!(
+                "deleted API token {} ({:?}) of application {}",
+                token.id, token.name, token.application_id
+            );
+            confirm_applied(&attached);
+            Ok(())
+        }
     }
 }
 
@@ -343,12 +832,27 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logs(&args.log_format);
-            // One server per SQLite database: take its lock before touching it.
-            let local = match LocalPaths::for_url(&args.db.prepared_url()?) {
-                Some(paths) => Some(lock_for_server(&paths).await?),
+            let _logs = init_logs(args.log_format);
+            let metrics_token = match &args.metrics_token_file {
                 None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read --metrics-token-file {}", path.display())
+                    })?;
+                    let token = text.trim().to_owned();
+                    if token.len() < 16 {
+                        anyhow::bail!(
+                            "--metrics-token-file {} must hold a secret of at least 16 characters",
+                            path.display()
+                        );
+                    }
+                    Some(token)
+                }
             };
+            let secret_key_file = args
+                .secret_key_file
+                .clone()
+                .unwrap_or_else(|| args.db.data_dir.join("secret.key"));
             let defaults = HashLimits::default();
             let threads = args.login_hash_threads.unwrap_or(defaults.threads).max(1);
             passwords::configure(HashLimits {
@@ -362,6 +866,12 @@ async fn main() -> anyhow::Result<()> {
                     args.max_connections.max(1),
                     connections::fd_limit(),
                 ),
+            };
+            // One server per SQLite database: take its lock before touching it (held until
+            // exit; `tollgate db restore` refuses while it is held).
+            let local = match LocalPaths::for_url(&args.db.prepared_url()?) {
+                Some(paths) => Some(lock_for_server(&paths).await?),
+                None => None,
             };
             let store = args.db.open().await?;
             ensure_admin(
@@ -382,6 +892,9 @@ async fn main() -> anyhow::Result<()> {
                 secure_cookies: args.secure_cookies,
                 change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
+                secret_key_file: Some(secret_key_file),
+                cors_origins: args.cors_origins.clone(),
+                metrics_token,
                 login_account_rate: rate(
                     args.login_account_burst,
                     args.login_account_interval_secs,
@@ -414,10 +927,11 @@ async fn main() -> anyhow::Result<()> {
             serve(store, settings, options).await
         }
         Command::Db(DbCommand::Check { db }) => {
-            init_logs("text");
+            let logs = init_logs(LogFormat::Text);
             if check_database(&db).await? {
                 Ok(())
             } else {
+                drop(logs);
                 std::process::exit(1)
             }
         }
@@ -426,49 +940,24 @@ async fn main() -> anyhow::Result<()> {
             to,
             replace_target,
         }) => {
-            init_logs("text");
+            let _logs = init_logs(LogFormat::Text);
             copy_database(&from, &to, replace_target).await
         }
-        Command::User(UserCommand::Add {
-            email,
-            password,
-            first_name,
-            last_name,
-            db,
-        }) => {
-            init_logs("text");
-            let password = match password {
-                Some(p) => p,
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
-            if password.chars().count() < 8 {
-                anyhow::bail!("the password must be at least 8 characters");
-            }
-            if !email.contains('@') {
-                anyhow::bail!("{email:?} is not an email address");
-            }
-            let (store, _attached) = db.open_for_command("user add").await?;
-            let hash = passwords::hash(password).await?;
-            let new = NewUser {
-                email: &email,
-                password_hash: &hash,
-                first_name: &first_name,
-                last_name: &last_name,
-            };
-            match store.create_user(&new).await {
-                Ok(user) => {
-                    println!("created user {} ({})", user.email, user.id);
-                    Ok(())
-                }
-                Err(StoreError::Conflict(_)) => {
-                    anyhow::bail!("a user with the email {email} already exists")
-                }
-                Err(e) => Err(e.into()),
-            }
+        Command::Db(DbCommand::Backup { to, db }) => {
+            let _logs = init_logs(LogFormat::Text);
+            backup_database(&to, &db).await
+        }
+        Command::Db(DbCommand::Restore { from, db }) => {
+            let _logs = init_logs(LogFormat::Text);
+            restore_database(&from, &db).await
+        }
+        Command::User(command) => {
+            let _logs = init_logs(LogFormat::Text);
+            user_command(command).await
+        }
+        Command::Tokens(command) => {
+            let _logs = init_logs(LogFormat::Text);
+            tokens_command(command).await
         }
     }
 }

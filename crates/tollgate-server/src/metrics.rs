@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::observe::BUCKETS_US;
 use crate::state::AppState;
 
 /// Responses by status class (index: 1xx..5xx).
@@ -34,7 +35,16 @@ pub async fn count_response(State(state): State<AppState>, response: Response) -
     response
 }
 
-async fn render(State(state): State<AppState>) -> impl IntoResponse {
+async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.settings().metrics_token {
+        let presented = crate::auth::bearer(&headers).ok();
+        if !presented.is_some_and(|p| crate::console::same_text(p, expected)) {
+            return crate::error::ApiError::unauthorized(
+                "GET /metrics needs the scraping secret: send Authorization: Bearer <the secret in --metrics-token-file>",
+            )
+            .into_response();
+        }
+    }
     let c = &state.credentials().counts;
     let mut out = String::new();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -139,5 +149,40 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE tollgate_acks_sent_total counter");
         let _ = writeln!(out, "tollgate_acks_sent_total {}", load(&k.acks_sent));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_http_request_duration_seconds Time from request to response head, by registry action (other: console, health, metrics, unimplemented and unknown paths) and status class."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE tollgate_http_request_duration_seconds histogram"
+    );
+    for (action, class, h) in state.latencies().each() {
+        let labels = format!("action=\"{action}\",class=\"{class}xx\"");
+        let cumulative = h.cumulative();
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tollgate_http_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {}",
+                *bound as f64 / 1e6,
+                cumulative[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "tollgate_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            cumulative[BUCKETS_US.len()]
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_http_request_duration_seconds_sum{{{labels}}} {}",
+            h.sum_us() as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_http_request_duration_seconds_count{{{labels}}} {}",
+            h.count()
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -131,8 +131,16 @@ pub fn document() -> Value {
     {
         components.insert("advancedDeviceQuery".to_owned(), rebase(adq));
     }
+    let not_implemented: Vec<Value> = crate::catalog::unimplemented()
+        .iter()
+        .map(|a| json!({ "name": a.name, "method": a.method.as_str(), "path": a.path }))
+        .collect();
     json!({
         "openapi": "3.1.0",
+        "x-tollgate-not-implemented": {
+            "description": "The reference's other actions. Each answers 501 {\"type\": \"NotImplemented\", \"message\": \"<name> is not implemented by this server\"} at its method and path, without checking credentials.",
+            "actions": not_implemented,
+        },
         "info": {
             "title": "Tollgate",
             "version": env!("CARGO_PKG_VERSION"),

@@ -28,6 +28,11 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         AuthAuthenticateUser => on(m, login::authenticate_user),
         AuthLogout => on(m, login::logout),
         MeGet => on(m, me::get),
+        MePatch => on(m, me::patch),
+        MeChangePassword => on(m, me::change_password),
+        MeGenerateTwoFactorAuth => on(m, me::generate_two_factor),
+        MeEnableTwoFactorAuth => on(m, me::enable_two_factor),
+        MeDisableTwoFactorAuth => on(m, me::disable_two_factor),
         MeInvites => on(m, me::invites),
         MeRespondToInvite => on(m, me::respond_to_invite),
         OrgsGet => on(m, orgs::list),
@@ -70,6 +75,18 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     }
 }
 
+/// `501 NotImplemented` naming the reference action. Written directly, not as an
+/// [`ApiError`]: the name comes from the reference catalog, never from the request, and
+/// error messages' redaction would hide names as long as a secret
+/// (`applicationCertificateAuthorities.get`).
+fn not_implemented(name: &str) -> axum::response::Response {
+    let body = serde_json::json!({
+        "type": "NotImplemented",
+        "message": format!("{name} is not implemented by this server"),
+    });
+    (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response()
+}
+
 /// Every registry action at its route, each behind the authorization guard.
 pub fn api_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
@@ -79,6 +96,21 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             auth::guard,
         ));
         router = router.route(def.path, guarded);
+    }
+    // The reference's other actions, at their real routes (merged with a registry route of the
+    // same path where there is one).
+    for a in crate::catalog::unimplemented() {
+        let name: &'static str = &a.name;
+        let filter = match a.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Patch => MethodFilter::PATCH,
+            Method::Delete => MethodFilter::DELETE,
+        };
+        router = router.route(
+            &a.path,
+            on(filter, move || async move { not_implemented(name) }),
+        );
     }
     router
         .fallback(|| async { ApiError::not_found("The requested path").into_response() })

@@ -157,6 +157,9 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     } = options;
     crate::schemas::preload();
     let state = AppState::new(store, settings);
+    // A secret key file that exists but cannot be used is reported now, not at someone's
+    // login.
+    state.secret_key().check()?;
     if let Some(lock) = &local {
         crate::datadir::serve_control(lock, state.clone())?;
     }

@@ -6,10 +6,12 @@ use tollgate_store::{Change, Store};
 
 use crate::auth::Credentials;
 use crate::auth::throttle::{self, Kind, Rate, Throttle};
+use crate::auth::two_factor::SecretKey;
 use crate::changes::Cluster;
 use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
+use crate::observe::Latencies;
 
 /// Settings that shape behaviour (not where to listen or store).
 #[derive(Clone, Debug)]
@@ -23,6 +25,13 @@ pub struct Settings {
     pub change_lease: std::time::Duration,
     /// Load every token into the credential cache at start-up (single node).
     pub preload_tokens: bool,
+    /// The file holding the key that encrypts two-factor secrets (created on first use).
+    /// `None`: a key that lives in memory only (tests).
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// Origins allowed to call the REST API from a browser (`*`: any, without credentials).
+    pub cors_origins: Vec<String>,
+    /// The bearer secret `GET /metrics` requires, if any.
+    pub metrics_token: Option<String>,
     /// Failed logins allowed per account: a burst, then one per interval.
     pub login_account_rate: Rate,
     /// Failed logins allowed per client address (IPv4, or IPv6 /64).
@@ -49,6 +58,9 @@ impl Default for Settings {
             secure_cookies: false,
             change_lease: std::time::Duration::from_millis(750),
             preload_tokens: false,
+            secret_key_file: None,
+            cors_origins: Vec::new(),
+            metrics_token: None,
             login_account_rate: LOGIN_ACCOUNT_RATE,
             login_address_rate: LOGIN_ADDRESS_RATE,
             db_timeout: std::time::Duration::from_secs(5),
@@ -65,6 +77,8 @@ struct Inner {
     credentials: Arc<Credentials>,
     devices: DeviceCache,
     responses: ResponseCounts,
+    latencies: Arc<Latencies>,
+    secret_key: SecretKey,
     login_throttle: Throttle,
     settings: Settings,
     /// This node's part in a PostgreSQL cluster, once it has joined.
@@ -83,6 +97,8 @@ impl AppState {
             credentials,
             devices,
             responses: ResponseCounts::default(),
+            latencies: Arc::default(),
+            secret_key: SecretKey::new(settings.secret_key_file.clone()),
             login_throttle: Throttle::new(
                 &[
                     (Kind::Account, settings.login_account_rate),
@@ -138,6 +154,11 @@ impl AppState {
         &self.0.responses
     }
 
+    /// Request latencies by action and status class.
+    pub fn latencies(&self) -> &Arc<Latencies> {
+        &self.0.latencies
+    }
+
     pub fn devices(&self) -> &DeviceCache {
         &self.0.devices
     }
@@ -158,6 +179,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The key that encrypts two-factor secrets.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.0.secret_key
     }
 
     /// Record that this node has joined a cluster (see `changes::spawn`).

@@ -13,12 +13,16 @@ mod abuse_connections;
 mod abuse_db_timeout;
 mod abuse_logins;
 mod abuse_secrets;
+mod accounts;
 mod api_data;
 mod api_devices;
 mod api_flows;
 mod api_foundation;
 mod api_tokens;
+mod backup_restore;
 mod browser_console;
+mod cli_operations;
+mod cli_tokens;
 mod cluster_connections;
 mod console_http;
 mod console_once;
@@ -30,6 +34,8 @@ mod inputs;
 mod invites;
 mod local_server;
 mod multinode;
+mod not_implemented;
+mod observability;
 mod official_clients;
 mod openapi;
 mod races;
@@ -61,12 +67,16 @@ fn main() -> std::process::ExitCode {
             abuse_db_timeout::cases(),
             abuse_logins::cases(),
             abuse_secrets::cases(),
+            accounts::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),
             api_foundation::cases(),
             api_tokens::cases(),
+            backup_restore::cases(),
             browser_console::cases(),
+            cli_operations::cases(),
+            cli_tokens::cases(),
             cluster_connections::cases(),
             console_http::cases(),
             console_once::cases(),
@@ -78,6 +88,8 @@ fn main() -> std::process::ExitCode {
             invites::cases(),
             local_server::cases(),
             multinode::cases(),
+            not_implemented::cases(),
+            observability::cases(),
             official_clients::cases(),
             openapi::cases(),
             races::cases(),

@@ -1250,6 +1250,180 @@ async fn read_only_flow() {
     .await;
 }
 
+// ---------------------------------------------------------------------------------------
+// The account pages: name, password, two-factor authentication.
+
+/// The TOTP code of a base32 key at `unix_secs` (the authenticator app's side).
+fn totp_code(key: &str, unix_secs: u64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(key).expect("the key is base32");
+    totp_rs::Builder::new()
+        .with_secret(secret.as_bytes().to_vec())
+        .build_noncompliant()
+        .generate(unix_secs)
+        .to_string()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn account_password_and_two_factor_in_the_browser() {
+    within(account_flow()).await;
+}
+
+async fn account_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let base = server.url.clone();
+    let mut b = Browser::start("account_password_and_two_factor", dir.path()).await;
+    let login_status = |password: &str, code: Option<&str>| {
+        let mut body = json!({ "email": ADMIN_EMAIL, "password": password });
+        if let Some(c) = code {
+            body["twoFactorCode"] = json!(c);
+        }
+        http(&base, "POST", "/auth/user", None, Some(&body.to_string())).0
+    };
+
+    // The name.
+    b.log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
+    b.click_link("Account").await;
+    assert_eq!(b.path().await, "/console/account");
+    assert_eq!(b.text("#account-email").await, ADMIN_EMAIL);
+    b.check_labels_and_width("account").await;
+    b.shot("account").await;
+    b.type_into("#first-name", "Grace").await;
+    b.type_into("#last-name", "Hopper").await;
+    b.nav("#save-profile").await;
+    assert_eq!(b.text("#account-notice").await, "Your name was saved.");
+    assert_eq!(b.prop("#last-name", "value").await, "Hopper");
+
+    // The password: a confirmation that differs, then a weak one, are refused in place.
+    let other = api_json(
+        &base,
+        "POST",
+        "/auth/user",
+        None,
+        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.type_into("#current-password", ADMIN_PASSWORD).await;
+    b.type_into("#new-password", "Grace-passw0rd!").await;
+    b.type_into("#confirm-password", "Grace-passw0rd?").await;
+    b.nav("#change-password").await;
+    assert_eq!(
+        b.text("#password-error").await,
+        "The new password and its confirmation differ."
+    );
+    b.type_into("#current-password", ADMIN_PASSWORD).await;
+    b.type_into("#new-password", "weakweakweakweak").await;
+    b.type_into("#confirm-password", "weakweakweakweak").await;
+    b.nav("#change-password").await;
+    assert!(b.text("#password-error").await.contains("upper-case"));
+    b.shot("password-refused").await;
+    b.type_into("#current-password", ADMIN_PASSWORD).await;
+    b.type_into("#new-password", "Grace-passw0rd!").await;
+    b.type_into("#confirm-password", "Grace-passw0rd!").await;
+    b.nav("#change-password").await;
+    assert!(
+        b.text("#account-notice")
+            .await
+            .contains("Your password was changed")
+    );
+    b.shot("password-changed").await;
+    // The other session ended; this browser goes on with a new one.
+    assert_eq!(api_status(&base, "/me", &other), 401);
+    assert_eq!(login_status(ADMIN_PASSWORD, None), 401);
+    assert_eq!(login_status("Grace-passw0rd!", None), 200);
+    let session = b
+        .client
+        .get_named_cookie("tollgate_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    assert_eq!(api_status(&base, "/me", &session), 200);
+
+    // Two-factor authentication: the key, a wrong code, the right one, the recovery codes.
+    b.nav("#setup-2fa").await;
+    b.check_labels_and_width("two-factor set-up").await;
+    let key = b.text("#totp-key").await;
+    assert_eq!(key.len(), 52);
+    assert!(
+        b.prop("#totp-uri", "href")
+            .await
+            .starts_with("otpauth://totp/Tollgate:")
+    );
+    b.shot("two-factor-setup").await;
+    b.type_into("#enable-password", "Grace-passw0rd!").await;
+    b.type_into("#enable-code", "000000").await;
+    b.nav("#enable-2fa").await;
+    assert!(b.text("#twofactor-error").await.contains("twoFactorCode"));
+    assert_eq!(
+        b.text("#totp-key").await,
+        key,
+        "the same key is offered again"
+    );
+    let now = unix_now();
+    b.type_into("#enable-password", "Grace-passw0rd!").await;
+    b.type_into("#enable-code", &totp_code(&key, now)).await;
+    b.nav("#enable-2fa").await;
+    let codes = b
+        .js("return [...document.querySelectorAll('#recovery-codes code')].map(c => c.textContent)")
+        .await;
+    let codes: Vec<String> = codes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    b.shot("recovery-codes").await;
+    assert_eq!(
+        api_status(&base, "/me", &session),
+        200,
+        "this session goes on"
+    );
+    b.nav("#codes-done").await;
+    assert!(b.text("#twofactor-status").await.starts_with("On."));
+
+    // Log out, and in again: the password alone is not enough.
+    b.nav(".account button[type=submit]").await;
+    b.goto(&format!("{base}/console/login")).await;
+    b.type_into("#email", ADMIN_EMAIL).await;
+    b.type_into("#password", "Grace-passw0rd!").await;
+    b.nav("button[type=submit]").await;
+    assert!(b.text("#login-error").await.contains("two-factor"));
+    b.shot("login-needs-code").await;
+    b.type_into("#password", "Grace-passw0rd!").await;
+    b.type_into("#two-factor-code", &totp_code(&key, now + 30))
+        .await;
+    b.nav("button[type=submit]").await;
+    b.wait_path("the applications", |p| !p.starts_with("/console/login"))
+        .await;
+
+    // Turn it off with a recovery code.
+    b.click_link("Account").await;
+    b.type_into("#disable-password", "Grace-passw0rd!").await;
+    b.type_into("#disable-code", &codes[0]).await;
+    b.nav("#disable-2fa").await;
+    assert_eq!(
+        b.text("#account-notice").await,
+        "Two-factor authentication is off."
+    );
+    assert!(b.text("#twofactor-status").await.starts_with("Off."));
+    assert_eq!(login_status("Grace-passw0rd!", None), 200);
+
+    let log = server.log();
+    for s in [key.as_str(), codes[1].as_str(), "Grace-passw0rd!"] {
+        assert!(!log.contains(s), "the server log contains a secret");
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(owner_manages_application_tokens_in_the_browser)
@@ -1259,6 +1433,9 @@ pub fn cases() -> Vec<Case> {
             .once()
             .needs(Need::Chromium),
         case!(read_only_members_and_error_messages_in_the_browser)
+            .once()
+            .needs(Need::Chromium),
+        case!(account_password_and_two_factor_in_the_browser)
             .once()
             .needs(Need::Chromium),
     ]

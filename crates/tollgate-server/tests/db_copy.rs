@@ -224,6 +224,37 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
             })
             .await
             .unwrap();
+        // Two-factor authentication with its recovery codes (digests), written as
+        // me.enableTwoFactorAuth writes them (the secret is a stand-in: it is copied as
+        // stored, never read).
+        let carol = store
+            .create_user(&tollgate_store::users::NewUser {
+                email: "carol@example.com",
+                password_hash: "$argon2id$stand-in",
+                first_name: "Carol",
+                last_name: "",
+            })
+            .await
+            .unwrap();
+        store
+            .set_totp_pending(
+                &tollgate_store::Actor::operator(),
+                carol.id,
+                "sealed-stand-in",
+            )
+            .await
+            .unwrap();
+        store
+            .enable_totp(
+                &tollgate_store::Actor::operator(),
+                carol.id,
+                "sealed-stand-in",
+                1,
+                &[[3; 32], [4; 32]],
+                None,
+            )
+            .await
+            .unwrap();
         store.close().await;
     }
 
@@ -241,9 +272,10 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
     assert!(!printed.contains("Sup3rSecretPw"), "{printed}");
     assert!(printed.contains("every count matches"), "{printed}");
     for (table, n) in [
-        ("users", 2),
+        ("users", 3),
         // Three logins, one of them bob's to accept his invitation.
         ("sessions", 3),
+        ("recovery_codes", 2),
         ("orgs", 1),
         ("org_members", 2),
         ("applications", 2),

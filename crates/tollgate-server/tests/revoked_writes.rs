@@ -7,6 +7,7 @@
 use crate::common::TestApp;
 use serde_json::{Value, json};
 use tollgate_core::Action;
+use tollgate_server::api::me;
 use tollgate_server::auth::{Access, AppAccess, Target, decide};
 use tollgate_server::error::ApiError;
 use tollgate_server::service::tokens as service;
@@ -235,8 +236,70 @@ async fn writes_authorized_before_a_session_ended_are_refused() {
     );
 }
 
+/// The account writes (`me.patch`, `me.generateTwoFactorAuth`, a password change) take the
+/// session they were authorized with and are refused once it has ended; a session of one
+/// user never writes another user's account.
+async fn account_writes_authorized_before_a_session_ended_are_refused() {
+    let t = TestApp::new().await;
+    let (user, session) = t.login("ann@example.com").await;
+    let principal = t.state.credentials().verify(&session).await.unwrap();
+    let access = match decide(&t.state, principal, Action::MePatch, Target::None)
+        .await
+        .unwrap()
+    {
+        Access::User(u) => u,
+        _ => unreachable!("me.patch gives a UserAccess"),
+    };
+    t.store()
+        .delete_session(&tollgate_core::secret::digest(&session))
+        .await
+        .unwrap();
+    const ENDED: &str = "This session has ended: nothing was changed; log in again";
+    let e = me::update_profile(&t.state, &access, Some("Renamed".into()), None)
+        .await
+        .unwrap_err();
+    assert_refused(e, ENDED);
+    let e = me::generate_key(&t.state, &access).await.unwrap_err();
+    assert_refused(e, ENDED);
+    let e = t
+        .store()
+        .set_password(&access.actor(), user, "$argon2id$stand-in", None)
+        .await
+        .unwrap_err();
+    assert_refused(ApiError::from_store(e, "User"), ENDED);
+    let after = t.store().user(user).await.unwrap();
+    assert_eq!(after.first_name, "Test", "nothing was written");
+    assert!(after.totp_pending.is_none(), "no key was kept");
+    assert_ne!(after.password_hash, "$argon2id$stand-in");
+
+    // Another user's open session does not reach this account.
+    let (_, bob) = t.login("bob@example.com").await;
+    let principal = t.state.credentials().verify(&bob).await.unwrap();
+    let Access::User(bob) = decide(&t.state, principal, Action::MePatch, Target::None)
+        .await
+        .unwrap()
+    else {
+        unreachable!("me.patch gives a UserAccess")
+    };
+    let e = t
+        .store()
+        .update_profile(
+            &bob.actor(),
+            user,
+            &tollgate_store::users::ProfileChange {
+                first_name: Some("Bob was here".into()),
+                last_name: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+    assert_eq!(t.store().user(user).await.unwrap().first_name, "Test");
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(account_writes_authorized_before_a_session_ended_are_refused),
         case!(writes_authorized_before_a_token_was_switched_off_are_refused),
         case!(writes_authorized_before_a_token_was_deleted_are_refused),
         case!(writes_authorized_before_a_session_ended_are_refused),

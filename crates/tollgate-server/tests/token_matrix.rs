@@ -37,9 +37,27 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
     let base = format!("/applications/{app}");
     let req = match action {
         // Not application actions: not part of this matrix.
-        AuthAuthenticateUser | AuthLogout | MeGet | MeInvites | MeRespondToInvite | OrgsGet
-        | OrgsPost | OrgGet | OrgPatch | OrgDelete | OrgInviteMember | OrgPendingInvites
-        | OrgRevokeInvite | OrgModifyMember | OrgRemoveMember | ApplicationsGet
+        AuthAuthenticateUser
+        | AuthLogout
+        | MeGet
+        | MePatch
+        | MeChangePassword
+        | MeGenerateTwoFactorAuth
+        | MeEnableTwoFactorAuth
+        | MeDisableTwoFactorAuth
+        | MeInvites
+        | MeRespondToInvite
+        | OrgsGet
+        | OrgsPost
+        | OrgGet
+        | OrgPatch
+        | OrgDelete
+        | OrgInviteMember
+        | OrgPendingInvites
+        | OrgRevokeInvite
+        | OrgModifyMember
+        | OrgRemoveMember
+        | ApplicationsGet
         | ApplicationsPost => return None,
         ApplicationGet | ApplicationDelete => (base, None),
         ApplicationApiTokensGet => (format!("{base}/tokens"), None),

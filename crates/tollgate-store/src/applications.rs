@@ -163,13 +163,24 @@ impl Store {
 
     /// The application and `user`'s effective role in it (`Role::None`: may not see it).
     pub async fn application_role(&self, id: Id, user: Id) -> Result<(Application, Role)> {
+        let (app, role, _) = self.application_access(id, user).await?;
+        Ok((app, role))
+    }
+
+    /// The application, `user`'s effective role in it (`Role::None`: may not see it), and
+    /// whether the owning organization's two-factor rule stops them (it applies to the
+    /// member's organization role, whatever the per-application override).
+    pub async fn application_access(&self, id: Id, user: Id) -> Result<(Application, Role, bool)> {
         let app = self.application(id).await?;
-        let role = match app.owner {
-            Owner::User(owner) if owner == user => Role::Admin,
-            Owner::User(_) => Role::None,
+        let (role, two_factor_missing) = match app.owner {
+            Owner::User(owner) if owner == user => (Role::Admin, false),
+            Owner::User(_) => (Role::None, false),
             Owner::Organization(org) => {
                 let row = sqlx::query(
-                    "SELECT m.role AS org_role, r.role AS app_role FROM org_members m \
+                    "SELECT m.role AS org_role, r.role AS app_role, o.mfa_mode, \
+                     CAST(CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS two_factor \
+                     FROM org_members m JOIN orgs o ON o.id = m.org_id \
+                     JOIN users u ON u.id = m.user_id \
                      LEFT JOIN member_application_roles r ON r.org_id = m.org_id \
                        AND r.user_id = m.user_id AND r.application_id = $3 \
                      WHERE m.org_id = $1 AND m.user_id = $2",
@@ -180,19 +191,22 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
                 match row {
-                    None => Role::None,
+                    None => (Role::None, false),
                     Some(row) => {
+                        let membership = crate::orgs::membership_from_row(&row, "org_role")?;
                         let app_role: Option<String> = row.try_get("app_role")?;
-                        let org_role: String = row.try_get("org_role")?;
-                        app_role
-                            .unwrap_or(org_role)
-                            .parse()
-                            .map_err(|_| StoreError::Corrupt("bad role".into()))?
+                        let role = match app_role {
+                            Some(r) => r
+                                .parse()
+                                .map_err(|_| StoreError::Corrupt("bad role".into()))?,
+                            None => membership.role,
+                        };
+                        (role, membership.two_factor_missing)
                     }
                 }
             }
         };
-        Ok((app, role))
+        Ok((app, role, two_factor_missing))
     }
 
     /// The applications `user` may see, optionally only those of one organization.

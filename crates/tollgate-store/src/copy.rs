@@ -31,6 +31,7 @@ use crate::{Backend, Store, StoreError};
 pub const TABLES: &[&str] = &[
     "users",
     "sessions",
+    "recovery_codes",
     "orgs",
     "org_members",
     "applications",

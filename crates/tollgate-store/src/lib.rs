@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod applications;
+pub mod backup;
 pub mod check;
 pub mod cluster;
 pub mod console;
@@ -311,6 +312,11 @@ impl std::fmt::Debug for Store {
             .field("backend", &self.backend)
             .finish()
     }
+}
+
+/// The schema version this build migrates databases to (its last migration).
+pub fn schema_version() -> i64 {
+    migrate::SCHEMA_VERSION
 }
 
 /// Milliseconds since the Unix epoch, now.

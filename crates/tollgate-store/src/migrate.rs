@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_devices.sql")),
     (3, include_str!("../migrations/0003_invites_console.sql")),
     (4, include_str!("../migrations/0004_cluster.sql")),
+    (5, include_str!("../migrations/0005_accounts.sql")),
 ];
 
 /// The schema version this build brings a database to.

@@ -18,8 +18,59 @@ pub struct Org {
     pub description: String,
     /// Other reference-schema fields the server keeps and returns (e.g. `iconColor`).
     pub extra: Map<String, Value>,
+    /// Who must use two-factor authentication to act in this organization.
+    pub mfa_mode: MfaMode,
     pub creation_date: i64,
     pub last_updated: i64,
+}
+
+/// The reference's `mfaMode`: which members must use two-factor authentication to act in the
+/// organization (its own actions and its applications').
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MfaMode {
+    #[default]
+    NotRequired,
+    /// Members whose organization role is admin.
+    AdminRequired,
+    /// Every member.
+    Required,
+}
+
+impl MfaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMode::NotRequired => "notRequired",
+            MfaMode::AdminRequired => "adminRequired",
+            MfaMode::Required => "required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MfaMode> {
+        match s {
+            "notRequired" => Some(MfaMode::NotRequired),
+            "adminRequired" => Some(MfaMode::AdminRequired),
+            "required" => Some(MfaMode::Required),
+            _ => None,
+        }
+    }
+
+    /// Whether a member with organization role `role` must use two-factor authentication.
+    pub fn requires(self, role: Role) -> bool {
+        match self {
+            MfaMode::NotRequired => false,
+            MfaMode::AdminRequired => role == Role::Admin,
+            MfaMode::Required => true,
+        }
+    }
+}
+
+/// A member's standing in an organization, as the authorization layer needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub role: Role,
+    /// The organization requires two-factor authentication of this member and they have not
+    /// enabled it.
+    pub two_factor_missing: bool,
 }
 
 /// A per-resource override of a member's role.
@@ -54,6 +105,7 @@ pub struct MemberChange {
 pub struct OrgChange {
     pub name: Option<String>,
     pub description: Option<String>,
+    pub mfa_mode: Option<MfaMode>,
     pub extra: Map<String, Value>,
 }
 
@@ -83,12 +135,13 @@ fn org_from_row(row: &AnyRow) -> Result<Org> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         extra: parse_json(&row.try_get::<String, _>("extra")?)?,
+        mfa_mode: MfaMode::parse(&row.try_get::<String, _>("mfa_mode")?).unwrap_or_default(),
         creation_date: row.try_get("creation_date")?,
         last_updated: row.try_get("last_updated")?,
     })
 }
 
-const ORG_COLUMNS: &str = "id, name, description, extra, creation_date, last_updated";
+const ORG_COLUMNS: &str = "id, name, description, extra, mfa_mode, creation_date, last_updated";
 
 impl Store {
     /// Create an organization with `creator` as its first administrator, as `actor`.
@@ -106,6 +159,7 @@ impl Store {
             name: name.to_owned(),
             description: description.to_owned(),
             extra: extra.clone(),
+            mfa_mode: MfaMode::NotRequired,
             creation_date: now,
             last_updated: now,
         };
@@ -183,16 +237,21 @@ impl Store {
         if let Some(d) = &change.description {
             org.description = d.clone();
         }
+        if let Some(m) = change.mfa_mode {
+            org.mfa_mode = m;
+        }
         crate::merge_extra(&mut org.extra, &change.extra);
         org.last_updated = crate::now_ms();
         sqlx::query(
-            "UPDATE orgs SET name = $2, description = $3, extra = $4, last_updated = $5 WHERE id = $1",
+            "UPDATE orgs SET name = $2, description = $3, extra = $4, last_updated = $5, \
+             mfa_mode = $6 WHERE id = $1",
         )
         .bind(id.to_hex())
         .bind(&org.name)
         .bind(&org.description)
         .bind(Value::Object(org.extra.clone()).to_string())
         .bind(org.last_updated)
+        .bind(org.mfa_mode.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -273,13 +332,36 @@ impl Store {
 
     /// `user`'s role in `org`, or `None` if they are not a member.
     pub async fn org_role(&self, org: Id, user: Id) -> Result<Option<Role>> {
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org.to_hex())
-                .bind(user.to_hex())
-                .fetch_optional(&self.pool)
-                .await?;
-        role.as_deref().map(parse_role).transpose()
+        Ok(self.org_membership(org, user).await?.map(|m| m.role))
+    }
+
+    /// `user`'s role in `org` and whether the organization's two-factor rule stops them, or
+    /// `None` if they are not a member (one query).
+    pub async fn org_membership(&self, org: Id, user: Id) -> Result<Option<Membership>> {
+        let row = sqlx::query(
+            "SELECT m.role, o.mfa_mode, \
+             CAST(CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS two_factor \
+             FROM org_members m JOIN orgs o ON o.id = m.org_id JOIN users u ON u.id = m.user_id \
+             WHERE m.org_id = $1 AND m.user_id = $2",
+        )
+        .bind(org.to_hex())
+        .bind(user.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| membership_from_row(&row, "role")).transpose()
+    }
+
+    /// Names of the organizations whose `mfaMode` requires two-factor authentication of
+    /// `user` (by their organization role), by name.
+    pub async fn orgs_requiring_two_factor(&self, user: Id) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT o.name FROM orgs o JOIN org_members m ON m.org_id = o.id \
+             WHERE m.user_id = $1 AND (o.mfa_mode = 'required' \
+               OR (o.mfa_mode = 'adminRequired' AND m.role = 'admin')) ORDER BY o.name",
+        )
+        .bind(user.to_hex())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Add an existing user to an organization, as `actor` (who must still be one of its
@@ -391,6 +473,18 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A [`Membership`] from a row with the role in column `role_column`, `mfa_mode` and
+/// `two_factor` (0 or 1).
+pub(crate) fn membership_from_row(row: &AnyRow, role_column: &str) -> Result<Membership> {
+    let role = parse_role(&row.try_get::<String, _>(role_column)?)?;
+    let mode = MfaMode::parse(&row.try_get::<String, _>("mfa_mode")?).unwrap_or_default();
+    let two_factor = row.try_get::<i64, _>("two_factor")? != 0;
+    Ok(Membership {
+        role,
+        two_factor_missing: mode.requires(role) && !two_factor,
+    })
 }
 
 /// Lock an organization's row `FOR UPDATE` (what serializes every change of it and of its

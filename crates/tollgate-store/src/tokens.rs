@@ -261,6 +261,34 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
+    /// Every token, or every token of `application`, ordered by application, then name (the
+    /// operator's `tollgate tokens list`), streamed to `f` so a million tokens need not fit
+    /// in memory at once.
+    pub async fn for_each_token(
+        &self,
+        application: Option<Id>,
+        mut f: impl FnMut(TokenRecord),
+    ) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let filter = if application.is_some() {
+            " WHERE application_id = $1"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens{filter} ORDER BY application_id, name, id"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(app) = application {
+            q = q.bind(app.to_hex());
+        }
+        let mut rows = q.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            f(token_from_row(&row)?);
+        }
+        Ok(())
+    }
+
     /// The key of the token whose secret has this digest.
     pub async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<TokenKey>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_tokens WHERE digest = $1");

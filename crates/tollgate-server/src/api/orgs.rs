@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Role;
 use tollgate_store::applications::Owner;
 use tollgate_store::invites::{INVITE_TTL_MS, Invite, MAX_PENDING_INVITES, NewInvite};
-use tollgate_store::orgs::{MemberChange, ORG_FIELDS, Org, OrgChange, ResourceRole};
+use tollgate_store::orgs::{MemberChange, MfaMode, ORG_FIELDS, Org, OrgChange, ResourceRole};
 use tollgate_store::{Id, StoreError};
 
 use crate::api::{refuse_unsupported, success, with_extra};
@@ -32,14 +32,22 @@ pub struct OrgPost {
 impl RequestBody for OrgPost {
     const SCHEMA: &'static str = "orgPost";
     fn precheck(body: &Value) -> Result<(), ApiError> {
-        refuse_unsupported(body, UNSUPPORTED)
+        refuse_unsupported(body, UNSUPPORTED)?;
+        if body.get("mfaMode").is_some_and(|m| m != "notRequired") {
+            return Err(ApiError::validation(
+                "mfaMode is set after the organization exists (org.patch), by an administrator whose own account has two-factor authentication",
+            ));
+        }
+        Ok(())
     }
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OrgPatch {
     name: Option<String>,
     description: Option<String>,
+    mfa_mode: Option<String>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -151,6 +159,7 @@ pub async fn org_json(state: &AppState, org: &Org) -> Result<Value, ApiError> {
             "lastUpdated": iso(org.last_updated),
             "members": members_json,
             "summary": { "appCount": app_count, "memberCount": members.len() },
+            "mfaMode": org.mfa_mode.as_str(),
         }),
         &org.extra,
     ))
@@ -202,9 +211,29 @@ pub async fn patch(
     access: OrgAccess,
     Body(body): Body<OrgPatch>,
 ) -> ApiResult<Json<Value>> {
+    let mfa_mode = match body.mfa_mode.as_deref() {
+        None => None,
+        Some(m) => Some(MfaMode::parse(m).ok_or_else(|| {
+            ApiError::validation("mfaMode must be one of notRequired, adminRequired, required")
+        })?),
+    };
+    if let Some(mode) = mfa_mode
+        && mode.requires(access.role())
+        && !state
+            .store()
+            .user(access.user_id())
+            .await?
+            .two_factor_enabled()
+    {
+        return Err(ApiError::validation(format!(
+            "mfaMode {} would lock you out: enable two-factor authentication for your own account first",
+            mode.as_str()
+        )));
+    }
     let change = OrgChange {
         name: body.name,
         description: body.description,
+        mfa_mode,
         extra: body.extra,
     };
     let org = state

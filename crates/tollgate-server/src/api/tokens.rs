@@ -82,6 +82,11 @@ fn status(s: Option<&str>) -> Result<Option<TokenStatus>, ApiError> {
 
 /// A token as the API shows it (never with its secret).
 pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
+    record_json(t, last_used(state, t))
+}
+
+/// A token as the API shows it, with when it was last used as far as the caller knows.
+pub fn record_json(t: &TokenRecord, last_used: Option<i64>) -> Value {
     let summary = Scope::parse(&t.scope)
         .map(|s| s.summary().label())
         .unwrap_or("Custom permissions");
@@ -105,7 +110,7 @@ pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
     if let Some(e) = t.expiration_date {
         v["expirationDate"] = json!(iso(e));
     }
-    if let Some(u) = last_used(state, t) {
+    if let Some(u) = last_used {
         v["lastUsedDate"] = json!(iso(u));
     }
     v

@@ -71,8 +71,8 @@ pub struct SessionEntry {
     pub expires: i64,
     /// Start of the minute it was last seen in use (0: not since it was loaded).
     last_used: AtomicI64,
-    /// SHA-256 of the session secret: how writes name the session they act with (see
-    /// `tollgate_store::Actor`).
+    /// SHA-256 of the session secret: what ends it, and how writes name the session they
+    /// act with (see `tollgate_store::Actor`).
     pub digest: Digest,
 }
 

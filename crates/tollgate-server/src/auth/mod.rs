@@ -15,6 +15,7 @@
 pub mod credentials;
 pub mod passwords;
 pub mod throttle;
+pub mod two_factor;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ use tollgate_store::{Actor, Id, StoreError};
 pub use credentials::{Credentials, Principal, SessionEntry, TokenEntry};
 
 use crate::error::ApiError;
+use crate::observe::{Credential, Seen};
 use crate::state::AppState;
 
 /// What a route names as its target.
@@ -49,21 +51,32 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    match authorize_request(&state, action, &mut parts).await {
+    let mut credential = Credential::None;
+    let mut res = match authorize_request(&state, action, &mut parts, &mut credential).await {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => e.into_response(),
-    }
+    };
+    // For the request log and the latency histograms.
+    res.extensions_mut().insert(Seen { action, credential });
+    res
 }
 
 async fn authorize_request(
     state: &AppState,
     action: Action,
     parts: &mut Parts,
+    credential: &mut Credential,
 ) -> Result<(), ApiError> {
     if action.def().family == Family::Public {
         return Ok(());
     }
-    let principal = state.credentials().verify(bearer(&parts.headers)?).await?;
+    let presented = bearer(&parts.headers)?;
+    *credential = Credential::Rejected;
+    let principal = state.credentials().verify(presented).await?;
+    *credential = match &principal {
+        Principal::Token(t) => Credential::Token(t.id),
+        Principal::User(s) => Credential::User(s.user_id),
+    };
     let target = target_of(parts).await?;
     match decide(state, principal, action, target).await? {
         Access::App(a) => parts.extensions.insert(a).map(drop),
@@ -154,13 +167,16 @@ pub async fn decide(
             }))
         }
         (Family::Application, Target::Application(app), Principal::User(session)) => {
-            let (_, role) = state
+            let (_, role, two_factor_missing) = state
                 .store()
-                .application_role(app, session.user_id)
+                .application_access(app, session.user_id)
                 .await
                 .map_err(|e| ApiError::from_store(e, "Application"))?;
             if role == Role::None {
                 return Err(ApiError::not_found("Application"));
+            }
+            if two_factor_missing {
+                return Err(two_factor_required(action));
             }
             if !role_actions(role).contains(action) {
                 return Err(role_forbidden(action, role));
@@ -216,11 +232,15 @@ async fn org_access_for(
     org: Id,
     action: Action,
 ) -> Result<OrgAccess, ApiError> {
-    let role = match state.store().org_role(org, user_id).await {
-        Ok(Some(role)) => role,
+    let membership = match state.store().org_membership(org, user_id).await {
+        Ok(Some(m)) => m,
         Ok(None) | Err(StoreError::NotFound) => return Err(ApiError::not_found("Organization")),
         Err(e) => return Err(e.into()),
     };
+    let role = membership.role;
+    if membership.two_factor_missing {
+        return Err(two_factor_required(action));
+    }
     if !role_actions(role).contains(action) {
         return Err(role_forbidden(action, role));
     }
@@ -231,6 +251,18 @@ async fn org_access_for(
         role,
         action,
     })
+}
+
+/// The organization's `mfaMode` requires two-factor authentication of this member, who has
+/// not enabled it. Their own account actions (`me.*`) stay open, so they can.
+fn two_factor_required(action: Action) -> ApiError {
+    ApiError::forbidden(
+        action,
+        format!(
+            "This organization requires two-factor authentication for your role before {} (its mfaMode): enable it for your account first (me.generateTwoFactorAuth, then me.enableTwoFactorAuth, or the console's Account page)",
+            action.name()
+        ),
+    )
 }
 
 fn token_forbidden(action: Action) -> ApiError {
@@ -398,6 +430,7 @@ impl OrgAccess {
 #[derive(Clone, Debug)]
 pub struct UserAccess {
     user_id: Id,
+    /// Digest of the session the request came with.
     session: Digest,
     action: Action,
 }
@@ -422,6 +455,10 @@ impl UserAccess {
 
     pub fn user_id(&self) -> Id {
         self.user_id
+    }
+    /// Digest of the session secret the request came with.
+    pub fn session(&self) -> &tollgate_core::secret::Digest {
+        &self.session
     }
     pub fn action(&self) -> Action {
         self.action

@@ -216,6 +216,36 @@ fn verify_now(memory: &mut Memory, password: &str, stored: Option<&str>) -> bool
     ok && stored.is_some()
 }
 
+/// The rule for a new password, the reference's (`changePassword.newPassword`): at least 12
+/// characters, with an upper-case letter, a lower-case letter, a digit and a character that is
+/// none of these. The message says what is missing and never repeats the password.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    let mut missing = Vec::new();
+    if password.chars().count() < 12 {
+        missing.push("at least 12 characters");
+    }
+    if password.chars().count() > 2048 {
+        return Err("a password is at most 2048 characters".to_owned());
+    }
+    if !password.chars().any(|c| c.is_ascii_uppercase()) {
+        missing.push("an upper-case letter");
+    }
+    if !password.chars().any(|c| c.is_ascii_lowercase()) {
+        missing.push("a lower-case letter");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        missing.push("a digit");
+    }
+    if password.chars().all(|c| c.is_ascii_alphanumeric()) {
+        missing.push("a character that is not a letter or digit");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the new password needs {}", missing.join(", ")))
+    }
+}
+
 /// Recompute `phc`'s hash of `password` with its own algorithm, version and parameters, in
 /// this thread's memory; `None` when `phc` is not an Argon2 hash this can check.
 fn matches(memory: &mut Memory, password: &str, phc: &str) -> Option<bool> {
@@ -343,5 +373,26 @@ mod tests {
         }
         assert!(busy >= 50, "busy {busy}, checked {checked}");
         assert!(checked >= 1 && checked <= limits.threads + limits.queue + 10);
+    }
+
+    #[test]
+    fn new_passwords_follow_the_reference_rule() {
+        assert!(check_new_password("Correct-horse-9").is_ok());
+        let e = check_new_password("short").unwrap_err();
+        assert!(
+            e.contains("12 characters") && e.contains("upper-case") && e.contains("digit"),
+            "{e}"
+        );
+        assert!(!e.contains("short"));
+        assert!(
+            check_new_password("alllowercase-9")
+                .unwrap_err()
+                .contains("upper-case")
+        );
+        assert!(
+            check_new_password("NoSpecialChar99")
+                .unwrap_err()
+                .contains("not a letter")
+        );
     }
 }

@@ -23,6 +23,8 @@ struct LoginPage {
     login_token: String,
     error: Option<String>,
     notice: Option<&'static str>,
+    /// The password was right and a two-factor code is needed.
+    code_needed: bool,
 }
 
 /// Only console pages are places to return to after logging in (no open redirects).
@@ -41,7 +43,9 @@ fn login_response(
     notice: Option<&'static str>,
 ) -> Response {
     let login_token = session::new_login_token();
+    let code_needed = error.as_deref().is_some_and(|e| e.contains("two-factor"));
     let page = LoginPage {
+        code_needed,
         user: None,
         title: "Log in".to_owned(),
         email,
@@ -122,8 +126,12 @@ pub async fn login(
         );
     }
     let password = form.text("password").to_owned();
+    let code = form
+        .get("twoFactorCode")
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     let agent = crate::api::login::user_agent(&headers);
-    match open_session(&state, &email, password, None, agent, client).await {
+    match open_session(&state, &email, password, code, None, agent, client).await {
         Ok((_, secret, expires)) => {
             // A session this browser held before is ended, not left behind.
             if let Some(old) = session::session_secret(state.settings(), &headers)
@@ -143,14 +151,25 @@ pub async fn login(
             );
             res
         }
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => login_response(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            email,
-            next,
-            Some("Invalid email or password.".to_owned()),
-            None,
-        ),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            let message = if e.message == crate::api::login::CODE_REQUIRED {
+                "This account uses two-factor authentication: enter your password again and the code from your authenticator app (or a recovery code)."
+            } else if e.message.starts_with("Invalid two-factor code") {
+                "That two-factor code is not right (each code works once): enter your password again and the current code."
+            } else if e.message.starts_with("This account is disabled") {
+                "This account is disabled: ask an administrator to enable it."
+            } else {
+                "Invalid email or password."
+            };
+            login_response(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                email,
+                next,
+                Some(message.to_owned()),
+                None,
+            )
+        }
         Err(e) if e.retry_after.is_some() => {
             // Throttled (429) or every password check busy (503): the form again, saying why
             // and when to come back.

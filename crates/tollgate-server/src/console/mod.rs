@@ -13,6 +13,7 @@
 //! Templates are compiled into the binary (askama, `templates/`), and so are the stylesheet
 //! and script (`assets/`). See `docs/console.md` for the pages and the security measures.
 
+mod account;
 mod apps;
 mod assets;
 mod auth_pages;
@@ -37,6 +38,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use session::Session;
+/// Compare two strings in time that does not depend on where they differ.
+pub use session::same as same_text;
 
 /// Where the console lives.
 pub const BASE: &str = "/console";
@@ -62,6 +65,19 @@ pub fn router() -> Router<AppState> {
         .route("/console/sessions", get(sessions::list))
         .route("/console/sessions/{session}/end", post(sessions::end))
         .route("/console/static/{file}", get(assets::serve))
+        .route(
+            "/console/account",
+            get(account::show).post(account::save_profile),
+        )
+        .route("/console/account/password", post(account::change_password))
+        .route(
+            "/console/account/two-factor",
+            get(account::setup).post(account::enable),
+        )
+        .route(
+            "/console/account/two-factor/disable",
+            post(account::disable),
+        )
         .route("/console/applications", get(apps::list).post(apps::create))
         .route("/console/applications/new", get(apps::new_page))
         .route("/console/applications/{app}", get(apps::overview))
@@ -191,7 +207,12 @@ impl IntoResponse for PageError {
                     StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
                     _ => "Something went wrong",
                 };
-                error_page(e.status, title, &e.message)
+                let mut res = error_page(e.status, title, &e.message);
+                if let Some(detail) = e.detail {
+                    res.extensions_mut()
+                        .insert(crate::observe::ErrorDetail(detail));
+                }
+                res
             }
         }
     }

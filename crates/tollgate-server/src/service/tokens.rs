@@ -16,11 +16,16 @@
 //!   actions added in later versions) and its expiry no later than one's own. A token's
 //!   authority is its own scope and expiry; a user's is their role's (edit and admin: every
 //!   application action, no expiry).
+//!
+//! The operator (`tollgate tokens deactivate|delete` at the server's command line, see
+//! `crate::admin`) holds the database itself and is neither a token nor a role, so the
+//! authority rule does not apply to them; every other rule does, and their changes take the
+//! same store writes ([`Actor::operator`]), with the same change notices, as the API's.
 
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_core::{Action, Role, Scope, ScopeError};
 use tollgate_store::tokens::{NewToken, TokenChange, TokenRecord, TokenStatus};
-use tollgate_store::{Id, StoreError, now_ms};
+use tollgate_store::{Actor, Id, Store, StoreError, now_ms};
 
 use crate::auth::AppAccess;
 use crate::error::{ApiError, some_of};
@@ -399,14 +404,7 @@ pub async fn change(
     change: &TokenChange,
 ) -> Result<TokenRecord, TokenError> {
     let request = Request::Change(change);
-    // The name first: it needs no token, and a bad one is the caller's to fix.
-    check_name(request)?;
-    if let Some(name) = &change.name {
-        validate::name_field("apiTokenPatch", "name", name)?;
-    }
-    if let Some(description) = &change.description {
-        validate::text_field("apiTokenPatch", "description", description)?;
-    }
+    check_change(change)?;
     let authority = Authority::of(access);
     let t = state
         .store()
@@ -420,6 +418,100 @@ pub async fn change(
         .await?;
     tracing::info!(token = %t.id, status = t.status.as_str(), "API token updated");
     Ok(t)
+}
+
+/// The rules of a change that need no token: the name first (a bad one is the caller's to
+/// fix), then the text rules of the REST body's schema.
+fn check_change(change: &TokenChange) -> Result<(), TokenError> {
+    check_name(Request::Change(change))?;
+    if let Some(name) = &change.name {
+        validate::name_field("apiTokenPatch", "name", name)?;
+    }
+    if let Some(description) = &change.description {
+        validate::text_field("apiTokenPatch", "description", description)?;
+    }
+    Ok(())
+}
+
+/// What the operator's change did.
+#[derive(Debug)]
+pub struct OperatorChange {
+    /// The token as it is now.
+    pub token: TokenRecord,
+    /// The token as it was, read in the change's own transaction.
+    pub before: TokenRecord,
+}
+
+/// The operator changes token `token_id` of `application` (`tollgate tokens deactivate`):
+/// every rule but the authority rule, the same store write as [`change`] and so the same
+/// change notices; logged as done by the operator. The error type is the caller's, so that a
+/// token that is not there stays the store's `NotFound`.
+pub async fn operator_change<E>(
+    store: &Store,
+    application: Id,
+    token_id: Id,
+    change: &TokenChange,
+) -> Result<OperatorChange, E>
+where
+    E: From<StoreError> + From<TokenError>,
+{
+    check_change(change)?;
+    let mut before = None;
+    let token = store
+        .update_token(
+            &Actor::operator(),
+            application,
+            token_id,
+            change,
+            |current| -> Result<(), E> {
+                before = Some(current.clone());
+                Ok(())
+            },
+        )
+        .await?;
+    let before = before.unwrap_or_else(|| token.clone());
+    tracing::info!(
+        token = %token.id,
+        application = %token.application_id,
+        by = "operator",
+        status = token.status.as_str(),
+        was = before.status.as_str(),
+        "API token updated"
+    );
+    Ok(OperatorChange { token, before })
+}
+
+/// The operator deletes token `token_id` of `application` (`tollgate tokens delete`): the
+/// same store write as [`delete`], no authority rule; logged as done by the operator.
+/// Returns the token as it was, read in the deletion's own transaction.
+pub async fn operator_delete<E>(
+    store: &Store,
+    application: Id,
+    token_id: Id,
+) -> Result<TokenRecord, E>
+where
+    E: From<StoreError> + From<TokenError>,
+{
+    let mut before = None;
+    store
+        .delete_token(
+            &Actor::operator(),
+            application,
+            token_id,
+            |current| -> Result<(), E> {
+                before = Some(current.clone());
+                Ok(())
+            },
+        )
+        .await?;
+    let token = before.ok_or(StoreError::NotFound)?;
+    tracing::info!(
+        token = %token.id,
+        application = %token.application_id,
+        by = "operator",
+        "API token deleted"
+    );
+    Ok(token)
 }
 
 /// Switch a token off: it is refused from the very next request on.

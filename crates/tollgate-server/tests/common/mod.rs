@@ -163,6 +163,25 @@ impl TestApp {
         }
     }
 
+    /// GET `path` and read the body as text (for `/metrics`).
+    pub async fn raw_text(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.send(Method::GET, path, Some(token), None).await
     }
