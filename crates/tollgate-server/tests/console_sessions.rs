@@ -2,62 +2,18 @@
 //! (client, created, last used, this one marked) and ends any of them; an ended session stops
 //! working at once, for the console and the REST API alike.
 
+use crate::common::console::{Page, call_with, form};
 use crate::common::{PASSWORD, TestApp};
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, header};
 use tollgate_testkit::{Case, case};
-use tower::ServiceExt;
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a csrf field");
-        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    /// The `action` of every form that ends a session, in page order.
-    fn end_actions(&self) -> Vec<String> {
-        self.body
-            .match_indices("action=\"/console/sessions/")
-            .map(|(at, _)| {
-                let rest = &self.body[at + "action=\"".len()..];
-                rest[..rest.find('"').unwrap()].to_owned()
-            })
-            .collect()
-    }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
+/// The `action` of every form on `page` that ends a session, in page order.
+fn end_actions(page: &Page) -> Vec<String> {
+    page.body
+        .match_indices("action=\"/console/sessions/")
+        .map(|(at, _)| {
+            let rest = &page.body[at + "action=\"".len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
         })
         .collect()
 }
@@ -67,37 +23,9 @@ async fn call(
     method: Method,
     path: &str,
     headers: &[(header::HeaderName, &str)],
-    form: Option<&[(&str, &str)]>,
+    pairs: Option<&[(&str, &str)]>,
 ) -> Page {
-    let mut req = Request::builder().method(method).uri(path);
-    for (k, v) in headers {
-        req = req.header(k, *v);
-    }
-    let body = form.map(|pairs| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    });
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    }
-    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
-    let res = tollgate_server::app(t.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    Page {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    call_with(t, method, path, headers, pairs.map(form)).await
 }
 
 /// Log in through the console's form from a browser calling itself `agent`; returns the
@@ -161,7 +89,7 @@ async fn a_person_lists_and_ends_their_own_sessions() {
     assert!(page.body[row_start..mine].contains("Firefox on the laptop"));
     assert_eq!(page.body.matches("id=\"this-session\"").count(), 1);
     assert!(page.body.contains("id=\"nav-sessions\""));
-    let actions = page.end_actions();
+    let actions = end_actions(&page);
     assert_eq!(actions.len(), 2);
     let phone_end = {
         let at = page.body.find("Safari on the phone").unwrap();
@@ -232,7 +160,7 @@ async fn a_person_lists_and_ends_their_own_sessions() {
         None,
     )
     .await;
-    let their_end = their_page.end_actions().remove(0);
+    let their_end = end_actions(&their_page).remove(0);
     let r = call(
         &t,
         Method::POST,
@@ -247,7 +175,7 @@ async fn a_person_lists_and_ends_their_own_sessions() {
         .expect(200);
 
     // Ending the session looking logs this browser out.
-    let own_end = page.end_actions().remove(0);
+    let own_end = end_actions(&page).remove(0);
     let r = call(
         &t,
         Method::POST,

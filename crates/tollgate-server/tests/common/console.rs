@@ -77,9 +77,21 @@ pub async fn call(
     cookie: Option<&str>,
     body: Option<String>,
 ) -> Page {
+    let cookie: Vec<_> = cookie.map(|c| (header::COOKIE, c)).into_iter().collect();
+    call_with(t, method, path, &cookie, body).await
+}
+
+/// [`call`] with any request headers (a cookie, a `User-Agent`, …).
+pub async fn call_with(
+    t: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(header::HeaderName, &str)],
+    body: Option<String>,
+) -> Page {
     let mut req = Request::builder().method(method).uri(path);
-    if let Some(c) = cookie {
-        req = req.header(header::COOKIE, c);
+    for (name, value) in headers {
+        req = req.header(name, *value);
     }
     if body.is_some() {
         req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
