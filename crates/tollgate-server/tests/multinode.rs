@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tollgate_testkit::{Case, Need, case};
 
 use crate::common::process::http::{self, Reply};
-use crate::common::process::{PgCluster, ServerProcess, pg_server};
+use crate::common::process::{PgCluster, ServerProcess, listener_backend, pg_server};
 use serde_json::json;
 
 /// The requirement: a revocation through one node is refused by every other node within 1 s.
@@ -336,24 +336,6 @@ fn signal(name: &str, pid: &str) -> bool {
         .args(["-c", &format!("kill -{name} {pid}")])
         .status()
         .is_ok_and(|s| s.success())
-}
-
-async fn listener_backend(server: &str, node: &ServerProcess) -> i32 {
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(server)
-        .await
-        .unwrap();
-    let pid: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
-             ORDER BY backend_start DESC LIMIT 1",
-    )
-    .bind(format!("tollgate-listener-{}", node.pid()))
-    .fetch_one(&admin)
-    .await
-    .expect("the node's listener connection");
-    admin.close().await;
-    pid
 }
 
 /// Deactivate a token behind every node's back: straight in the database, with no notice.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::process::http::{self, Reply};
-use crate::common::process::{PgCluster, ServerProcess, pg_server};
+use crate::common::process::{PgCluster, ServerProcess, listener_backend, pg_server};
 use crate::common::proxy::StallProxy;
 use serde_json::json;
 use tollgate_testkit::{Case, Need, case};
@@ -191,25 +191,6 @@ impl Load {
             self.failed.load(Ordering::Relaxed),
         )
     }
-}
-
-/// The PostgreSQL backend pid of `node`'s change listener.
-async fn listener_backend(server: &str, node: &ServerProcess) -> i32 {
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(server)
-        .await
-        .unwrap();
-    let pid: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
-         ORDER BY backend_start DESC LIMIT 1",
-    )
-    .bind(format!("tollgate-listener-{}", node.pid()))
-    .fetch_one(&admin)
-    .await
-    .expect("the node's listener connection");
-    admin.close().await;
-    pid
 }
 
 async fn terminate(server: &str, pid: i32) {

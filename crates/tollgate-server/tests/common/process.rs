@@ -301,3 +301,22 @@ impl Drop for PgCluster {
             .output();
     }
 }
+
+/// The PostgreSQL backend pid of `node`'s change listener.
+pub async fn listener_backend(server: &str, node: &ServerProcess) -> i32 {
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(server)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+         ORDER BY backend_start DESC LIMIT 1",
+    )
+    .bind(format!("tollgate-listener-{}", node.pid()))
+    .fetch_one(&admin)
+    .await
+    .expect("the node's listener connection");
+    admin.close().await;
+    pid
+}
