@@ -29,6 +29,7 @@ mod console_once;
 mod console_sessions;
 mod credential_lease;
 mod db_copy;
+mod durability;
 mod fuzz_corpus;
 mod inputs;
 mod invites;
@@ -83,6 +84,7 @@ fn main() -> std::process::ExitCode {
             console_sessions::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            durability::cases(),
             fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
