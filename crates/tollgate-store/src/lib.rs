@@ -29,6 +29,7 @@ mod error;
 pub mod flows;
 pub mod ids;
 pub mod invites;
+pub mod lifecycle;
 pub mod list;
 mod migrate;
 pub mod notify;
