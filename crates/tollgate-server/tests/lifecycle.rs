@@ -494,5 +494,90 @@ pub fn cases() -> Vec<Case> {
         case!(a_token_rolls_only_tokens_it_could_have_created),
         case!(a_leak_report_deactivates_live_tokens_and_always_answers_the_same),
         case!(leak_reports_are_rate_limited),
+        case!(
+            the_operator_revokes_leaked_tokens_from_standard_input,
+            multi_thread = 2
+        ),
     ]
+}
+
+/// `tollgate tokens revoke --stdin` beside a running server: the live tokens among the
+/// strings read are deactivated ("reported as leaked") and refused on the next request;
+/// the others keep working; secrets as arguments are not accepted.
+async fn the_operator_revokes_leaked_tokens_from_standard_input() {
+    use crate::common::process::{ServerProcess, binary, http};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::fresh_database_url(dir.path()).await;
+    let server = ServerProcess::start(dir.path(), &db, &[]);
+    let base = server.url.clone();
+    let session = http::admin_session(&base);
+    let app = http::post(&base, "/applications", &session, json!({ "name": "Plant" })).expect(201);
+    let app = app["id"].as_str().unwrap().to_owned();
+    let mk = |name: &str| {
+        let t = http::post(
+            &base,
+            &format!("/applications/{app}/tokens"),
+            &session,
+            json!({ "name": name }),
+        )
+        .expect(201);
+        (id(&t), secret(&t))
+    };
+    let (leaked_id, leaked) = mk("leaked");
+    let (_, kept) = mk("kept");
+    for s in [&leaked, &kept] {
+        http::get(&base, &format!("/applications/{app}"), s).expect(200);
+    }
+    let mut child = Command::new(binary())
+        .args(["tokens", "revoke", "--stdin"])
+        .env("TOLLGATE_DATABASE_URL", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    write!(
+        child.stdin.take().unwrap(),
+        "found in a paste:\n{leaked}\n  {}  nonsense\n",
+        unknown_token()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains(&leaked_id), "{printed}");
+    assert!(printed.contains("1 of 7 strings read"), "{printed}");
+    assert!(!printed.contains("tgat_"), "no secret printed: {printed}");
+    let status = || http::get(&base, &format!("/applications/{app}"), &leaked).status;
+    if db.starts_with("sqlite") {
+        assert_eq!(status(), 401, "refused on the very next request");
+    } else {
+        eventually("the token is refused", Duration::from_secs(10), || async {
+            (status() == 401).then_some(())
+        })
+        .await;
+    }
+    http::get(&base, &format!("/applications/{app}"), &kept).expect(200);
+    let d = http::get(
+        &base,
+        &format!("/applications/{app}/tokens/{leaked_id}"),
+        &session,
+    )
+    .expect(200);
+    assert_eq!(d["deactivationReason"], "reported as leaked");
+    // Without --stdin: refused by the argument parser, nothing read.
+    let o = Command::new(binary())
+        .args(["tokens", "revoke"])
+        .env("TOLLGATE_DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--stdin"));
 }
