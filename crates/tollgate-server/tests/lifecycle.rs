@@ -486,6 +486,110 @@ async fn leak_reports_are_rate_limited() {
         .expect(200);
 }
 
+/// Several nodes (PostgreSQL): a token cached on every node keeps working through the roll's
+/// overlap on each, and every node refuses it from its `retiresAt` on (retirement is its
+/// expiry, which each node checks against the time of each request, and the roll reached
+/// every node's cache before it was answered); a leak report answered by one node is
+/// refused by the others on their very next request, like a manual deactivation.
+fn every_node_retires_rolled_and_refuses_reported_tokens() {
+    use crate::common::process::{ServerProcess, http, pg_server};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(crate::common::fresh_pg_database(&pg_server()));
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<ServerProcess> = (0..3)
+        .map(|_| ServerProcess::start(dir.path(), &db, &[]))
+        .collect();
+    for n in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while http::call(&n.url, "GET", "/health", None, None).body["cache"] != "live" {
+            assert!(std::time::Instant::now() < deadline, "{} not live", n.url);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let a = &nodes[0].url;
+    let session = http::admin_session(a);
+    let app = http::post(a, "/applications", &session, json!({ "name": "fleet" })).expect(201);
+    let app = app["id"].as_str().unwrap().to_owned();
+    let probe = format!("/applications/{app}");
+    let mk = |name: &str| {
+        let t = http::post(
+            a,
+            &format!("{probe}/tokens"),
+            &session,
+            json!({ "name": name }),
+        )
+        .expect(201);
+        (id(&t), secret(&t))
+    };
+    let (old_id, old) = mk("rolled");
+    let (_, leaked) = mk("leaked");
+    // Cached on every node (used twice each).
+    for n in &nodes {
+        for s in [&old, &leaked] {
+            http::get(&n.url, &probe, s).expect(200);
+            http::get(&n.url, &probe, s).expect(200);
+        }
+    }
+
+    let rolled = http::post(
+        a,
+        &format!("{probe}/tokens/{old_id}/roll"),
+        &session,
+        json!({ "overlapSeconds": 2 }),
+    )
+    .expect(201);
+    let new = secret(&rolled);
+    let old_now = http::get(a, &format!("{probe}/tokens/{old_id}"), &session).expect(200);
+    let retires = parse_iso(old_now["retiresAt"].as_str().unwrap()).unwrap();
+    let mut accepted_during_overlap = 0;
+    for n in &nodes {
+        http::get(&n.url, &probe, &new).expect(200);
+        let r = http::get(&n.url, &probe, &old);
+        if now_ms() < retires {
+            assert_eq!(r.status, 200, "{}: {}", n.url, r.body);
+            accepted_during_overlap += 1;
+        }
+    }
+    assert!(
+        accepted_during_overlap > 0,
+        "the overlap was used up before any check"
+    );
+    while now_ms() <= retires {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in &nodes {
+        let r = http::get(&n.url, &probe, &old);
+        assert_eq!(
+            r.status, 401,
+            "{} still accepts the retired token: {}",
+            n.url, r.body
+        );
+        assert_eq!(r.body["message"], "This API token has expired");
+        http::get(&n.url, &probe, &new).expect(200);
+    }
+
+    let r = http::call(
+        a,
+        "POST",
+        "/tokens/revoke",
+        None,
+        Some(&json!({ "tokens": [leaked] })),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    for n in &nodes {
+        let r = http::get(&n.url, &probe, &leaked);
+        assert_eq!(
+            r.status, 401,
+            "{} accepted a reported token after the 202",
+            n.url
+        );
+        assert_eq!(r.body["message"], "This API token is inactive");
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(expiry_is_announced_and_expired_tokens_are_shown_as_expired),
@@ -498,6 +602,7 @@ pub fn cases() -> Vec<Case> {
             the_operator_revokes_leaked_tokens_from_standard_input,
             multi_thread = 2
         ),
+        case!(sync every_node_retires_rolled_and_refuses_reported_tokens).postgres_pass(),
     ]
 }
 
