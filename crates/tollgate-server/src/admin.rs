@@ -132,19 +132,6 @@ pub fn creator_label(t: &TokenRecord) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(matches!(parse_id("nope"), Err(AdminError::BadId(_))));
-        let id = Id::generate();
-        assert_eq!(parse_id(&format!(" {id} ")).unwrap(), id);
-        assert_eq!(serde_json::json!(id), serde_json::json!(id.to_hex()));
-    }
-}
-
 /// Deactivate every live token among `presented` (secrets, as a leak report names them) with
 /// the reason "reported as leaked": the same service function and store write as
 /// `POST /tokens/revoke`, a thousand at a time; logged as the operator's.
@@ -160,4 +147,17 @@ pub async fn revoke_leaked(
         out.extend(revoked);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(matches!(parse_id("nope"), Err(AdminError::BadId(_))));
+        let id = Id::generate();
+        assert_eq!(parse_id(&format!(" {id} ")).unwrap(), id);
+        assert_eq!(serde_json::json!(id), serde_json::json!(id.to_hex()));
+    }
 }
