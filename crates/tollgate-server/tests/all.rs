@@ -33,6 +33,7 @@ mod durability;
 mod fuzz_corpus;
 mod inputs;
 mod invites;
+mod lifecycle;
 mod local_server;
 mod multinode;
 mod not_implemented;
@@ -88,6 +89,7 @@ fn main() -> std::process::ExitCode {
             fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
+            lifecycle::cases(),
             local_server::cases(),
             multinode::cases(),
             not_implemented::cases(),

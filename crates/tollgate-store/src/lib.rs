@@ -31,6 +31,7 @@ mod group_commit;
 pub use group_commit::GroupCommitStats;
 pub mod ids;
 pub mod invites;
+pub mod lifecycle;
 pub mod list;
 mod migrate;
 pub mod notify;
