@@ -45,6 +45,13 @@ pub(crate) const MAX_REPORTS: usize = 10_000;
 /// Requests that may wait for the committer; more wait to be queued.
 const QUEUE: usize = 1024;
 
+/// Group commit is on unless the environment says `TOLLGATE_GROUP_COMMIT=off` (for
+/// benchmarks that compare the two in one binary; read once).
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("TOLLGATE_GROUP_COMMIT").map_or(true, |v| v != "off"))
+}
+
 /// A refusal of the caller's own error type, carried back to it.
 type Refused = Box<dyn Any + Send>;
 type Check = Box<dyn FnOnce(&Device) -> std::result::Result<Vec<Report>, Refused> + Send>;

@@ -61,7 +61,7 @@ impl Store {
         device: Id,
         check: impl FnOnce(&Device) -> Result<Vec<Report>, E> + Send + 'static,
     ) -> Result<usize, E> {
-        if self.backend() == crate::Backend::Sqlite {
+        if self.backend() == crate::Backend::Sqlite && crate::group_commit::enabled() {
             return crate::group_commit::insert_reports(self, actor, application, device, check)
                 .await;
         }
