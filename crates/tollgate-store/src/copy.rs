@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "org_invites",
     "console_form_keys",
     "console_reveals",
+    "audit_logs",
 ];
 
 /// The migration runner's own table: each database keeps its own.

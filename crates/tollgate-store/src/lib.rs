@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod applications;
+pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod cluster;

@@ -3,7 +3,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use serde_json::{Value, json};
+
 use crate::actor::{Actor, Credential, Lock, Revoked};
+use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -169,7 +172,7 @@ impl Store {
         let mut tx = self
             .begin_in_application(actor, new.application_id, Lock::KeyShare)
             .await?;
-        let record = self.insert_token(&mut tx, new).await?;
+        let record = self.insert_token(&mut tx, actor, new).await?;
         let change = Change::Token {
             id: record.id,
             digest: record.digest,
@@ -179,10 +182,12 @@ impl Store {
     }
 
     /// The token's row, inside `tx`, which has locked the application and checked the actor
-    /// ([`Store::begin_in_application`]); the caller commits, announcing the change.
+    /// ([`Store::begin_in_application`]), with its audit entry; the caller commits, announcing
+    /// the change.
     pub(crate) async fn insert_token(
         &self,
         tx: &mut crate::WriteTx,
+        actor: &Actor,
         new: &NewToken<'_>,
     ) -> Result<TokenRecord> {
         let now = crate::now_ms();
@@ -223,6 +228,14 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let body = audit::fields([
+            ("name", Some(json!(new.name))),
+            ("description", Some(json!(new.description))),
+            ("scope", Some(json!(new.scope))),
+            ("status", Some(json!(new.status.as_str()))),
+            ("expirationDate", new.expiration_date.map(audit::iso)),
+        ]);
+        audit_token(tx, actor, "applicationApiTokens.post", 201, &record, body).await?;
         Ok(record)
     }
 
@@ -366,6 +379,20 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
+        let body = audit::fields([
+            ("name", change.name.as_ref().map(|n| json!(n))),
+            ("description", change.description.as_ref().map(|d| json!(d))),
+            ("status", change.status.map(|s| json!(s.as_str()))),
+        ]);
+        audit_token(
+            &mut tx,
+            actor,
+            "applicationApiToken.patch",
+            200,
+            &record,
+            body,
+        )
+        .await?;
         let change = Change::Token {
             id,
             digest: record.digest,
@@ -387,6 +414,17 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let current = lock_for_change(&mut tx, actor, application, id).await?;
         authorize(&current)?;
+        // Recorded first: a token deleting itself is still named as the actor.
+        let body = json!({});
+        audit_token(
+            &mut tx,
+            actor,
+            "applicationApiToken.delete",
+            200,
+            &current,
+            body,
+        )
+        .await?;
         sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id.to_hex())
             .execute(&mut *tx)
@@ -432,6 +470,31 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// The audit entry of a change of `token`, inside the change's transaction.
+async fn audit_token(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    action: &'static str,
+    status: u16,
+    token: &TokenRecord,
+    body: Value,
+) -> Result<()> {
+    let mut params = vec![("applicationId", token.application_id)];
+    if action != "applicationApiTokens.post" {
+        params.push(("apiTokenId", token.id));
+    }
+    let entry = Entry {
+        place: Place::Application(token.application_id),
+        action,
+        status,
+        primary: None,
+        secondary: Some(Target::new("ApiToken", token.id, &token.name)),
+        path_params: audit::path(&params),
+        body,
+    };
+    audit::record(tx, actor, entry).await
 }
 
 /// Lock the token `target` of `application` for a change by `actor`, and check `actor` (see

@@ -1,6 +1,7 @@
 //! The store's integration tests: one binary, the same cases on SQLite (the SQLite pass) and
 //! on PostgreSQL (`TOLLGATE_TEST_BACKEND=postgres`), run by the harness in `tollgate-testkit`.
 
+mod audit;
 mod backends;
 mod concurrency;
 mod statement_timeout;
@@ -19,6 +20,7 @@ fn every_test_file_is_a_module_of_this_binary() {
 
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
+    cases.extend(audit::cases());
     cases.extend(concurrency::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
