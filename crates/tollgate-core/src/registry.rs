@@ -84,7 +84,7 @@ pub struct ActionDef {
 
 /// Actions this server adds to the reference API (documented as extensions in the OpenAPI
 /// document; the catalog test does not look for them in the reference catalog).
-pub const EXTENSIONS: &[&str] = &["auth.logout"];
+pub const EXTENSIONS: &[&str] = &["auth.logout", "applicationAuditLogs.get"];
 
 impl ActionDef {
     /// True for an action the reference API does not have (see [`EXTENSIONS`]).
@@ -226,6 +226,14 @@ registry! {
         Organization, read_only: false, min_role: Admin, 200,
         body: None, response: "org",
         "Removes a member from the org";
+    AuditLogsGet: "auditLogs.get" Get "/orgs/{orgId}/audit-logs",
+        Organization, read_only: true, min_role: Admin, 200,
+        body: None, response: "auditLogs",
+        "Returns the audit logs for the organization: who changed which token, application, device, flow, member or invitation, when and from where";
+    AuditLogGet: "auditLog.get" Get "/orgs/{orgId}/audit-logs/{auditLogId}",
+        Organization, read_only: true, min_role: Admin, 200,
+        body: None, response: "auditLog",
+        "Retrieves information on an audit log";
     ApplicationsGet: "applications.get" Get "/applications",
         Organization, read_only: true, min_role: View, 200,
         body: None, response: "applications",
@@ -268,6 +276,11 @@ registry! {
         Application, read_only: false, min_role: Edit, 200,
         body: None, response: "success",
         "Deletes an API token";
+
+    ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "auditLogs",
+        "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",

@@ -245,6 +245,11 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     last_used_flush_secs: u64,
+    /// How long audit log entries are kept, in days (1 to 36500); older ones are deleted in
+    /// the background, hourly.
+    #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    audit_retention_days: u64,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
@@ -920,6 +925,7 @@ async fn main() -> anyhow::Result<()> {
             let options = ServeOptions {
                 listen: args.listen,
                 flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
+                audit_retention: Duration::from_secs(args.audit_retention_days * 86_400),
                 limits,
                 listener_url: args.listener_database_url,
                 local,

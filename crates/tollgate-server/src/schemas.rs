@@ -23,6 +23,9 @@ macro_rules! schemas {
 
 schemas![
     "advancedDeviceQuery",
+    "auditLog",
+    "auditLogFilter",
+    "auditLogs",
     "apiToken",
     "apiTokenPatch",
     "apiTokens",

@@ -135,6 +135,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How often last-used times are written.
     pub flush_every: Duration,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
     /// Bounds on client connections.
     pub limits: ConnectionLimits,
     /// PostgreSQL: the database URL for the change listener's own connection (default: the
@@ -151,6 +153,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     let ServeOptions {
         listen,
         flush_every,
+        audit_retention,
         limits,
         listener_url,
         local,
@@ -193,6 +196,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         }
     }
     spawn_background(&state, flush_every);
+    crate::api::audit::spawn_pruning(state.clone(), audit_retention);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -14,6 +14,7 @@ mod abuse_db_timeout;
 mod abuse_logins;
 mod abuse_secrets;
 mod accounts;
+mod api_audit;
 mod api_data;
 mod api_devices;
 mod api_flows;
@@ -68,6 +69,7 @@ fn main() -> std::process::ExitCode {
             abuse_logins::cases(),
             abuse_secrets::cases(),
             accounts::cases(),
+            api_audit::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),

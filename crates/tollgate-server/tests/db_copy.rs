@@ -298,6 +298,14 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols, [table, &n.to_string(), &n.to_string()], "{line}");
     }
+    // The audit log's entries (one per change made above), copied like every table.
+    let line = printed
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("audit_logs"))
+        .unwrap_or_else(|| panic!("no line for audit_logs: {printed}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], cols[2], "{line}");
+    assert!(cols[1].parse::<i64>().unwrap() >= 10, "{line}");
 
     // Same counts table by table, read back independently; no table left behind.
     let (from, to) = (

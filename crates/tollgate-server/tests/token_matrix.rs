@@ -57,8 +57,11 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         | OrgRevokeInvite
         | OrgModifyMember
         | OrgRemoveMember
+        | AuditLogsGet
+        | AuditLogGet
         | ApplicationsGet
         | ApplicationsPost => return None,
+        ApplicationAuditLogsGet => (format!("{base}/audit-logs"), None),
         ApplicationGet | ApplicationDelete => (base, None),
         ApplicationApiTokensGet => (format!("{base}/tokens"), None),
         ApplicationPatch => (base, Some(json!({ "name": "renamed" }))),

@@ -70,7 +70,7 @@ impl Actor {
     }
 
     /// The same actor, acting from `client` (recorded in the audit log).
-    pub fn from_client(mut self, client: Option<std::net::IpAddr>) -> Actor {
+    pub fn acting_from(mut self, client: Option<std::net::IpAddr>) -> Actor {
         self.client = client;
         self
     }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::actor::{Actor, Lock};
-use crate::audit::{self, Entry, Place, Target};
+use crate::audit::{self, Entry, Place};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -504,7 +504,7 @@ impl Store {
         if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }
-        let body = serde_json::json!({ "userId": user.to_hex() });
+        let body = Value::Object(Map::new());
         audit_member(&mut tx, actor, org, user, "org.removeMember", body).await?;
         sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org.to_hex())
@@ -533,8 +533,8 @@ fn member_body(change: &MemberChange) -> Value {
     ])
 }
 
-/// The audit entry of a change of `user`'s membership of `org` (the member is the primary
-/// target, by id and email).
+/// The audit entry of a change of `user`'s membership of `org`. The reference has no target
+/// type for a member: the member's id and email are in the body, as the request names them.
 async fn audit_member(
     tx: &mut WriteTx,
     actor: &Actor,
@@ -547,15 +547,18 @@ async fn audit_member(
         .bind(user.to_hex())
         .fetch_optional(&mut **tx)
         .await?;
+    let mut body = body;
+    if let Value::Object(map) = &mut body {
+        map.insert("userId".into(), user.to_hex().into());
+        if let Some(email) = email {
+            map.insert("email".into(), email.into());
+        }
+    }
     let entry = Entry {
         place: Place::Org(org),
         action,
         status: 200,
-        primary: Some(Target {
-            kind: "User".into(),
-            id: user,
-            name: email,
-        }),
+        primary: None,
         secondary: None,
         path_params: audit::path(&[("orgId", org)]),
         body,

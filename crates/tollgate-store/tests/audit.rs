@@ -45,7 +45,7 @@ async fn every_change_is_recorded_with_its_actor_and_targets() {
     let app = app(&f.store, owner, "Plant floor").await;
     let ci = token(&f.store, app, "CI", None).await;
     let client: std::net::IpAddr = "203.0.113.7".parse().unwrap();
-    let actor = Actor::api_token(ci.id, app).from_client(Some(client));
+    let actor = Actor::api_token(ci.id, app).acting_from(Some(client));
     let device = f
         .store
         .create_device(

@@ -2,6 +2,7 @@
 //! receive a capability from the authorization layer (`crate::auth`).
 
 pub mod applications;
+pub mod audit;
 pub mod data;
 pub mod devices;
 pub mod flows;

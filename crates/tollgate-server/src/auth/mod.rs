@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod throttle;
 pub mod two_factor;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
@@ -78,7 +79,14 @@ async fn authorize_request(
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;
-    match decide(state, principal, action, target).await? {
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match decide(state, principal, action, target)
+        .await?
+        .acting_from(client)
+    {
         Access::App(a) => parts.extensions.insert(a).map(drop),
         Access::Org(o) => parts.extensions.insert(o).map(drop),
         Access::User(u) => parts.extensions.insert(u).map(drop),
@@ -143,6 +151,23 @@ pub enum Access {
     User(UserAccess),
 }
 
+impl Access {
+    /// The capability, acting from `client` (what its writes record in the audit log).
+    pub fn acting_from(self, client: Option<IpAddr>) -> Access {
+        match self {
+            Access::App(a) => Access::App(AppAccess { client, ..a }),
+            Access::Org(o) => Access::Org(o.acting_from(client)),
+            Access::User(u) => Access::User(UserAccess { client, ..u }),
+        }
+    }
+}
+
+impl OrgAccess {
+    fn acting_from(self, client: Option<IpAddr>) -> OrgAccess {
+        OrgAccess { client, ..self }
+    }
+}
+
 /// Decide whether `principal` may perform `action` on `target`.
 pub async fn decide(
     state: &AppState,
@@ -164,6 +189,7 @@ pub async fn decide(
                 application: app,
                 action,
                 who: Who::Token(token),
+                client: None,
             }))
         }
         (Family::Application, Target::Application(app), Principal::User(session)) => {
@@ -189,6 +215,7 @@ pub async fn decide(
                     session: session.digest,
                     role,
                 },
+                client: None,
             }))
         }
         (Family::Organization, Target::Org(org), Principal::User(session)) => {
@@ -199,6 +226,7 @@ pub async fn decide(
                 user_id: session.user_id,
                 session: session.digest,
                 action,
+                client: None,
             }))
         }
         (_, _, Principal::Token(_)) => Err(ApiError::forbidden(
@@ -250,6 +278,7 @@ async fn org_access_for(
         session,
         role,
         action,
+        client: None,
     })
 }
 
@@ -313,6 +342,8 @@ pub struct AppAccess {
     application: Id,
     action: Action,
     who: Who,
+    /// The client's address, for the audit log.
+    client: Option<IpAddr>,
 }
 
 impl AppAccess {
@@ -328,12 +359,13 @@ impl AppAccess {
     /// Who acts, for the store: every write this capability allows passes it, and the store
     /// re-checks the credential in the write's own transaction.
     pub fn actor(&self) -> Actor {
-        match &self.who {
+        let actor = match &self.who {
             Who::Token(t) => Actor::api_token(t.id, t.application_id),
             Who::User {
                 user_id, session, ..
             } => Actor::user_session(*user_id, *session),
-        }
+        };
+        actor.acting_from(self.client)
     }
 
     /// The acting user's effective role in the application, if a user acts.
@@ -403,12 +435,13 @@ pub struct OrgAccess {
     session: Digest,
     role: Role,
     action: Action,
+    client: Option<IpAddr>,
 }
 
 impl OrgAccess {
     /// Who acts, for the store (see [`AppAccess::actor`]).
     pub fn actor(&self) -> Actor {
-        Actor::user_session(self.user_id, self.session)
+        Actor::user_session(self.user_id, self.session).acting_from(self.client)
     }
 
     pub fn org(&self) -> Id {
@@ -433,12 +466,13 @@ pub struct UserAccess {
     /// Digest of the session the request came with.
     session: Digest,
     action: Action,
+    client: Option<IpAddr>,
 }
 
 impl UserAccess {
     /// Who acts, for the store (see [`AppAccess::actor`]).
     pub fn actor(&self) -> Actor {
-        Actor::user_session(self.user_id, self.session)
+        Actor::user_session(self.user_id, self.session).acting_from(self.client)
     }
 
     /// Decide whether this user may perform `action` in organization `org` (for targets that
@@ -450,7 +484,8 @@ impl UserAccess {
         org: Id,
         action: Action,
     ) -> Result<OrgAccess, ApiError> {
-        org_access_for(state, self.user_id, self.session, org, action).await
+        let access = org_access_for(state, self.user_id, self.session, org, action).await?;
+        Ok(access.acting_from(self.client))
     }
 
     pub fn user_id(&self) -> Id {
