@@ -84,7 +84,11 @@ pub struct ActionDef {
 
 /// Actions this server adds to the reference API (documented as extensions in the OpenAPI
 /// document; the catalog test does not look for them in the reference catalog).
-pub const EXTENSIONS: &[&str] = &["auth.logout", "applicationAuditLogs.get"];
+pub const EXTENSIONS: &[&str] = &[
+    "auth.logout",
+    "applicationAuditLogs.get",
+    "applicationApiToken.usage",
+];
 
 impl ActionDef {
     /// True for an action the reference API does not have (see [`EXTENSIONS`]).
@@ -276,6 +280,10 @@ registry! {
         Application, read_only: false, min_role: Edit, 200,
         body: None, response: "success",
         "Deletes an API token";
+    ApplicationApiTokenUsage: "applicationApiToken.usage" Get "/applications/{applicationId}/tokens/{apiTokenId}/usage",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenUsage",
+        "What an API token did: requests per action in the last 1, 7, 30 and 90 days (authorized and refused), its last 100 requests, granted actions it did not use, and the narrowest scope that would have served it (extension: not in the reference API)";
 
     ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
         Application, read_only: true, min_role: View, 200,

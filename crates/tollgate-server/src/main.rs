@@ -256,6 +256,11 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     audit_retention_days: u64,
+    /// Count each application token's requests per action and day (authorized and refused)
+    /// and keep its last 100 requests, for `applicationApiToken.usage` (`on` or `off`).
+    #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on",
+          value_parser = BoolishValueParser::new())]
+    token_usage: bool,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
@@ -903,6 +908,7 @@ async fn main() -> anyhow::Result<()> {
                 secure_cookies: args.secure_cookies,
                 change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
+                token_usage: args.token_usage,
                 secret_key_file: Some(secret_key_file),
                 cors_origins: args.cors_origins.clone(),
                 metrics_token,

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
-use crate::api::{applications, audit, data, devices, flows, login, me, orgs, tokens};
+use crate::api::{applications, audit, data, devices, flows, login, me, orgs, token_usage, tokens};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,6 +57,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenGet => on(m, tokens::get),
         ApplicationApiTokenPatch => on(m, tokens::patch),
         ApplicationApiTokenDelete => on(m, tokens::delete),
+        ApplicationApiTokenUsage => on(m, token_usage::get),
         ApplicationAuditLogsGet => on(m, audit::application_list),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),

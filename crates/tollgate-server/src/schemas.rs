@@ -13,10 +13,13 @@ use serde_json::Value;
 use crate::error::ApiError;
 
 macro_rules! schemas {
-    ($($name:literal),* $(,)?) => {
-        /// Every embedded schema: (name, JSON text).
+    ($($name:literal),* $(,)? ; extensions: $($ext:literal),* $(,)?) => {
+        /// Every embedded schema: (name, JSON text). The reference's, then Tollgate's own for
+        /// its extensions (`crates/tollgate-server/schemas/`).
         pub const SCHEMAS: &[(&str, &str)] = &[$(
             ($name, include_str!(concat!("../../../reference/losant-api/schemas/", $name, ".json")))
+        ),*, $(
+            ($ext, include_str!(concat!("../schemas/", $ext, ".json")))
         ),*];
     };
 }
@@ -72,6 +75,8 @@ schemas![
     "timeSeriesData",
     "timeSeriesQuery",
     "userCredentials",
+    ;
+    extensions: "tokenUsage",
 ];
 
 struct Compiled {

@@ -100,7 +100,7 @@ pub async fn ensure_admin(
     }
 }
 
-/// Run background work: flush last-used times, purge expired sessions.
+/// Run background work: flush last-used times and token usage, purge expired sessions.
 pub fn spawn_background(state: &AppState, flush_every: Duration) {
     let s = state.clone();
     tokio::spawn(async move {
@@ -109,6 +109,9 @@ pub fn spawn_background(state: &AppState, flush_every: Duration) {
             tick.tick().await;
             if let Err(e) = s.credentials().flush_last_used().await {
                 tracing::warn!(error = %e, "could not record last-used times; will retry");
+            }
+            if let Err(e) = s.usage().flush(s.store()).await {
+                tracing::warn!(error = %e, "could not record token usage; will retry");
             }
         }
     });
@@ -230,6 +233,9 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     })
     .await?;
     state.credentials().flush_last_used().await.ok();
+    if let Err(e) = state.usage().flush(state.store()).await {
+        tracing::warn!(error = %e, "could not record token usage at shutdown");
+    }
     // Leave the database file complete on its own: copy the write-ahead log into it and
     // empty the log, then close every connection.
     match state.store().checkpoint().await {

@@ -72,12 +72,20 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         ),
         // A target no stronger than any token that holds this very action (a token may change
         // or delete only tokens it could have created; tests/token_authority.rs has the rest).
-        ApplicationApiTokenGet | ApplicationApiTokenDelete | ApplicationApiTokenPatch => {
+        ApplicationApiTokenGet
+        | ApplicationApiTokenDelete
+        | ApplicationApiTokenPatch
+        | ApplicationApiTokenUsage => {
             let (target, _) = t
                 .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
             let body = (action == ApplicationApiTokenPatch).then(|| json!({ "name": "renamed" }));
-            (format!("{base}/tokens/{target}"), body)
+            let suffix = if action == ApplicationApiTokenUsage {
+                "/usage"
+            } else {
+                ""
+            };
+            (format!("{base}/tokens/{target}{suffix}"), body)
         }
         DevicesGet => (format!("{base}/devices"), None),
         DevicesPost => (

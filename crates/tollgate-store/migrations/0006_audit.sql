@@ -30,3 +30,26 @@ CREATE TABLE audit_logs (
 CREATE INDEX audit_logs_org ON audit_logs (org_id, creation_date);
 CREATE INDEX audit_logs_application ON audit_logs (application_id, creation_date);
 CREATE INDEX audit_logs_time ON audit_logs (creation_date);
+
+-- Per-token usage, counted in memory by each node and added here in batches (see
+-- src/usage.rs): requests per token, action, UTC day and outcome (0: authorized; else the
+-- status of the refusal, 401 or 403 or 404).
+CREATE TABLE token_usage (
+    token_id TEXT NOT NULL REFERENCES api_tokens(id) ON DELETE CASCADE,
+    action TEXT NOT NULL,
+    day BIGINT NOT NULL,
+    outcome BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (token_id, action, day, outcome)
+);
+-- Each token's most recent requests (at most 100 are kept per token).
+CREATE TABLE token_requests (
+    id TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL REFERENCES api_tokens(id) ON DELETE CASCADE,
+    at BIGINT NOT NULL,
+    action TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    client_address TEXT,
+    user_agent TEXT
+);
+CREATE INDEX token_requests_token ON token_requests (token_id, at);

@@ -37,6 +37,8 @@ pub const TABLES: &[&str] = &[
     "applications",
     "member_application_roles",
     "api_tokens",
+    "token_usage",
+    "token_requests",
     "devices",
     "device_tags",
     "device_reports",

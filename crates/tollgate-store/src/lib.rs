@@ -36,6 +36,7 @@ pub mod notify;
 pub mod orgs;
 pub mod states;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ mod concurrency;
 mod statement_timeout;
 mod storage_faults;
 mod support;
+mod usage;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
 fn every_test_file_is_a_module_of_this_binary() {
@@ -21,6 +22,7 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
     cases.extend(audit::cases());
+    cases.extend(usage::cases());
     cases.extend(concurrency::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());

@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod passwords;
 pub mod throttle;
 pub mod two_factor;
+pub mod usage;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -53,13 +54,68 @@ pub async fn guard(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let mut credential = Credential::None;
-    let mut res = match authorize_request(&state, action, &mut parts, &mut credential).await {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(e) => e.into_response(),
-    };
+    // For per-token usage (cheap clones of two header values, only when it is recorded).
+    let probe = state.usage().enabled().then(|| UsageProbe::of(&parts));
+    let (mut res, admitted) =
+        match authorize_request(&state, action, &mut parts, &mut credential).await {
+            Ok(()) => (next.run(Request::from_parts(parts, body)).await, true),
+            Err(e) => (e.into_response(), false),
+        };
+    if let Some(probe) = probe {
+        probe.record(&state, action, &credential, admitted, res.status().as_u16());
+    }
     // For the request log and the latency histograms.
     res.extensions_mut().insert(Seen { action, credential });
     res
+}
+
+/// What per-token usage needs of a request, taken before the request moves on.
+struct UsageProbe {
+    authorization: Option<axum::http::HeaderValue>,
+    user_agent: Option<axum::http::HeaderValue>,
+    client: Option<IpAddr>,
+}
+
+impl UsageProbe {
+    fn of(parts: &Parts) -> UsageProbe {
+        UsageProbe {
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            client: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        }
+    }
+
+    /// Count the request against the token that made it, admitted or refused. A refused
+    /// secret is looked up in the credential cache only (an inactive or expired token was
+    /// put there when it was verified); unknown secrets belong to no token.
+    fn record(
+        self,
+        state: &AppState,
+        action: Action,
+        credential: &Credential,
+        admitted: bool,
+        status: u16,
+    ) {
+        let token = match credential {
+            Credential::Token(id) => Some(*id),
+            Credential::Rejected => self
+                .authorization
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .and_then(|(_, secret)| state.credentials().cached_token_id(secret.trim())),
+            _ => None,
+        };
+        let Some(token) = token else { return };
+        let outcome = if admitted { 0 } else { status };
+        let user_agent = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        state
+            .usage()
+            .record(token, action, outcome, status, self.client, user_agent);
+    }
 }
 
 async fn authorize_request(
