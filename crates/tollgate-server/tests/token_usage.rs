@@ -188,6 +188,7 @@ pub fn cases() -> Vec<Case> {
         case!(a_tokens_requests_are_counted_and_its_narrowest_scope_suggested),
         case!(with_recording_off_nothing_is_counted),
         case!(nodes_that_stop_cleanly_lose_no_count, multi_thread = 2),
+        case!(the_posture_summary_counts_and_filters_the_list),
     ]
 }
 
@@ -268,4 +269,130 @@ async fn nodes_that_stop_cleanly_lose_no_count() {
         recent.iter().all(|r| r["clientAddress"] == "127.0.0.1"),
         "{report}"
     );
+}
+
+/// The posture summary counts every token of the application; each count filters the list.
+async fn the_posture_summary_counts_and_filters_the_list() {
+    use tollgate_store::tokens::TokenStatus;
+    let t = TestApp::new().await;
+    let (owner, admin) = t.login("owner@example.com").await;
+    let app = t.app_of(owner, "Plant").await;
+    let now = tollgate_store::now_ms();
+    let day = 86_400_000;
+    let soon = chrono_iso(now + 10 * day);
+    // all permissions, never expires, then used; read-only expiring soon, never used.
+    let all = t.api_token(&admin, app, json!({ "name": "all" })).await;
+    let soon_token = t
+        .api_token(
+            &admin,
+            app,
+            json!({ "name": "soon", "scope": ["all.Application.read"], "expirationDate": soon }),
+        )
+        .await;
+    t.get(
+        &format!("/applications/{app}"),
+        all["token"].as_str().unwrap(),
+    )
+    .await
+    .expect(200);
+    // Created by a token; inactive; expired; idle (last used 100 days ago).
+    let child = t
+        .api_token(
+            all["token"].as_str().unwrap(),
+            app,
+            json!({ "name": "child", "scope": ["device.get"] }),
+        )
+        .await;
+    let (inactive, _) = t
+        .raw_token(
+            app,
+            &["device.get"],
+            TokenStatus::Inactive,
+            Some(now + 400 * day),
+        )
+        .await;
+    let (expired, _) = t
+        .raw_token(app, &["device.get"], TokenStatus::Active, Some(now - day))
+        .await;
+    let (idle, _) = t
+        .raw_token(
+            app,
+            &["device.get"],
+            TokenStatus::Active,
+            Some(now + 400 * day),
+        )
+        .await;
+    t.store()
+        .record_last_used(&[(idle, now - 100 * day)])
+        .await
+        .unwrap();
+
+    let list = t
+        .get(&format!("/applications/{app}/tokens"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(
+        list["posture"],
+        json!({
+            "neverUsed": 4,
+            "idle90Days": 1,
+            "neverExpires": 2,
+            "allPermissions": 1,
+            "expiringWithin30Days": 1,
+            "expired": 1,
+            "inactive": 1,
+            "createdByTokens": 1,
+        }),
+        "{list}"
+    );
+    let ids = |posture: &'static str| {
+        let t = &t;
+        let admin = admin.clone();
+        async move {
+            let r = t
+                .get(
+                    &format!("/applications/{app}/tokens?posture={posture}"),
+                    &admin,
+                )
+                .await
+                .expect(200);
+            assert_eq!(r["postureFilter"], posture);
+            assert_eq!(
+                r["totalCount"].as_u64().unwrap() as usize,
+                r["items"].as_array().unwrap().len()
+            );
+            let mut v: Vec<String> = r["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids("allPermissions").await, [id(&all)]);
+    assert_eq!(ids("expiringWithin30Days").await, [id(&soon_token)]);
+    assert_eq!(ids("createdByTokens").await, [id(&child)]);
+    assert_eq!(ids("inactive").await, [inactive.to_hex()]);
+    assert_eq!(ids("expired").await, [expired.to_hex()]);
+    assert_eq!(ids("idle90Days").await, [idle.to_hex()]);
+    assert!(!ids("neverUsed").await.contains(&id(&all)));
+    let r = t
+        .get(&format!("/applications/{app}/tokens?posture=risky"), &admin)
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message()
+            .contains("posture must be one of neverUsed, idle90Days"),
+        "{}",
+        r.message()
+    );
+}
+
+fn chrono_iso(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

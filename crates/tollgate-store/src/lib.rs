@@ -34,6 +34,7 @@ pub mod list;
 mod migrate;
 pub mod notify;
 pub mod orgs;
+pub mod posture;
 pub mod states;
 pub mod tokens;
 pub mod usage;

@@ -313,7 +313,21 @@ impl Store {
     }
 
     pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {
-        let cond = " FROM api_tokens WHERE application_id = $1";
+        self.list_tokens_where(application, None, spec).await
+    }
+
+    /// [`Store::list_tokens`], narrowed by `extra`, an SQL condition written by this crate
+    /// (the posture categories), never input.
+    pub(crate) async fn list_tokens_where(
+        &self,
+        application: Id,
+        extra: Option<&str>,
+        spec: &ListSpec,
+    ) -> Result<Page<TokenRecord>> {
+        let cond = match extra {
+            Some(c) => format!(" FROM api_tokens WHERE application_id = $1 AND ({c})"),
+            None => " FROM api_tokens WHERE application_id = $1".to_owned(),
+        };
         let (list, count) = page_sql(
             self.backend,
             &format!("SELECT {TOKEN_COLUMNS}{cond}"),

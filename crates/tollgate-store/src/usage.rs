@@ -109,6 +109,17 @@ impl Store {
         tx.commit().await
     }
 
+    /// Delete counts of UTC days before `before_day` (the report looks back 90 days).
+    pub async fn prune_token_usage(&self, before_day: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM token_usage WHERE day < $1")
+            .bind(before_day)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     /// A token's stored counts from UTC day `since_day` on.
     pub async fn token_usage(&self, token: Id, since_day: i64) -> Result<Vec<StoredCount>> {
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(

@@ -85,6 +85,14 @@ async fn counts_from_several_nodes_add_up_and_history_keeps_the_newest_100() {
     assert!(f.store.token_usage(gone.id, 0).await.unwrap().is_empty());
     assert!(f.store.token_requests(gone.id).await.unwrap().is_empty());
     assert_eq!(f.store.token_usage(t.id, 0).await.unwrap()[1].3, 13);
+    // Pruning removes days before the bound only.
+    assert_eq!(f.store.prune_token_usage(20_000).await.unwrap(), 0);
+    assert_eq!(f.store.prune_token_usage(20_001).await.unwrap(), 3);
+    assert!(f.store.token_usage(t.id, 0).await.unwrap().is_empty());
+    f.store
+        .add_token_usage(&[count(t.id, "device.get", 0, 1)], &[])
+        .await
+        .unwrap();
     // Deleting the token takes its usage with it.
     f.store
         .delete_token(&Actor::operator(), app, t.id, allow)

@@ -244,7 +244,8 @@ pub async fn application_list(
     Ok(Json(out))
 }
 
-/// Delete entries older than `retention`, now and every hour, for as long as the server runs.
+/// Delete audit entries older than `retention`, and token usage counts older than the 90 days
+/// reports look back, now and every hour, for as long as the server runs.
 pub fn spawn_pruning(state: AppState, retention: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
@@ -256,6 +257,10 @@ pub fn spawn_pruning(state: AppState, retention: Duration) -> tokio::task::JoinH
                 Ok(0) => {}
                 Ok(n) => tracing::info!(entries = n, "pruned audit log entries past retention"),
                 Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
+            }
+            let today = tollgate_store::now_ms().div_euclid(tollgate_store::usage::DAY_MS);
+            if let Err(e) = state.store().prune_token_usage(today - 90).await {
+                tracing::warn!(error = %e, "could not prune token usage counts");
             }
         }
     })

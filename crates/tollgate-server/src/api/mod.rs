@@ -9,6 +9,7 @@ pub mod flows;
 pub mod login;
 pub mod me;
 pub mod orgs;
+pub mod token_posture;
 pub mod token_usage;
 pub mod tokens;
 
