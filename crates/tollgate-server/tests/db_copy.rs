@@ -255,6 +255,28 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
             )
             .await
             .unwrap();
+        // A token's usage counts and recent requests, as a node's flush writes them.
+        let used: tollgate_store::Id = active["id"].as_str().unwrap().parse().unwrap();
+        store
+            .add_token_usage(
+                &[tollgate_store::usage::UsageCount {
+                    token: used,
+                    action: "application.get",
+                    day: tollgate_store::now_ms() / tollgate_store::usage::DAY_MS,
+                    outcome: 0,
+                    count: 3,
+                }],
+                &[tollgate_store::usage::RecentRequest {
+                    token: used,
+                    at: tollgate_store::now_ms(),
+                    action: "application.get".into(),
+                    status: 200,
+                    client_address: Some("127.0.0.1".into()),
+                    user_agent: None,
+                }],
+            )
+            .await
+            .unwrap();
         store.close().await;
     }
 
