@@ -16,14 +16,14 @@ ROOT=$PWD
 DUR=${DUR:-10s}; RUNS=${RUNS:-3}; CONNS=${CONNS:-32}; THREADS=${THREADS:-1}
 TOKENS=${TOKENS:-10000}; APPS=${APPS:-100}; DEVICES=${DEVICES:-1000}
 PORT=${PORT:-18490}; LIMIT_PORT=${LIMIT_PORT:-18491}
-LIMIT_SRC=${LIMIT_SRC:-$ROOT/../shared/bench/limit}
+LIMIT_SRC=${LIMIT_SRC:-$( [ -d "$ROOT/../shared/bench/limit" ] && echo "$ROOT/../shared/bench/limit" || echo /work/shared/bench/limit )}
 LIMIT=${LIMIT_BUILD:-${TMPDIR:-/tmp}/tollgate-limit-bench}
 SEED=${SEED:-target/bench-usage/seed-$TOKENS-$APPS-$DEVICES}
 OUT=${OUT:-target/bench-usage/$(date +%Y%m%dT%H%M%S)}
 mkdir -p "$OUT"
 log() { printf '%s\n' "$*" >&2; }
 
-cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
 BIN=$ROOT/target/release/tollgate
 if [ ! -f "$SEED/seeded" ]; then
   rm -rf "$SEED"; mkdir -p "$SEED"
@@ -49,8 +49,8 @@ measure() {
 
 start_tollgate() { # NAME --token-usage on|off
   local dir=$OUT/data-$1; rm -rf "$dir"; mkdir -p "$dir"; cp "$SEED"/tollgate.db* "$dir"/
-  TOLLGATE_ADMIN_PASSWORD=bench-password-1 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$dir" \
-    --token-usage "$2" >"$OUT/server-$1.log" 2>&1 &
+  TOLLGATE_TOKEN_USAGE=$2 TOLLGATE_ADMIN_PASSWORD=bench-password-1 "$BIN" serve \
+    --listen "127.0.0.1:$PORT" --data-dir "$dir" >"$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do sleep 0.02; done
   local url=http://127.0.0.1:$PORT/applications/$APP/devices/$DEV

@@ -258,7 +258,7 @@ struct ServeArgs {
     audit_retention_days: u64,
     /// Count each application token's requests per action and day (authorized and refused)
     /// and keep its last 100 requests, for `applicationApiToken.usage` (`on` or `off`).
-    #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on",
+    #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     token_usage: bool,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
