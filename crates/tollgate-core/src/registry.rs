@@ -86,6 +86,8 @@ pub struct ActionDef {
 /// document; the catalog test does not look for them in the reference catalog).
 pub const EXTENSIONS: &[&str] = &[
     "auth.logout",
+    "tokens.revoke",
+    "applicationApiToken.roll",
     "applicationAuditLogs.get",
     "applicationApiToken.usage",
 ];
@@ -150,6 +152,10 @@ registry! {
         Public, read_only: false, min_role: None, 200,
         body: Some("userCredentials"), response: "authedUser",
         "Authenticates a user using the provided credentials";
+    TokensRevoke: "tokens.revoke" Post "/tokens/revoke",
+        Public, read_only: false, min_role: None, 202,
+        body: Some("tokenLeakReport"), response: "tokenLeakReportAccepted",
+        "Reports leaked tokens: every live application API token among them is deactivated with the reason \"reported as leaked\"; no credentials, always the same answer (extension: not in the reference API)";
 
     // --- the logged-in user ---
     AuthLogout: "auth.logout" Post "/auth/logout",
@@ -289,6 +295,10 @@ registry! {
         Application, read_only: true, min_role: View, 200,
         body: None, response: "auditLogs",
         "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
+    ApplicationApiTokenRoll: "applicationApiToken.roll" Post "/applications/{applicationId}/tokens/{apiTokenId}/roll",
+        Application, read_only: false, min_role: Edit, 201,
+        body: Some("apiTokenRoll"), response: "apiToken",
+        "Replaces an API token with a new one (same name, description and scope; a new secret, shown once); the old one keeps working for overlapSeconds, then retires (extension: not in the reference API)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",

@@ -11,7 +11,9 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
-use crate::api::{applications, audit, data, devices, flows, login, me, orgs, token_usage, tokens};
+use crate::api::{
+    applications, audit, data, devices, flows, lifecycle, login, me, orgs, token_usage, tokens,
+};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,6 +29,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     match action {
         AuthAuthenticateUser => on(m, login::authenticate_user),
         AuthLogout => on(m, login::logout),
+        TokensRevoke => on(m, lifecycle::revoke),
         MeGet => on(m, me::get),
         MePatch => on(m, me::patch),
         MeChangePassword => on(m, me::change_password),
@@ -59,6 +62,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenDelete => on(m, tokens::delete),
         ApplicationApiTokenUsage => on(m, token_usage::get),
         ApplicationAuditLogsGet => on(m, audit::application_list),
+        ApplicationApiTokenRoll => on(m, lifecycle::roll),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

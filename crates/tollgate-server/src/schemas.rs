@@ -13,13 +13,10 @@ use serde_json::Value;
 use crate::error::ApiError;
 
 macro_rules! schemas {
-    ($($name:literal),* $(,)? ; extensions: $($ext:literal),* $(,)?) => {
-        /// Every embedded schema: (name, JSON text). The reference's, then Tollgate's own for
-        /// its extensions (`crates/tollgate-server/schemas/`).
+    ($($name:literal),* $(,)?) => {
+        /// Every embedded schema: (name, JSON text).
         pub const SCHEMAS: &[(&str, &str)] = &[$(
             ($name, include_str!(concat!("../../../reference/losant-api/schemas/", $name, ".json")))
-        ),*, $(
-            ($ext, include_str!(concat!("../schemas/", $ext, ".json")))
         ),*];
     };
 }
@@ -75,8 +72,21 @@ schemas![
     "timeSeriesData",
     "timeSeriesQuery",
     "userCredentials",
-    ;
-    extensions: "tokenUsage",
+];
+
+/// Schemas of this server's extensions to the reference API (`crates/tollgate-server/schemas/`):
+/// (name, JSON text), validated and published like the reference's.
+pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
+    ("apiTokenRoll", include_str!("../schemas/apiTokenRoll.json")),
+    (
+        "tokenLeakReport",
+        include_str!("../schemas/tokenLeakReport.json"),
+    ),
+    (
+        "tokenLeakReportAccepted",
+        include_str!("../schemas/tokenLeakReportAccepted.json"),
+    ),
+    ("tokenUsage", include_str!("../schemas/tokenUsage.json")),
 ];
 
 struct Compiled {
@@ -89,7 +99,7 @@ fn compiled() -> &'static Compiled {
     COMPILED.get_or_init(|| {
         let mut raw = HashMap::new();
         let mut validators = HashMap::new();
-        for (name, text) in SCHEMAS {
+        for (name, text) in SCHEMAS.iter().chain(EXTENSION_SCHEMAS) {
             let mut schema: Value = serde_json::from_str(text).expect("embedded schema is JSON");
             adjust(name, &mut schema);
             let validator = jsonschema::options()
@@ -257,7 +267,10 @@ mod tests {
     #[test]
     fn every_schema_compiles() {
         preload();
-        assert_eq!(compiled().validators.len(), SCHEMAS.len());
+        assert_eq!(
+            compiled().validators.len(),
+            SCHEMAS.len() + EXTENSION_SCHEMAS.len()
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
     let req = match action {
         // Not application actions: not part of this matrix.
         AuthAuthenticateUser
+        | TokensRevoke
         | AuthLogout
         | MeGet
         | MePatch
@@ -75,17 +76,22 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         ApplicationApiTokenGet
         | ApplicationApiTokenDelete
         | ApplicationApiTokenPatch
+        | ApplicationApiTokenRoll
         | ApplicationApiTokenUsage => {
             let (target, _) = t
                 .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
-            let body = (action == ApplicationApiTokenPatch).then(|| json!({ "name": "renamed" }));
-            let suffix = if action == ApplicationApiTokenUsage {
-                "/usage"
-            } else {
-                ""
+            let body = match action {
+                ApplicationApiTokenPatch => Some(json!({ "name": "renamed" })),
+                ApplicationApiTokenRoll => Some(json!({ "overlapSeconds": 60 })),
+                _ => None,
             };
-            (format!("{base}/tokens/{target}{suffix}"), body)
+            let path = format!("{base}/tokens/{target}");
+            match action {
+                ApplicationApiTokenRoll => (format!("{path}/roll"), body),
+                ApplicationApiTokenUsage => (format!("{path}/usage"), body),
+                _ => (path, body),
+            }
         }
         DevicesGet => (format!("{base}/devices"), None),
         DevicesPost => (

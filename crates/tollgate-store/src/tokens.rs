@@ -60,6 +60,20 @@ pub struct TokenRecord {
     pub creation_date: i64,
     pub last_updated: i64,
     pub last_used: Option<i64>,
+    /// Lifecycle (see [`crate::lifecycle`]): when a rolled token stops working, the token it
+    /// was rolled from, why it was switched off.
+    pub life: Lifecycle,
+}
+
+/// What [`crate::lifecycle`] records about a token beyond the Losant fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// A rolled token stops working at this time (its `expiration_date` is no later).
+    pub retires_at: Option<i64>,
+    /// The token this one was rolled from.
+    pub rolled_from: Option<Id>,
+    /// Why the token was switched off, when something other than a plain PATCH did it.
+    pub deactivation_reason: Option<String>,
 }
 
 /// What verifying a token needs, and nothing more (the credential cache holds one per token,
@@ -124,8 +138,9 @@ pub const TOKEN_FIELDS: Fields = Fields {
     default_sort: "name",
 };
 
-const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
-    expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used";
+pub(crate) const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
+    expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used, \
+    retires_at, rolled_from_id, deactivation_reason";
 
 fn creator_kind(s: &str) -> Result<&'static str> {
     ["user", "apiToken", "flow"]
@@ -141,7 +156,7 @@ fn digest_from_row(row: &AnyRow) -> Result<[u8; 32]> {
         .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))
 }
 
-fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     let status: String = row.try_get("status")?;
     Ok(TokenRecord {
         id: from_db(&row.try_get::<String, _>("id")?)?,
@@ -162,6 +177,14 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
         creation_date: row.try_get("creation_date")?,
         last_updated: row.try_get("last_updated")?,
         last_used: row.try_get("last_used")?,
+        life: Lifecycle {
+            retires_at: row.try_get("retires_at")?,
+            rolled_from: row
+                .try_get::<Option<String>, _>("rolled_from_id")?
+                .map(|s| from_db(&s))
+                .transpose()?,
+            deactivation_reason: row.try_get("deactivation_reason")?,
+        },
     })
 }
 
@@ -204,6 +227,7 @@ impl Store {
             creation_date: now,
             last_updated: now,
             last_used: None,
+            life: Lifecycle::default(),
         };
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
@@ -381,8 +405,12 @@ impl Store {
         record.last_updated = crate::now_ms();
         // Writing the merged fields back is safe only because the row has been locked since
         // it was read.
+        if record.status == TokenStatus::Active {
+            record.life.deactivation_reason = None;
+        }
         sqlx::query(
-            "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5 \
+            "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5, \
+             deactivation_reason = CASE WHEN $4 = 'active' THEN NULL ELSE deactivation_reason END \
              WHERE id = $1",
         )
         .bind(id.to_hex())
@@ -515,7 +543,7 @@ async fn audit_token(
 /// [`crate::actor`]): the application first, then the acting token and the target together,
 /// both `FOR UPDATE` in id order (two tokens changing each other at once must not each hold
 /// one row and wait for the other). Returns the target as it is now.
-async fn lock_for_change(
+pub(crate) async fn lock_for_change(
     tx: &mut WriteTx,
     actor: &Actor,
     application: Id,

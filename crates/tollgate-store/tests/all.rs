@@ -4,6 +4,8 @@
 mod audit;
 mod backends;
 mod concurrency;
+mod group_commit;
+mod lifecycle;
 mod statement_timeout;
 mod storage_faults;
 mod support;
@@ -24,6 +26,8 @@ fn main() -> std::process::ExitCode {
     cases.extend(audit::cases());
     cases.extend(usage::cases());
     cases.extend(concurrency::cases());
+    cases.extend(group_commit::cases());
+    cases.extend(lifecycle::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

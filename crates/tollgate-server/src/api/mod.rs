@@ -6,6 +6,7 @@ pub mod audit;
 pub mod data;
 pub mod devices;
 pub mod flows;
+pub mod lifecycle;
 pub mod login;
 pub mod me;
 pub mod orgs;

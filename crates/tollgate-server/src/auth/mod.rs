@@ -56,11 +56,14 @@ pub async fn guard(
     let mut credential = Credential::None;
     // For per-token usage (cheap clones of two header values, only when it is recorded).
     let probe = state.usage().enabled().then(|| UsageProbe::of(&parts));
+    let mut expires = None;
     let (mut res, admitted) =
-        match authorize_request(&state, action, &mut parts, &mut credential).await {
+        match authorize_request(&state, action, &mut parts, &mut credential, &mut expires).await {
             Ok(()) => (next.run(Request::from_parts(parts, body)).await, true),
             Err(e) => (e.into_response(), false),
         };
+    // A token close to its expiry says so on every response to it (from the cached entry).
+    crate::service::lifecycle::warn_of_expiry(&mut res, expires, tollgate_store::now_ms());
     if let Some(probe) = probe {
         probe.record(&state, action, &credential, admitted, res.status().as_u16());
     }
@@ -123,6 +126,7 @@ async fn authorize_request(
     action: Action,
     parts: &mut Parts,
     credential: &mut Credential,
+    expires: &mut Option<i64>,
 ) -> Result<(), ApiError> {
     if action.def().family == Family::Public {
         return Ok(());
@@ -131,7 +135,10 @@ async fn authorize_request(
     *credential = Credential::Rejected;
     let principal = state.credentials().verify(presented).await?;
     *credential = match &principal {
-        Principal::Token(t) => Credential::Token(t.id),
+        Principal::Token(t) => {
+            *expires = t.expires;
+            Credential::Token(t.id)
+        }
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;
