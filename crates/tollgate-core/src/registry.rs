@@ -84,7 +84,13 @@ pub struct ActionDef {
 
 /// Actions this server adds to the reference API (documented as extensions in the OpenAPI
 /// document; the catalog test does not look for them in the reference catalog).
-pub const EXTENSIONS: &[&str] = &["auth.logout", "tokens.revoke", "applicationApiToken.roll"];
+pub const EXTENSIONS: &[&str] = &[
+    "auth.logout",
+    "tokens.revoke",
+    "applicationApiToken.roll",
+    "applicationAuditLogs.get",
+    "applicationApiToken.usage",
+];
 
 impl ActionDef {
     /// True for an action the reference API does not have (see [`EXTENSIONS`]).
@@ -230,6 +236,14 @@ registry! {
         Organization, read_only: false, min_role: Admin, 200,
         body: None, response: "org",
         "Removes a member from the org";
+    AuditLogsGet: "auditLogs.get" Get "/orgs/{orgId}/audit-logs",
+        Organization, read_only: true, min_role: Admin, 200,
+        body: None, response: "auditLogs",
+        "Returns the audit logs for the organization: who changed which token, application, device, flow, member or invitation, when and from where";
+    AuditLogGet: "auditLog.get" Get "/orgs/{orgId}/audit-logs/{auditLogId}",
+        Organization, read_only: true, min_role: Admin, 200,
+        body: None, response: "auditLog",
+        "Retrieves information on an audit log";
     ApplicationsGet: "applications.get" Get "/applications",
         Organization, read_only: true, min_role: View, 200,
         body: None, response: "applications",
@@ -272,6 +286,15 @@ registry! {
         Application, read_only: false, min_role: Edit, 200,
         body: None, response: "success",
         "Deletes an API token";
+    ApplicationApiTokenUsage: "applicationApiToken.usage" Get "/applications/{applicationId}/tokens/{apiTokenId}/usage",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenUsage",
+        "What an API token did: requests per action in the last 1, 7, 30 and 90 days (authorized and refused), its last 100 requests, granted actions it did not use, and the narrowest scope that would have served it (extension: not in the reference API)";
+
+    ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "auditLogs",
+        "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
     ApplicationApiTokenRoll: "applicationApiToken.roll" Post "/applications/{applicationId}/tokens/{apiTokenId}/roll",
         Application, read_only: false, min_role: Edit, 201,
         body: Some("apiTokenRoll"), response: "apiToken",

@@ -262,6 +262,16 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LAST_USED_FLUSH_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     last_used_flush_secs: u64,
+    /// How long audit log entries are kept, in days (1 to 36500); older ones are deleted in
+    /// the background, hourly.
+    #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    audit_retention_days: u64,
+    /// Count each application token's requests per action and day (authorized and refused)
+    /// and keep its last 100 requests, for `applicationApiToken.usage` (`on` or `off`).
+    #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    token_usage: bool,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
@@ -930,6 +940,7 @@ async fn main() -> anyhow::Result<()> {
                 secure_cookies: args.secure_cookies,
                 change_lease: Duration::from_millis(args.change_lease_ms),
                 preload_tokens: args.preload_tokens,
+                token_usage: args.token_usage,
                 secret_key_file: Some(secret_key_file),
                 cors_origins: args.cors_origins.clone(),
                 metrics_token,
@@ -958,6 +969,7 @@ async fn main() -> anyhow::Result<()> {
             let options = ServeOptions {
                 listen: args.listen,
                 flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
+                audit_retention: Duration::from_secs(args.audit_retention_days * 86_400),
                 limits,
                 listener_url: args.listener_database_url,
                 local,

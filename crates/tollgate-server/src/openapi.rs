@@ -15,6 +15,59 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(|| async { Json(document()) }))
 }
 
+/// Query parameters documented for the actions this server adds to or extends.
+fn query_params(action: &str) -> Vec<Value> {
+    let q = |name: &str, description: &str, extension: bool| {
+        let mut p = json!({ "name": name, "in": "query", "required": false,
+            "schema": { "type": "string" }, "description": description });
+        if extension {
+            p["x-tollgate-extension"] = json!(true);
+        }
+        p
+    };
+    match action {
+        "applicationApiTokens.get" => vec![q(
+            "posture",
+            "Extension: list only the tokens of one posture category (neverUsed, idle90Days, neverExpires, allPermissions, expiringWithin30Days, expired, inactive, createdByTokens). The response's extension field `posture` counts every token of the application per category; `postureFilter` names the category applied.",
+            true,
+        )],
+        "auditLogs.get" | "applicationAuditLogs.get" => vec![
+            q(
+                "sortField",
+                "creationDate (default), responseStatus or actorName",
+                false,
+            ),
+            q(
+                "sortDirection",
+                "asc or desc (default: desc, newest first)",
+                false,
+            ),
+            q("page", "Zero-based page", false),
+            q(
+                "perPage",
+                "Entries per page, 1 to 1000 (default 100)",
+                false,
+            ),
+            q(
+                "start",
+                "Earliest creationDate (inclusive): milliseconds since the epoch or ISO 8601",
+                false,
+            ),
+            q(
+                "end",
+                "Latest creationDate (inclusive): milliseconds since the epoch or ISO 8601",
+                false,
+            ),
+            q(
+                "auditLogFilter",
+                "The reference auditLogFilter in bracket notation, e.g. auditLogFilter[actor][0][id]=…; entries also carry the extension fields applicationId and clientAddress",
+                false,
+            ),
+        ],
+        _ => vec![],
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -30,6 +83,7 @@ pub fn document() -> Value {
                     "schema": { "type": "string", "pattern": "^[A-Fa-f\\d]{24}$" }
                 })
             })
+            .chain(query_params(def.name))
             .collect();
         let mut responses = Map::new();
         used.insert(def.response);

@@ -11,7 +11,9 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
-use crate::api::{applications, data, devices, flows, lifecycle, login, me, orgs, tokens};
+use crate::api::{
+    applications, audit, data, devices, flows, lifecycle, login, me, orgs, token_usage, tokens,
+};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -46,6 +48,8 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         OrgRevokeInvite => on(m, orgs::revoke_invite),
         OrgModifyMember => on(m, orgs::modify_member),
         OrgRemoveMember => on(m, orgs::remove_member),
+        AuditLogsGet => on(m, audit::org_list),
+        AuditLogGet => on(m, audit::org_get),
         ApplicationsGet => on(m, applications::list),
         ApplicationsPost => on(m, applications::create),
         ApplicationGet => on(m, applications::get),
@@ -56,6 +60,8 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenGet => on(m, tokens::get),
         ApplicationApiTokenPatch => on(m, tokens::patch),
         ApplicationApiTokenDelete => on(m, tokens::delete),
+        ApplicationApiTokenUsage => on(m, token_usage::get),
+        ApplicationAuditLogsGet => on(m, audit::application_list),
         ApplicationApiTokenRoll => on(m, lifecycle::roll),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),

@@ -23,6 +23,9 @@ macro_rules! schemas {
 
 schemas![
     "advancedDeviceQuery",
+    "auditLog",
+    "auditLogFilter",
+    "auditLogs",
     "apiToken",
     "apiTokenPatch",
     "apiTokens",
@@ -83,6 +86,7 @@ pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
         "tokenLeakReportAccepted",
         include_str!("../schemas/tokenLeakReportAccepted.json"),
     ),
+    ("tokenUsage", include_str!("../schemas/tokenUsage.json")),
 ];
 
 struct Compiled {

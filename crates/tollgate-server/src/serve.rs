@@ -100,7 +100,7 @@ pub async fn ensure_admin(
     }
 }
 
-/// Run background work: flush last-used times, purge expired sessions.
+/// Run background work: flush last-used times and token usage, purge expired sessions.
 pub fn spawn_background(state: &AppState, flush_every: Duration) {
     let s = state.clone();
     tokio::spawn(async move {
@@ -109,6 +109,9 @@ pub fn spawn_background(state: &AppState, flush_every: Duration) {
             tick.tick().await;
             if let Err(e) = s.credentials().flush_last_used().await {
                 tracing::warn!(error = %e, "could not record last-used times; will retry");
+            }
+            if let Err(e) = s.usage().flush(s.store()).await {
+                tracing::warn!(error = %e, "could not record token usage; will retry");
             }
         }
     });
@@ -135,6 +138,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How often last-used times are written.
     pub flush_every: Duration,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
     /// Bounds on client connections.
     pub limits: ConnectionLimits,
     /// PostgreSQL: the database URL for the change listener's own connection (default: the
@@ -154,6 +159,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     let ServeOptions {
         listen,
         flush_every,
+        audit_retention,
         limits,
         listener_url,
         local,
@@ -197,6 +203,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         }
     }
     spawn_background(&state, flush_every);
+    crate::api::audit::spawn_pruning(state.clone(), audit_retention);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -226,6 +233,9 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     })
     .await?;
     state.credentials().flush_last_used().await.ok();
+    if let Err(e) = state.usage().flush(state.store()).await {
+        tracing::warn!(error = %e, "could not record token usage at shutdown");
+    }
     // Leave the database file complete on its own: copy the write-ahead log into it and
     // empty the log, then close every connection.
     match state.store().checkpoint().await {

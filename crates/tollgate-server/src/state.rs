@@ -39,6 +39,8 @@ pub struct Settings {
     /// The most a request may take with the database (`--db-timeout-ms`): past it the request
     /// is answered 503 and its database work is abandoned (rolled back).
     pub db_timeout: std::time::Duration,
+    /// Count each token's requests and keep its recent ones (`--token-usage`).
+    pub token_usage: bool,
 }
 
 /// Defaults of the login throttle (see README, "Limits and hardening").
@@ -64,6 +66,7 @@ impl Default for Settings {
             login_account_rate: LOGIN_ACCOUNT_RATE,
             login_address_rate: LOGIN_ADDRESS_RATE,
             db_timeout: std::time::Duration::from_secs(5),
+            token_usage: true,
         }
     }
 }
@@ -75,6 +78,7 @@ struct Inner {
     store: Store,
     freshness: Arc<Freshness>,
     credentials: Arc<Credentials>,
+    usage: crate::auth::usage::Usage,
     devices: DeviceCache,
     responses: ResponseCounts,
     latencies: Arc<Latencies>,
@@ -97,6 +101,7 @@ impl AppState {
             store: store.clone(),
             freshness,
             credentials,
+            usage: crate::auth::usage::Usage::new(settings.token_usage),
             devices,
             responses: ResponseCounts::default(),
             latencies: Arc::default(),
@@ -125,6 +130,11 @@ impl AppState {
             }
         }));
         state
+    }
+
+    /// This node's unflushed per-token usage.
+    pub fn usage(&self) -> &crate::auth::usage::Usage {
+        &self.0.usage
     }
 
     /// Apply a change (made here, or announced by another node) to every cache.

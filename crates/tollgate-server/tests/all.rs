@@ -14,6 +14,7 @@ mod abuse_db_timeout;
 mod abuse_logins;
 mod abuse_secrets;
 mod accounts;
+mod api_audit;
 mod api_data;
 mod api_devices;
 mod api_flows;
@@ -49,6 +50,7 @@ mod sessions;
 mod storage_faults;
 mod token_authority;
 mod token_matrix;
+mod token_usage;
 mod wire_format;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
             abuse_logins::cases(),
             abuse_secrets::cases(),
             accounts::cases(),
+            api_audit::cases(),
             api_data::cases(),
             api_devices::cases(),
             api_flows::cases(),
@@ -105,6 +108,7 @@ fn main() -> std::process::ExitCode {
             token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),
+            token_usage::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],
         ]

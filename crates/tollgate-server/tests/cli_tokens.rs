@@ -196,6 +196,39 @@ async fn operator_lists_shows_deactivates_and_deletes_tokens() {
     assert_eq!(statuses.len(), 2);
     assert!(statuses.contains(&("line-1", "inactive")));
     assert!(statuses.contains(&("bench", "active")));
+    // The audit log names the operator for the commands (the second deactivation too: it
+    // wrote, if only the token's lastUpdated) and the admin's address for the creations over
+    // HTTP.
+    let log = http::get(&base, &format!("/applications/{app}/audit-logs"), &session).expect(200);
+    let entries: Vec<(&str, &str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["requestAction"].as_str().unwrap(),
+                e["actorName"].as_str().unwrap(),
+                e["clientAddress"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries[..3],
+        [
+            ("delete", "operator", "-"),
+            ("patch", "operator", "-"),
+            ("patch", "operator", "-")
+        ],
+        "{log}"
+    );
+    assert_eq!(
+        log["items"][1]["requestBody"],
+        json!({ "status": "inactive" })
+    );
+    assert!(
+        entries[3..].iter().all(|(_, _, a)| *a == "127.0.0.1"),
+        "{log}"
+    );
     drop(server);
 }
 

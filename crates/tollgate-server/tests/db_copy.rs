@@ -255,6 +255,28 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
             )
             .await
             .unwrap();
+        // A token's usage counts and recent requests, as a node's flush writes them.
+        let used: tollgate_store::Id = active["id"].as_str().unwrap().parse().unwrap();
+        store
+            .add_token_usage(
+                &[tollgate_store::usage::UsageCount {
+                    token: used,
+                    action: "application.get",
+                    day: tollgate_store::now_ms() / tollgate_store::usage::DAY_MS,
+                    outcome: 0,
+                    count: 3,
+                }],
+                &[tollgate_store::usage::RecentRequest {
+                    token: used,
+                    at: tollgate_store::now_ms(),
+                    action: "application.get".into(),
+                    status: 200,
+                    client_address: Some("127.0.0.1".into()),
+                    user_agent: None,
+                }],
+            )
+            .await
+            .unwrap();
         store.close().await;
     }
 
@@ -298,6 +320,14 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols, [table, &n.to_string(), &n.to_string()], "{line}");
     }
+    // The audit log's entries (one per change made above), copied like every table.
+    let line = printed
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("audit_logs"))
+        .unwrap_or_else(|| panic!("no line for audit_logs: {printed}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], cols[2], "{line}");
+    assert!(cols[1].parse::<i64>().unwrap() >= 10, "{line}");
 
     // Same counts table by table, read back independently; no table left behind.
     let (from, to) = (

@@ -1,4 +1,4 @@
-//! Secrets never reach the logs, error messages or the database in clear.
+//! Secrets never reach the logs, error messages, audit log entries or the database in clear.
 //!
 //! A real server process runs with debug logging; a user logs in, creates tokens, uses them,
 //! presents mistyped and unknown ones, and is refused in every way we know. Then the captured
@@ -107,6 +107,22 @@ async fn no_secret_in_logs_responses_or_database() {
         Some(json!({ "status": "inactive" })),
     );
     assert_eq!(s, 200);
+    // The audit log of all of it (read back below with the other responses, and stored in
+    // the `audit_logs` table the scan at the end reads): no secret in any entry.
+    let (s, log) = call(
+        "GET",
+        &format!("/applications/{app}/audit-logs"),
+        Some(&session),
+        None,
+    );
+    assert_eq!(s, 200);
+    let recorded: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestAction"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, ["patch", "post", "post", "post"], "{log}");
 
     // What to look for: each secret, its random part, and the password.
     let mut needles: Vec<String> = Vec::new();
@@ -179,6 +195,7 @@ async fn no_secret_in_logs_responses_or_database() {
             .await
             .unwrap();
     assert!(tables.contains(&"api_tokens".to_owned()));
+    assert!(tables.contains(&"audit_logs".to_owned()));
     for table in tables {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
             .fetch_all(store.pool())

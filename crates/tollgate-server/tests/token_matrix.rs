@@ -58,8 +58,11 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         | OrgRevokeInvite
         | OrgModifyMember
         | OrgRemoveMember
+        | AuditLogsGet
+        | AuditLogGet
         | ApplicationsGet
         | ApplicationsPost => return None,
+        ApplicationAuditLogsGet => (format!("{base}/audit-logs"), None),
         ApplicationGet | ApplicationDelete => (base, None),
         ApplicationApiTokensGet => (format!("{base}/tokens"), None),
         ApplicationPatch => (base, Some(json!({ "name": "renamed" }))),
@@ -73,7 +76,8 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         ApplicationApiTokenGet
         | ApplicationApiTokenDelete
         | ApplicationApiTokenPatch
-        | ApplicationApiTokenRoll => {
+        | ApplicationApiTokenRoll
+        | ApplicationApiTokenUsage => {
             let (target, _) = t
                 .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
@@ -85,6 +89,7 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
             let path = format!("{base}/tokens/{target}");
             match action {
                 ApplicationApiTokenRoll => (format!("{path}/roll"), body),
+                ApplicationApiTokenUsage => (format!("{path}/usage"), body),
                 _ => (path, body),
             }
         }

@@ -30,6 +30,8 @@ use crate::{Backend, Id, Result, StoreError, WriteTx};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Actor {
     credential: Credential,
+    /// The client's address, for the audit log (none for the operator, or when unknown).
+    client: Option<std::net::IpAddr>,
 }
 
 /// The credential an [`Actor`] acts with.
@@ -49,19 +51,33 @@ impl Actor {
     pub fn api_token(id: Id, application: Id) -> Actor {
         Actor {
             credential: Credential::ApiToken { id, application },
+            client: None,
         }
     }
 
     pub fn user_session(user: Id, digest: [u8; 32]) -> Actor {
         Actor {
             credential: Credential::UserSession { user, digest },
+            client: None,
         }
     }
 
     pub fn operator() -> Actor {
         Actor {
             credential: Credential::Operator,
+            client: None,
         }
+    }
+
+    /// The same actor, acting from `client` (recorded in the audit log).
+    pub fn acting_from(mut self, client: Option<std::net::IpAddr>) -> Actor {
+        self.client = client;
+        self
+    }
+
+    /// The client's address, if known.
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client
     }
 
     pub fn credential(&self) -> &Credential {

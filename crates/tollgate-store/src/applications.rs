@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::actor::{Actor, Lock};
+use crate::audit::{self, Entry, Place};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -147,6 +148,14 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let mut body = extra.clone();
+        body.insert("name".into(), name.into());
+        body.insert("description".into(), description.into());
+        if let Owner::Organization(org) = owner {
+            body.insert("orgId".into(), org.to_hex().into());
+        }
+        let entry = audit_entry("applications.post", 201, &[], Value::Object(body), app.id);
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(app)
     }
@@ -296,6 +305,16 @@ impl Store {
         .bind(app.last_updated)
         .execute(&mut *tx)
         .await?;
+        let mut body = change.extra.clone();
+        if let Some(n) = &change.name {
+            body.insert("name".into(), n.as_str().into());
+        }
+        if let Some(d) = &change.description {
+            body.insert("description".into(), d.as_str().into());
+        }
+        let params = [("applicationId", id)];
+        let entry = audit_entry("application.patch", 200, &params, Value::Object(body), id);
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(app)
     }
@@ -304,8 +323,36 @@ impl Store {
     /// tokens. The row is locked first (parents before children, as every write takes them).
     pub async fn delete_application(&self, actor: &Actor, id: Id) -> Result<()> {
         let mut tx = self.begin_in_application(actor, id, Lock::Update).await?;
+        // Recorded first, while the application's name and organization can still be read.
+        let params = [("applicationId", id)];
+        let entry = audit_entry(
+            "application.delete",
+            200,
+            &params,
+            Value::Object(Map::new()),
+            id,
+        );
+        audit::record(&mut tx, actor, entry).await?;
         delete_application_in(&mut tx, id).await?;
         self.commit_with(tx, &[Change::Application(id)]).await
+    }
+}
+
+fn audit_entry(
+    action: &'static str,
+    status: u16,
+    params: &[(&str, Id)],
+    body: Value,
+    app: Id,
+) -> Entry {
+    Entry {
+        place: Place::Application(app),
+        action,
+        status,
+        primary: None,
+        secondary: None,
+        path_params: audit::path(params),
+        body,
     }
 }
 

@@ -77,7 +77,7 @@ impl Store {
             Err(StoreError::Conflict(_)) => return Err(StoreError::Conflict("this form")),
             Err(e) => return Err(e),
         }
-        let record = self.insert_token(&mut tx, new).await?;
+        let record = self.insert_token(&mut tx, actor, new).await?;
         sqlx::query("UPDATE console_form_keys SET token_id = $1 WHERE form_key = $2")
             .bind(record.id.to_hex())
             .bind(form_key)

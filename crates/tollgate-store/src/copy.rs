@@ -37,6 +37,8 @@ pub const TABLES: &[&str] = &[
     "applications",
     "member_application_roles",
     "api_tokens",
+    "token_usage",
+    "token_requests",
     "devices",
     "device_tags",
     "device_reports",
@@ -46,6 +48,7 @@ pub const TABLES: &[&str] = &[
     "org_invites",
     "console_form_keys",
     "console_reveals",
+    "audit_logs",
 ];
 
 /// The migration runner's own table: each database keeps its own.

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::attribute::DataType;
 
 use crate::actor::{Actor, Lock};
+use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
 use crate::notify::Change;
@@ -97,6 +98,27 @@ pub struct DevicePatch {
     pub tags: Option<Vec<Tag>>,
     pub attributes: Option<Vec<Map<String, Value>>>,
     pub extra: Map<String, Value>,
+}
+
+/// The audit entry of a device's creation or change (`params` after the application's id).
+fn device_entry(
+    action: &'static str,
+    status: u16,
+    device: &Device,
+    params: &[(&str, Id)],
+    body: Value,
+) -> Entry {
+    let mut path = vec![("applicationId", device.application_id)];
+    path.extend_from_slice(params);
+    Entry {
+        place: Place::Application(device.application_id),
+        action,
+        status,
+        primary: None,
+        secondary: Some(Target::new("Device", device.id, &device.name)),
+        path_params: audit::path(&path),
+        body,
+    }
 }
 
 /// Devices a new or changed device names (its `gatewayId`, `parentId`), by the field that
@@ -212,6 +234,21 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         write_tags(&mut tx, application, device.id, &device.tags).await?;
+        let body = audit::fields([
+            ("name", Some(Value::from(device.name.as_str()))),
+            (
+                "description",
+                Some(Value::from(device.description.as_str())),
+            ),
+            (
+                "deviceClass",
+                Some(Value::from(device.device_class.as_str())),
+            ),
+            ("tags", Some(serde_json::json!(device.tags))),
+            ("attributes", Some(serde_json::json!(device.attributes))),
+        ]);
+        let entry = device_entry("devices.post", 201, &device, &[], body);
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(device)
     }
@@ -454,6 +491,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let mut body = patch.extra.clone();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.to_owned(), v);
+            }
+        };
+        put("name", patch.name.as_deref().map(Value::from));
+        put("description", patch.description.as_deref().map(Value::from));
+        put(
+            "deviceClass",
+            patch.device_class.as_deref().map(Value::from),
+        );
+        put("tags", patch.tags.as_ref().map(|t| serde_json::json!(t)));
+        put(
+            "attributes",
+            patch.attributes.as_ref().map(|a| serde_json::json!(a)),
+        );
+        let params = [("deviceId", id)];
+        let entry = device_entry("device.patch", 200, &new, &params, Value::Object(body));
+        audit::record(&mut tx, actor, entry).await?;
         self.commit_with(tx, &[Change::Device(id)]).await?;
         Ok(new)
     }
@@ -464,14 +521,24 @@ impl Store {
         let mut tx = self
             .begin_in_application(actor, application, Lock::KeyShare)
             .await?;
-        let deleted = sqlx::query("DELETE FROM devices WHERE id = $1 AND application_id = $2")
-            .bind(id.to_hex())
-            .bind(application.to_hex())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let name: String = sqlx::query_scalar(
+            "DELETE FROM devices WHERE id = $1 AND application_id = $2 RETURNING name",
+        )
+        .bind(id.to_hex())
+        .bind(application.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let entry = Entry {
+            place: Place::Application(application),
+            action: "device.delete",
+            status: 200,
+            primary: None,
+            secondary: Some(Target::new("Device", id, &name)),
+            path_params: audit::path(&[("applicationId", application), ("deviceId", id)]),
+            body: Value::Object(Map::new()),
+        };
+        audit::record(&mut tx, actor, entry).await?;
         self.commit_with(tx, &[Change::Device(id)]).await
     }
 

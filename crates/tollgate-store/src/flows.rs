@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::actor::{Actor, Lock};
+use crate::audit::{self, Entry, Place, Target};
 use crate::devices::{json_of, json_text};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
@@ -96,6 +97,23 @@ fn flow_from_row(row: &AnyRow) -> Result<Flow> {
     })
 }
 
+/// The audit entry of a flow's creation or change.
+fn flow_entry(action: &'static str, status: u16, flow: &Flow, with_id: bool, body: Value) -> Entry {
+    let mut path = vec![("applicationId", flow.application_id)];
+    if with_id {
+        path.push(("flowId", flow.id));
+    }
+    Entry {
+        place: Place::Application(flow.application_id),
+        action,
+        status,
+        primary: None,
+        secondary: Some(Target::new("Flow", flow.id, &flow.name)),
+        path_params: audit::path(&path),
+        body,
+    }
+}
+
 impl Store {
     /// Store a new workflow definition in `application`, written by `actor`.
     pub async fn create_flow(
@@ -138,6 +156,11 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let mut body = definition.clone();
+        body.insert("name".into(), name.into());
+        body.insert("flowClass".into(), flow_class.into());
+        let entry = flow_entry("flows.post", 201, &flow, false, Value::Object(body));
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(flow)
     }
@@ -235,6 +258,12 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
+        let mut body = change.definition.clone();
+        if let Some(name) = &change.name {
+            body.insert("name".into(), name.as_str().into());
+        }
+        let entry = flow_entry("flow.patch", 200, &flow, true, Value::Object(body));
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(flow)
     }
@@ -244,14 +273,24 @@ impl Store {
         let mut tx = self
             .begin_in_application(actor, application, Lock::KeyShare)
             .await?;
-        let deleted = sqlx::query("DELETE FROM flows WHERE id = $1 AND application_id = $2")
-            .bind(id.to_hex())
-            .bind(application.to_hex())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let name: String = sqlx::query_scalar(
+            "DELETE FROM flows WHERE id = $1 AND application_id = $2 RETURNING name",
+        )
+        .bind(id.to_hex())
+        .bind(application.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let entry = Entry {
+            place: Place::Application(application),
+            action: "flow.delete",
+            status: 200,
+            primary: None,
+            secondary: Some(Target::new("Flow", id, &name)),
+            path_params: audit::path(&[("applicationId", application), ("flowId", id)]),
+            body: Value::Object(Map::new()),
+        };
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await
     }
 }

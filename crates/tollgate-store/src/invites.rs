@@ -8,6 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
+use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::orgs::{ResourceRole, ensure_admin, lock_org, replace_application_roles};
 use crate::users::normalize_email;
@@ -121,6 +122,31 @@ fn invite_from_row(row: &AnyRow) -> Result<Invite> {
     })
 }
 
+/// The audit entry of a change of an invitation (its primary target, by id and email).
+fn invite_entry(
+    action: &'static str,
+    status: u16,
+    email: &str,
+    invite: Id,
+    org: Id,
+    body: Value,
+) -> Entry {
+    let params: &[(&str, Id)] = if action == "me.respondToInvite" {
+        &[("inviteId", invite)]
+    } else {
+        &[("orgId", org)]
+    };
+    Entry {
+        place: Place::Org(org),
+        action,
+        status,
+        primary: Some(Target::new("OrgInvite", invite, email)),
+        secondary: None,
+        path_params: audit::path(params),
+        body,
+    }
+}
+
 impl Store {
     /// Invite `new.email` to `org` (pending until accepted). Inviting an email that already
     /// has a pending invitation renews it with the new role. A member already: `Conflict`.
@@ -193,6 +219,18 @@ impl Store {
         .bind(invite.expires_at)
         .execute(&mut *tx)
         .await?;
+        let roles: Vec<Value> = roles
+            .iter()
+            .map(|(id, role)| serde_json::json!({ "resourceId": id, "role": role }))
+            .collect();
+        let body = audit::fields([
+            ("email", Some(Value::from(email.as_str()))),
+            ("role", Some(Value::from(new.role.as_str()))),
+            ("applicationRoles", Some(Value::Array(roles))),
+            ("dashboardRoles", new.dashboard_roles.cloned()),
+        ]);
+        let entry = invite_entry("org.inviteMember", 200, &invite.email, invite.id, org, body);
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(invite)
     }
@@ -216,14 +254,17 @@ impl Store {
         let mut tx = self.begin_as(actor).await?;
         lock_org(&mut tx, org).await?;
         ensure_admin(&mut tx, org, actor).await?;
-        let deleted = sqlx::query("DELETE FROM org_invites WHERE org_id = $1 AND id = $2")
-            .bind(org.to_hex())
-            .bind(invite.to_hex())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let email: String = sqlx::query_scalar(
+            "DELETE FROM org_invites WHERE org_id = $1 AND id = $2 RETURNING email",
+        )
+        .bind(org.to_hex())
+        .bind(invite.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let body = serde_json::json!({ "inviteId": invite.to_hex() });
+        let entry = invite_entry("org.revokeInvite", 200, &email, invite, org, body);
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -286,7 +327,20 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-        if found.has_expired(now) {
+        let expired = found.has_expired(now);
+        let body = serde_json::json!({ "accept": answer == InviteAnswer::Accept });
+        // An expired invitation is removed (and that recorded) but answered 400.
+        let status = if expired { 400 } else { 200 };
+        let entry = invite_entry(
+            "me.respondToInvite",
+            status,
+            &found.email,
+            invite,
+            found.org_id,
+            body,
+        );
+        audit::record(&mut tx, actor, entry).await?;
+        if expired {
             tx.commit().await?;
             return Err(AnswerError::Expired);
         }

@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod applications;
+pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod cluster;
@@ -36,8 +37,10 @@ pub mod list;
 mod migrate;
 pub mod notify;
 pub mod orgs;
+pub mod posture;
 pub mod states;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -76,7 +76,7 @@ impl Store {
             expiration_date: plan.expiration_date,
             creator: plan.creator,
         };
-        let mut new = self.insert_token(&mut tx, &new).await?;
+        let mut new = self.insert_token(&mut tx, actor, &new).await?;
         sqlx::query("UPDATE api_tokens SET rolled_from_id = $2 WHERE id = $1")
             .bind(new.id.to_hex())
             .bind(id.to_hex())

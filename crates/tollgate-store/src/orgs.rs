@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use tollgate_core::Role;
 
 use crate::actor::{Actor, Lock};
+use crate::audit::{self, Entry, Place};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -254,6 +255,26 @@ impl Store {
         .bind(org.mfa_mode.as_str())
         .execute(&mut *tx)
         .await?;
+        let mut body = change.extra.clone();
+        if let Some(n) = &change.name {
+            body.insert("name".into(), n.as_str().into());
+        }
+        if let Some(d) = &change.description {
+            body.insert("description".into(), d.as_str().into());
+        }
+        if let Some(m) = change.mfa_mode {
+            body.insert("mfaMode".into(), m.as_str().into());
+        }
+        let entry = Entry {
+            place: Place::Org(id),
+            action: "org.patch",
+            status: 200,
+            primary: None,
+            secondary: None,
+            path_params: audit::path(&[("orgId", id)]),
+            body: Value::Object(body),
+        };
+        audit::record(&mut tx, actor, entry).await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -403,6 +424,15 @@ impl Store {
         if let Some(roles) = &change.application_roles {
             replace_application_roles(&mut tx, org, user, roles).await?;
         }
+        audit_member(
+            &mut tx,
+            actor,
+            org,
+            user,
+            "org.addMember",
+            member_body(change),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -451,6 +481,15 @@ impl Store {
         if let Some(roles) = &change.application_roles {
             replace_application_roles(&mut tx, org, user, roles).await?;
         }
+        audit_member(
+            &mut tx,
+            actor,
+            org,
+            user,
+            "org.modifyMember",
+            member_body(change),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -465,6 +504,8 @@ impl Store {
         if member_role(&mut tx, org, user).await? == Role::Admin {
             ensure_another_admin(&mut tx, org, user).await?;
         }
+        let body = Value::Object(Map::new());
+        audit_member(&mut tx, actor, org, user, "org.removeMember", body).await?;
         sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org.to_hex())
             .bind(user.to_hex())
@@ -473,6 +514,56 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// What a member change set, as the request body names it.
+fn member_body(change: &MemberChange) -> Value {
+    let roles = change.application_roles.as_ref().map(|roles| {
+        Value::Array(
+            roles
+                .iter()
+                .map(|r| serde_json::json!({ "resourceId": r.resource_id.to_hex(), "role": r.role.as_str() }))
+                .collect(),
+        )
+    });
+    audit::fields([
+        ("role", change.role.map(|r| Value::from(r.as_str()))),
+        ("applicationRoles", roles),
+        ("dashboardRoles", change.dashboard_roles.clone()),
+    ])
+}
+
+/// The audit entry of a change of `user`'s membership of `org`. The reference has no target
+/// type for a member: the member's id and email are in the body, as the request names them.
+async fn audit_member(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    org: Id,
+    user: Id,
+    action: &'static str,
+    body: Value,
+) -> Result<()> {
+    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(user.to_hex())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let mut body = body;
+    if let Value::Object(map) = &mut body {
+        map.insert("userId".into(), user.to_hex().into());
+        if let Some(email) = email {
+            map.insert("email".into(), email.into());
+        }
+    }
+    let entry = Entry {
+        place: Place::Org(org),
+        action,
+        status: 200,
+        primary: None,
+        secondary: None,
+        path_params: audit::path(&[("orgId", org)]),
+        body,
+    };
+    audit::record(tx, actor, entry).await
 }
 
 /// A [`Membership`] from a row with the role in column `role_column`, `mfa_mode` and

@@ -3,7 +3,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use serde_json::{Value, json};
+
 use crate::actor::{Actor, Credential, Lock, Revoked};
+use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
 use crate::notify::Change;
@@ -192,7 +195,7 @@ impl Store {
         let mut tx = self
             .begin_in_application(actor, new.application_id, Lock::KeyShare)
             .await?;
-        let record = self.insert_token(&mut tx, new).await?;
+        let record = self.insert_token(&mut tx, actor, new).await?;
         let change = Change::Token {
             id: record.id,
             digest: record.digest,
@@ -202,10 +205,12 @@ impl Store {
     }
 
     /// The token's row, inside `tx`, which has locked the application and checked the actor
-    /// ([`Store::begin_in_application`]); the caller commits, announcing the change.
+    /// ([`Store::begin_in_application`]), with its audit entry; the caller commits, announcing
+    /// the change.
     pub(crate) async fn insert_token(
         &self,
         tx: &mut crate::WriteTx,
+        actor: &Actor,
         new: &NewToken<'_>,
     ) -> Result<TokenRecord> {
         let now = crate::now_ms();
@@ -247,6 +252,14 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let body = audit::fields([
+            ("name", Some(json!(new.name))),
+            ("description", Some(json!(new.description))),
+            ("scope", Some(json!(new.scope))),
+            ("status", Some(json!(new.status.as_str()))),
+            ("expirationDate", new.expiration_date.map(audit::iso)),
+        ]);
+        audit_token(tx, actor, "applicationApiTokens.post", 201, &record, body).await?;
         Ok(record)
     }
 
@@ -324,7 +337,21 @@ impl Store {
     }
 
     pub async fn list_tokens(&self, application: Id, spec: &ListSpec) -> Result<Page<TokenRecord>> {
-        let cond = " FROM api_tokens WHERE application_id = $1";
+        self.list_tokens_where(application, None, spec).await
+    }
+
+    /// [`Store::list_tokens`], narrowed by `extra`, an SQL condition written by this crate
+    /// (the posture categories), never input.
+    pub(crate) async fn list_tokens_where(
+        &self,
+        application: Id,
+        extra: Option<&str>,
+        spec: &ListSpec,
+    ) -> Result<Page<TokenRecord>> {
+        let cond = match extra {
+            Some(c) => format!(" FROM api_tokens WHERE application_id = $1 AND ({c})"),
+            None => " FROM api_tokens WHERE application_id = $1".to_owned(),
+        };
         let (list, count) = page_sql(
             self.backend,
             &format!("SELECT {TOKEN_COLUMNS}{cond}"),
@@ -394,6 +421,20 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
+        let body = audit::fields([
+            ("name", change.name.as_ref().map(|n| json!(n))),
+            ("description", change.description.as_ref().map(|d| json!(d))),
+            ("status", change.status.map(|s| json!(s.as_str()))),
+        ]);
+        audit_token(
+            &mut tx,
+            actor,
+            "applicationApiToken.patch",
+            200,
+            &record,
+            body,
+        )
+        .await?;
         let change = Change::Token {
             id,
             digest: record.digest,
@@ -415,6 +456,17 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let current = lock_for_change(&mut tx, actor, application, id).await?;
         authorize(&current)?;
+        // Recorded first: a token deleting itself is still named as the actor.
+        let body = json!({});
+        audit_token(
+            &mut tx,
+            actor,
+            "applicationApiToken.delete",
+            200,
+            &current,
+            body,
+        )
+        .await?;
         sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id.to_hex())
             .execute(&mut *tx)
@@ -460,6 +512,31 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// The audit entry of a change of `token`, inside the change's transaction.
+async fn audit_token(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    action: &'static str,
+    status: u16,
+    token: &TokenRecord,
+    body: Value,
+) -> Result<()> {
+    let mut params = vec![("applicationId", token.application_id)];
+    if action != "applicationApiTokens.post" {
+        params.push(("apiTokenId", token.id));
+    }
+    let entry = Entry {
+        place: Place::Application(token.application_id),
+        action,
+        status,
+        primary: None,
+        secondary: Some(Target::new("ApiToken", token.id, &token.name)),
+        path_params: audit::path(&params),
+        body,
+    };
+    audit::record(tx, actor, entry).await
 }
 
 /// Lock the token `target` of `application` for a change by `actor`, and check `actor` (see

@@ -1,6 +1,7 @@
 //! The store's integration tests: one binary, the same cases on SQLite (the SQLite pass) and
 //! on PostgreSQL (`TOLLGATE_TEST_BACKEND=postgres`), run by the harness in `tollgate-testkit`.
 
+mod audit;
 mod backends;
 mod concurrency;
 mod group_commit;
@@ -8,6 +9,7 @@ mod lifecycle;
 mod statement_timeout;
 mod storage_faults;
 mod support;
+mod usage;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
 fn every_test_file_is_a_module_of_this_binary() {
@@ -21,6 +23,8 @@ fn every_test_file_is_a_module_of_this_binary() {
 
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
+    cases.extend(audit::cases());
+    cases.extend(usage::cases());
     cases.extend(concurrency::cases());
     cases.extend(group_commit::cases());
     cases.extend(lifecycle::cases());

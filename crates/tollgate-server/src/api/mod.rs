@@ -2,6 +2,7 @@
 //! receive a capability from the authorization layer (`crate::auth`).
 
 pub mod applications;
+pub mod audit;
 pub mod data;
 pub mod devices;
 pub mod flows;
@@ -9,6 +10,8 @@ pub mod lifecycle;
 pub mod login;
 pub mod me;
 pub mod orgs;
+pub mod token_posture;
+pub mod token_usage;
 pub mod tokens;
 
 use serde_json::{Map, Value, json};

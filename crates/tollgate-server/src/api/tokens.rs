@@ -117,20 +117,32 @@ pub fn record_json(t: &TokenRecord, last_used: Option<i64>) -> Value {
     v
 }
 
+/// `applicationApiTokens.get`'s query: the list parameters and the extension `posture`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(flatten)]
+    list: ListParams,
+    posture: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     access: AppAccess,
-    Query(params): Query<ListParams>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let params = query.list;
     let spec = params.spec(&TOKEN_FIELDS)?;
-    let page = state
-        .store()
-        .list_tokens(access.application(), &spec)
-        .await?;
+    let posture = crate::api::token_posture::parse(query.posture.as_deref())?;
+    let page =
+        crate::api::token_posture::page(&state, access.application(), posture, &spec).await?;
     let items = page.items.iter().map(|t| token_json(&state, t)).collect();
     let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page.total);
     out["ownerId"] = json!(access.application());
     out["ownerType"] = json!("application");
+    out["posture"] = crate::api::token_posture::summary(&state, access.application()).await?;
+    if let Some(p) = posture {
+        out["postureFilter"] = json!(p.name());
+    }
     Ok(Json(out))
 }
 

@@ -392,6 +392,16 @@ impl Credentials {
         Ok(Principal::User(session))
     }
 
+    /// The id of the cached token whose secret is `presented`, if any (to count a refused
+    /// request against its token: an inactive or expired token is cached when verified).
+    pub fn cached_token_id(&self, presented: &str) -> Option<Id> {
+        if secret::check(presented).ok()? != SecretKind::ApplicationToken {
+            return None;
+        }
+        let digest = secret::digest(presented);
+        read(&self.tokens).get(&digest).map(|e| e.id)
+    }
+
     /// When a token was last seen in use by this node, if more recent than the database knows.
     pub fn last_used(&self, digest: &Digest) -> Option<i64> {
         read(&self.tokens).get(digest)?.last_used()

@@ -16,7 +16,9 @@ pub mod credentials;
 pub mod passwords;
 pub mod throttle;
 pub mod two_factor;
+pub mod usage;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
@@ -52,17 +54,71 @@ pub async fn guard(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let mut credential = Credential::None;
+    // For per-token usage (cheap clones of two header values, only when it is recorded).
+    let probe = state.usage().enabled().then(|| UsageProbe::of(&parts));
     let mut expires = None;
-    let mut res =
+    let (mut res, admitted) =
         match authorize_request(&state, action, &mut parts, &mut credential, &mut expires).await {
-            Ok(()) => next.run(Request::from_parts(parts, body)).await,
-            Err(e) => e.into_response(),
+            Ok(()) => (next.run(Request::from_parts(parts, body)).await, true),
+            Err(e) => (e.into_response(), false),
         };
     // A token close to its expiry says so on every response to it (from the cached entry).
     crate::service::lifecycle::warn_of_expiry(&mut res, expires, tollgate_store::now_ms());
+    if let Some(probe) = probe {
+        probe.record(&state, action, &credential, admitted, res.status().as_u16());
+    }
     // For the request log and the latency histograms.
     res.extensions_mut().insert(Seen { action, credential });
     res
+}
+
+/// What per-token usage needs of a request, taken before the request moves on.
+struct UsageProbe {
+    authorization: Option<axum::http::HeaderValue>,
+    user_agent: Option<axum::http::HeaderValue>,
+    client: Option<IpAddr>,
+}
+
+impl UsageProbe {
+    fn of(parts: &Parts) -> UsageProbe {
+        UsageProbe {
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            client: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        }
+    }
+
+    /// Count the request against the token that made it, admitted or refused. A refused
+    /// secret is looked up in the credential cache only (an inactive or expired token was
+    /// put there when it was verified); unknown secrets belong to no token.
+    fn record(
+        self,
+        state: &AppState,
+        action: Action,
+        credential: &Credential,
+        admitted: bool,
+        status: u16,
+    ) {
+        let token = match credential {
+            Credential::Token(id) => Some(*id),
+            Credential::Rejected => self
+                .authorization
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .and_then(|(_, secret)| state.credentials().cached_token_id(secret.trim())),
+            _ => None,
+        };
+        let Some(token) = token else { return };
+        let outcome = if admitted { 0 } else { status };
+        let user_agent = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        state
+            .usage()
+            .record(token, action, outcome, status, self.client, user_agent);
+    }
 }
 
 async fn authorize_request(
@@ -86,7 +142,14 @@ async fn authorize_request(
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;
-    match decide(state, principal, action, target).await? {
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match decide(state, principal, action, target)
+        .await?
+        .acting_from(client)
+    {
         Access::App(a) => parts.extensions.insert(a).map(drop),
         Access::Org(o) => parts.extensions.insert(o).map(drop),
         Access::User(u) => parts.extensions.insert(u).map(drop),
@@ -151,6 +214,23 @@ pub enum Access {
     User(UserAccess),
 }
 
+impl Access {
+    /// The capability, acting from `client` (what its writes record in the audit log).
+    pub fn acting_from(self, client: Option<IpAddr>) -> Access {
+        match self {
+            Access::App(a) => Access::App(AppAccess { client, ..a }),
+            Access::Org(o) => Access::Org(o.acting_from(client)),
+            Access::User(u) => Access::User(UserAccess { client, ..u }),
+        }
+    }
+}
+
+impl OrgAccess {
+    fn acting_from(self, client: Option<IpAddr>) -> OrgAccess {
+        OrgAccess { client, ..self }
+    }
+}
+
 /// Decide whether `principal` may perform `action` on `target`.
 pub async fn decide(
     state: &AppState,
@@ -172,6 +252,7 @@ pub async fn decide(
                 application: app,
                 action,
                 who: Who::Token(token),
+                client: None,
             }))
         }
         (Family::Application, Target::Application(app), Principal::User(session)) => {
@@ -197,6 +278,7 @@ pub async fn decide(
                     session: session.digest,
                     role,
                 },
+                client: None,
             }))
         }
         (Family::Organization, Target::Org(org), Principal::User(session)) => {
@@ -207,6 +289,7 @@ pub async fn decide(
                 user_id: session.user_id,
                 session: session.digest,
                 action,
+                client: None,
             }))
         }
         (_, _, Principal::Token(_)) => Err(ApiError::forbidden(
@@ -258,6 +341,7 @@ async fn org_access_for(
         session,
         role,
         action,
+        client: None,
     })
 }
 
@@ -321,6 +405,8 @@ pub struct AppAccess {
     application: Id,
     action: Action,
     who: Who,
+    /// The client's address, for the audit log.
+    client: Option<IpAddr>,
 }
 
 impl AppAccess {
@@ -336,12 +422,13 @@ impl AppAccess {
     /// Who acts, for the store: every write this capability allows passes it, and the store
     /// re-checks the credential in the write's own transaction.
     pub fn actor(&self) -> Actor {
-        match &self.who {
+        let actor = match &self.who {
             Who::Token(t) => Actor::api_token(t.id, t.application_id),
             Who::User {
                 user_id, session, ..
             } => Actor::user_session(*user_id, *session),
-        }
+        };
+        actor.acting_from(self.client)
     }
 
     /// The acting user's effective role in the application, if a user acts.
@@ -411,12 +498,13 @@ pub struct OrgAccess {
     session: Digest,
     role: Role,
     action: Action,
+    client: Option<IpAddr>,
 }
 
 impl OrgAccess {
     /// Who acts, for the store (see [`AppAccess::actor`]).
     pub fn actor(&self) -> Actor {
-        Actor::user_session(self.user_id, self.session)
+        Actor::user_session(self.user_id, self.session).acting_from(self.client)
     }
 
     pub fn org(&self) -> Id {
@@ -441,12 +529,13 @@ pub struct UserAccess {
     /// Digest of the session the request came with.
     session: Digest,
     action: Action,
+    client: Option<IpAddr>,
 }
 
 impl UserAccess {
     /// Who acts, for the store (see [`AppAccess::actor`]).
     pub fn actor(&self) -> Actor {
-        Actor::user_session(self.user_id, self.session)
+        Actor::user_session(self.user_id, self.session).acting_from(self.client)
     }
 
     /// Decide whether this user may perform `action` in organization `org` (for targets that
@@ -458,7 +547,8 @@ impl UserAccess {
         org: Id,
         action: Action,
     ) -> Result<OrgAccess, ApiError> {
-        org_access_for(state, self.user_id, self.session, org, action).await
+        let access = org_access_for(state, self.user_id, self.session, org, action).await?;
+        Ok(access.acting_from(self.client))
     }
 
     pub fn user_id(&self) -> Id {

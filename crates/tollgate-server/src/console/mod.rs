@@ -272,6 +272,7 @@ async fn app_access(
         Target::Application(app),
     )
     .await?
+    .acting_from(session.client)
     {
         Access::App(a) => Ok(a),
         _ => Err(PageError::Api(ApiError::internal())),
@@ -289,7 +290,10 @@ async fn user_access(
     session: &Session,
     action: Action,
 ) -> Result<UserAccess, PageError> {
-    match auth::decide(state, session.principal.clone(), action, Target::None).await? {
+    match auth::decide(state, session.principal.clone(), action, Target::None)
+        .await?
+        .acting_from(session.client)
+    {
         Access::User(u) => Ok(u),
         _ => Err(PageError::Api(ApiError::internal())),
     }

@@ -146,6 +146,8 @@ pub struct Session {
     pub csrf: String,
     /// Digest of the session secret (what logout deletes).
     pub digest: Digest,
+    /// The browser's address, recorded with the changes it makes (the audit log).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Session {
@@ -224,6 +226,10 @@ impl FromRequestParts<AppState> for Session {
             principal,
             user_id,
             email: user.email,
+            client: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
         })
     }
 }
