@@ -29,6 +29,9 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// For 429 and 503: seconds until a retry may succeed (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// For 401: the request carried no credential at all, so its `WWW-Authenticate`
+    /// challenge names no error (RFC 6750 §3.1).
+    pub no_credentials: bool,
 }
 
 /// The longest message a client is sent. Messages that list offending items name the first
@@ -60,6 +63,7 @@ impl ApiError {
             required: None,
             detail: None,
             retry_after: None,
+            no_credentials: false,
         }
     }
 
@@ -308,8 +312,8 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = challenge(self.status, self.no_credentials, self.required) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -327,6 +331,31 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The RFC 6750 challenge of a 401 or 403, beside the JSON body: `error="invalid_token"` for a
+/// credential that is not (or no longer) valid, none when there was no credential, and
+/// `error="insufficient_scope"` with the scope strings that would grant the action for a 403.
+fn challenge(
+    status: StatusCode,
+    no_credentials: bool,
+    required: Option<Action>,
+) -> Option<HeaderValue> {
+    let value = match status {
+        StatusCode::UNAUTHORIZED if no_credentials => "Bearer".to_owned(),
+        StatusCode::UNAUTHORIZED => r#"Bearer error="invalid_token""#.to_owned(),
+        StatusCode::FORBIDDEN => match required {
+            // Scope strings are `resource.action` and `all.Application…`: no quotes or
+            // backslashes, so they sit in a quoted-string as they are.
+            Some(action) if action.def().family == tollgate_core::Family::Application => format!(
+                r#"Bearer error="insufficient_scope", scope="{}""#,
+                tollgate_core::scope::granting(&action).join(" ")
+            ),
+            _ => r#"Bearer error="insufficient_scope""#.to_owned(),
+        },
+        _ => return None,
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 /// The message with anything of a secret's shape hidden.

@@ -40,6 +40,7 @@ mod official_clients;
 mod openapi;
 mod races;
 mod readme;
+mod restrictions;
 mod revocation;
 mod revoked_writes;
 mod secrets;
@@ -94,6 +95,7 @@ fn main() -> std::process::ExitCode {
             openapi::cases(),
             races::cases(),
             readme::cases(),
+            restrictions::cases(),
             revocation::cases(),
             revoked_writes::cases(),
             secrets::cases(),

@@ -96,8 +96,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
             "The request has {count} Authorization headers: send exactly one"
         )));
     }
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized(
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| ApiError {
+        no_credentials: true,
+        ..ApiError::unauthorized(
             "Authorization required: send an Authorization: Bearer <token> header",
         )
     })?;
@@ -267,20 +268,12 @@ fn two_factor_required(action: Action) -> ApiError {
 
 fn token_forbidden(action: Action) -> ApiError {
     let def = action.def();
-    let mut grants = vec![
-        def.name.to_owned(),
-        format!("{}.*", def.resource()),
-        "all.Application".to_owned(),
-    ];
-    if def.read_only {
-        grants.push("all.Application.read".to_owned());
-    }
     ApiError::forbidden(
         action,
         format!(
             "This API token's scope does not include {}: use a token whose scope has one of {}",
             def.name,
-            grants.join(", ")
+            tollgate_core::scope::granting(&action).join(", ")
         ),
     )
 }
