@@ -186,6 +186,9 @@ async fn named_token(
                 scope: &scope,
                 status,
                 expiration_date: None,
+                restrictions: None,
+                usage_limit: None,
+                carve_from: None,
                 creator: Creator {
                     kind: "user",
                     id: user,

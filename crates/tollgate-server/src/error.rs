@@ -32,6 +32,8 @@ pub struct ApiError {
     /// For 401: the request carried no credential at all, so its `WWW-Authenticate`
     /// challenge names no error (RFC 6750 §3.1).
     pub no_credentials: bool,
+    /// More response headers (a rate limit's `RateLimit-*` fields): lowercase names.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The longest message a client is sent. Messages that list offending items name the first
@@ -64,6 +66,7 @@ impl ApiError {
             detail: None,
             retry_after: None,
             no_credentials: false,
+            headers: Vec::new(),
         }
     }
 
@@ -105,6 +108,12 @@ impl ApiError {
             required: Some(action),
             ..Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
         }
+    }
+
+    /// 403: the token's restrictions (not its scope) refuse the request; the message names
+    /// the rule. No `X-Tollgate-Required-Action`: a broader scope would not help.
+    pub fn restricted(_action: Action, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
     }
 
     /// 404, naming the kind of thing that was not found ("Application", "API token").
@@ -211,6 +220,13 @@ impl ApiError {
                     "This session has expired: nothing was changed; log in again"
                 }
             }),
+            StoreError::QuotaExceeded { remaining } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "A token cannot be more powerful than its creator: its usageLimit is carved out of the creator's remaining uses, and the creator has {remaining} left to give"
+                ),
+            ),
             StoreError::NoLongerAdmin => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -314,6 +330,11 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         if let Some(challenge) = challenge(self.status, self.no_credentials, self.required) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
         }
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

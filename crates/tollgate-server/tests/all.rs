@@ -41,6 +41,7 @@ mod openapi;
 mod races;
 mod readme;
 mod restrictions;
+mod restrictions_wire;
 mod revocation;
 mod revoked_writes;
 mod secrets;
@@ -96,6 +97,7 @@ fn main() -> std::process::ExitCode {
             races::cases(),
             readme::cases(),
             restrictions::cases(),
+            restrictions_wire::cases(),
             revocation::cases(),
             revoked_writes::cases(),
             secrets::cases(),

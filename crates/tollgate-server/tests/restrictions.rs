@@ -201,8 +201,161 @@ async fn every_401_and_403_carries_a_bearer_challenge() {
     );
 }
 
+/// Scenario 1: a token restricted to devices tagged `site=north` (and one device by id):
+/// other devices are 404 as if they did not exist, `devices.get` lists only its devices, data
+/// queries see only their data, and tag changes take effect at once.
+async fn device_restrictions_hide_other_devices() {
+    let t = TestApp::new().await;
+    let (user, session) = t.login("editor@example.com").await;
+    let app = t.app_of(user, "Plant").await;
+    let devices = format!("/applications/{app}/devices");
+    let mut ids = std::collections::HashMap::new();
+    for (name, tags) in [
+        ("north-1", json!([{ "key": "site", "value": "north" }])),
+        ("south-1", json!([{ "key": "site", "value": "south" }])),
+        ("by-id", json!([])),
+        ("other", json!([])),
+    ] {
+        let d = t
+            .post(
+                &devices,
+                &session,
+                json!({ "name": name, "tags": tags,
+                        "attributes": [{ "name": "t", "dataType": "number" }] }),
+            )
+            .await
+            .expect(201);
+        let id = d["id"].as_str().unwrap().to_owned();
+        t.post(
+            &format!("{devices}/{id}/state"),
+            &session,
+            json!({ "data": { "t": 1 } }),
+        )
+        .await
+        .expect(200);
+        ids.insert(name, id);
+    }
+    let created = t
+        .api_token(
+            &session,
+            app,
+            json!({ "name": "gateway",
+                    "deviceTags": [{ "key": "site", "value": "north" }],
+                    "deviceIds": [ids["by-id"]] }),
+        )
+        .await;
+    assert_eq!(
+        created["deviceTags"],
+        json!([{ "key": "site", "value": "north" }])
+    );
+    assert_eq!(created["deviceIds"], json!([ids["by-id"]]));
+    let gw = created["token"].as_str().unwrap().to_owned();
+
+    let get = |name: &str| format!("{devices}/{}", ids[name]);
+    t.get(&get("north-1"), &gw).await.expect(200);
+    t.get(&get("by-id"), &gw).await.expect(200);
+    let hidden = t.get(&get("south-1"), &gw).await;
+    let missing = t
+        .get(&format!("{devices}/0123456789abcdef01234567"), &gw)
+        .await;
+    assert_eq!(
+        (hidden.status.as_u16(), missing.status.as_u16()),
+        (404, 404)
+    );
+    assert_eq!(hidden.body, missing.body, "as if it did not exist");
+    for (method, suffix, body) in [
+        ("POST", "/state", Some(json!({ "data": { "t": 2 } }))),
+        ("GET", "/state", None),
+        ("GET", "/compositeState", None),
+        ("POST", "/command", Some(json!({ "name": "reboot" }))),
+        ("GET", "/command", None),
+        ("PATCH", "", Some(json!({ "name": "renamed" }))),
+        ("DELETE", "", None),
+    ] {
+        let r = t
+            .send(
+                method.parse().unwrap(),
+                &format!("{}{suffix}", get("south-1")),
+                Some(&gw),
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 404, "{method} {suffix}: {:?}", r.body);
+    }
+    let list = t.get(&devices, &gw).await.expect(200);
+    let mut names = crate::common::item_names(&list);
+    names.sort();
+    assert_eq!(names, ["by-id", "north-1"]);
+    assert_eq!(list["totalCount"], 2);
+    let lv = format!("/applications/{app}/data/last-value-query");
+    let seen = t
+        .post(&lv, &gw, json!({ "attribute": "t" }))
+        .await
+        .expect(200);
+    let mut keys: Vec<&String> = seen.as_object().unwrap().keys().collect();
+    keys.sort();
+    let mut expected = vec![&ids["north-1"], &ids["by-id"]];
+    expected.sort();
+    assert_eq!(keys, expected);
+    let asked = t
+        .post(
+            &lv,
+            &gw,
+            json!({ "attribute": "t", "deviceIds": [ids["south-1"], ids["north-1"]] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(asked.as_object().unwrap().len(), 1, "{asked}");
+    assert!(asked.get(&ids["north-1"]).is_some());
+
+    // The south device gains the tag: reachable at once. The north one loses it: gone at once.
+    t.patch(
+        &get("south-1"),
+        &session,
+        json!({ "tags": [{ "key": "site", "value": "north" }] }),
+    )
+    .await
+    .expect(200);
+    t.get(&get("south-1"), &gw).await.expect(200);
+    t.patch(
+        &get("north-1"),
+        &session,
+        json!({ "tags": [{ "key": "site", "value": "east" }] }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(t.get(&get("north-1"), &gw).await.status, 404);
+    let list = t.get(&devices, &gw).await.expect(200);
+    let mut names = crate::common::item_names(&list);
+    names.sort();
+    assert_eq!(names, ["by-id", "south-1"]);
+
+    // A child of a device-restricted token is at least as restricted.
+    let tokens = format!("/applications/{app}/tokens");
+    for (body, status) in [
+        (json!({ "name": "c" }), 403),
+        (json!({ "name": "c", "deviceIds": [ids["other"]] }), 403),
+        (
+            json!({ "name": "c", "deviceTags": [{ "key": "site" }] }),
+            403,
+        ),
+        (
+            json!({ "name": "c", "deviceTags": [{ "key": "site", "value": "north" }] }),
+            201,
+        ),
+        (json!({ "name": "c", "deviceIds": [ids["by-id"]] }), 201),
+    ] {
+        let r = t.post(&tokens, &gw, body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {:?}", r.body);
+        if status == 403 {
+            assert!(r.message().contains("device"), "{}", r.message());
+        }
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(device_restrictions_hide_other_devices),
         case!(bounded_scope_is_all_but_token_management),
         case!(every_401_and_403_carries_a_bearer_challenge),
     ]

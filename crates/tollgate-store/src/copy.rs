@@ -37,6 +37,7 @@ pub const TABLES: &[&str] = &[
     "applications",
     "member_application_roles",
     "api_tokens",
+    "token_quotas",
     "devices",
     "device_tags",
     "device_reports",

@@ -462,6 +462,7 @@ pub async fn create(
                     scope: Some(scope),
                     expiration_date,
                     status: TokenStatus::Active,
+                    restrictions: Default::default(),
                     form_key: Some((form_key.clone(), session.user_id)),
                 },
             )
