@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod freshness;
 pub mod health;
+pub mod health_listener;
 pub mod limits;
 pub mod metrics;
 pub mod observe;

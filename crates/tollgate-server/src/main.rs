@@ -229,6 +229,12 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also answer `GET /health` (only that) on this address, served by a thread of its own:
+    /// probes are answered at once even when a flood keeps the request workers busy. Give
+    /// orchestrators and load balancers this address for liveness. Default: none (`/health`
+    /// is always on --listen too).
+    #[arg(long, env = "TOLLGATE_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
     #[command(flatten)]
     db: DbArgs,
     /// Mark console cookies Secure (set this when Tollgate is served over HTTPS). The
@@ -935,6 +941,7 @@ async fn main() -> anyhow::Result<()> {
                 limits,
                 listener_url: args.listener_database_url,
                 local,
+                health_listen: args.health_listen,
             };
             serve(store, settings, options).await
         }

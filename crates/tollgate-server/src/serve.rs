@@ -143,6 +143,9 @@ pub struct ServeOptions {
     /// SQLite: the lock this server holds on its database ([`crate::datadir::lock_for_server`]);
     /// its control socket is served for commands beside it.
     pub local: Option<crate::datadir::LocalLock>,
+    /// `--health-listen`: also answer `GET /health` here, on a thread of its own
+    /// ([`crate::health_listener`]).
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Serve within `options.limits` until SIGINT/SIGTERM; then leave the cluster, flush
@@ -154,6 +157,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         limits,
         listener_url,
         local,
+        health_listen,
     } = options;
     crate::schemas::preload();
     let state = AppState::new(store, settings);
@@ -197,6 +201,14 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    let health = match health_listen {
+        Some(addr) => Some(crate::health_listener::HealthListener::start(
+            addr,
+            state.clone(),
+            limits,
+        )?),
+        None => None,
+    };
     tracing::info!(
         %address,
         max_connections = limits.max_connections,
@@ -222,6 +234,11 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         Err(e) => tracing::warn!(error = %e, "database checkpoint failed"),
     }
     state.store().close().await;
+    // Only now: a database connection the health listener's runtime opened needs it until
+    // the store is closed.
+    if let Some(health) = health {
+        health.stop(Duration::from_secs(2));
+    }
     if let Some(lock) = local {
         let _ = std::fs::remove_file(&lock.paths().socket);
     }

@@ -197,18 +197,72 @@ fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
     assert!(server.log().contains("connection cap reached"));
 }
 
+/// `--health-listen`: with the main listener's connection cap full (nothing more is served
+/// there), the health listener still answers `/health` with the full body, and it answers
+/// nothing but `/health`.
+fn the_health_listener_answers_while_the_main_listener_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let health_port = crate::common::process::free_port();
+    let health_addr = format!("127.0.0.1:{health_port}");
+    let server = ServerProcess::start(
+        dir.path(),
+        &sqlite(&dir),
+        &[
+            ("TOLLGATE_MAX_CONNECTIONS", "2"),
+            ("TOLLGATE_HEADER_TIMEOUT_MS", "60000"),
+            ("TOLLGATE_IDLE_TIMEOUT_SECS", "60"),
+            ("TOLLGATE_HEALTH_LISTEN", &health_addr),
+        ],
+    );
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(&server);
+            s.write_all(HEALTH).unwrap();
+            read_response(&mut s, Duration::from_secs(10)).expect("served");
+            s
+        })
+        .collect();
+    let mut main = connect(&server);
+    main.write_all(HEALTH).unwrap();
+    assert!(
+        read_response(&mut main, Duration::from_millis(1000)).is_none(),
+        "the main listener served a third connection past a cap of 2"
+    );
+    let ask = |request: &[u8]| {
+        let mut s = TcpStream::connect(&health_addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s.write_all(request).unwrap();
+        read_response(&mut s, Duration::from_secs(10)).expect("the health listener answers")
+    };
+    let res = ask(HEALTH);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(
+        res.contains(r#""status":"ok""#) && res.contains(r#""database":"ok""#),
+        "{res}"
+    );
+    let other = ask(b"GET /applications HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert!(other.contains("answers only GET /health"), "{other}");
+    drop(held);
+    assert!(
+        server
+            .log()
+            .contains("health checks are also answered on their own listener"),
+        "{}",
+        server.log()
+    );
+}
+
 fn many_stalled_connections_do_not_exhaust_file_descriptors() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("prlimit (util-linux) is required");
-        }
-        eprintln!("NOT RUN: prlimit is not installed");
-        return;
-    }
+    // prlimit is in util-linux, which every Debian system has; missing, the test fails.
+    assert!(
+        std::process::Command::new("prlimit")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "prlimit (util-linux) is required for this test"
+    );
     let dir = tempfile::tempdir().unwrap();
     // 256 open files at most, hard and soft: the server sizes its cap below that.
     let server = ServerProcess::start_wrapped(
@@ -256,6 +310,7 @@ pub fn cases() -> Vec<Case> {
         case!(sync half_a_request_is_closed_within_the_header_timeout).once(),
         case!(sync an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not).once(),
         case!(sync past_the_connection_cap_new_connections_wait_and_are_served_later).once(),
+        case!(sync the_health_listener_answers_while_the_main_listener_is_full).once(),
         case!(sync many_stalled_connections_do_not_exhaust_file_descriptors).once(),
     ]
 }

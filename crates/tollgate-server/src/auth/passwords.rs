@@ -53,7 +53,13 @@ enum Job {
 struct Hasher {
     limits: HashLimits,
     jobs: SyncSender<Job>,
+    /// Places for password checks in progress (`threads + queue`), taken by [`admit`] before
+    /// a login does any other work.
+    places: Arc<tokio::sync::Semaphore>,
 }
+
+/// A place among the password checks in progress ([`admit`]); given back when dropped.
+pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 static HASHER: OnceLock<Hasher> = OnceLock::new();
 
@@ -92,7 +98,12 @@ fn start(limits: HashLimits) -> Hasher {
             .spawn(move || work(&rx))
             .expect("start a password hashing thread");
     }
-    Hasher { limits, jobs }
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.threads + limits.queue));
+    Hasher {
+        limits,
+        jobs,
+        places,
+    }
 }
 
 fn work(rx: &Mutex<Receiver<Job>>) {
@@ -146,6 +157,17 @@ impl Memory {
 }
 
 impl Hasher {
+    fn admit(&self) -> Result<Admission, HashError> {
+        self.places
+            .clone()
+            .try_acquire_owned()
+            .map(Admission)
+            .map_err(|_| HashError::Busy {
+                threads: self.limits.threads,
+                queue: self.limits.queue,
+            })
+    }
+
     fn submit(&self, job: Job) -> Result<(), HashError> {
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => HashError::Busy {
@@ -168,6 +190,15 @@ impl Hasher {
         self.submit(Job::Verify(password, stored, tx))?;
         Ok(rx.await.unwrap_or(false))
     }
+}
+
+/// Take a place among the password checks in progress, before any other work for a login
+/// (looking the account up, say): `Err(Busy)` at once when `threads + queue` checks are
+/// already in progress. Without it, a flood of logins that the hashing queue will refuse
+/// anyway first queues up for database connections, and everything else that needs one (the
+/// health check's ping among them) waits behind it.
+pub fn admit() -> Result<Admission, HashError> {
+    hasher().admit()
 }
 
 /// Hash a password into a PHC string, on a hashing thread.
@@ -373,6 +404,23 @@ mod tests {
         }
         assert!(busy >= 50, "busy {busy}, checked {checked}");
         assert!(checked >= 1 && checked <= limits.threads + limits.queue + 10);
+    }
+
+    #[test]
+    fn admission_holds_threads_plus_queue_places_and_gives_them_back() {
+        let limits = HashLimits {
+            threads: 1,
+            queue: 2,
+        };
+        let hasher = start(limits);
+        let mut held: Vec<Admission> = (0..3).map(|_| hasher.admit().unwrap()).collect();
+        match hasher.admit() {
+            Err(HashError::Busy { threads, queue }) => assert_eq!((threads, queue), (1, 2)),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a fourth place was given with threads 1 + queue 2"),
+        }
+        held.pop();
+        assert!(hasher.admit().is_ok(), "a place given back is not reusable");
     }
 
     #[test]
