@@ -46,7 +46,7 @@ fn within_one<K: Kind>(child: Option<&K>, parent: Option<&K>) -> Result<(), Stri
     match (child, parent) {
         (_, None) => Ok(()),
         (None, Some(_)) => Err(format!(
-            "its creator has an {} ({}), so it needs one within it",
+            "its creator is restricted by its {} ({}), so it needs one within it",
             K::NAME,
             K::FIELDS.join(" / ")
         )),
