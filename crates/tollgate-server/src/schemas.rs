@@ -143,6 +143,15 @@ fn adjust(name: &str, schema: &mut Value) {
         for (name, property) in restriction_properties() {
             schema["properties"][name] = property;
         }
+        schema["properties"]["rateLimit"]["properties"]["sharedWith"] = serde_json::json!({
+            "type": "object", "readOnly": true,
+            "properties": {
+                "apiTokenId": { "type": "string" },
+                "requests": { "type": "integer" },
+                "perSeconds": { "type": "integer" }
+            },
+            "description": "Set by the server on a token minted by a rate-limited token: the topmost rate-limited ancestor, whose bucket this token's requests also draw from (never accepted in a request)"
+        });
         schema["properties"]["usesRemaining"] = serde_json::json!({
             "type": "integer", "minimum": 0, "x-tollgate-extension": true,
             "description": "With a usageLimit: the uses left (not yet leased by any node, plus this node's unspent lease)"

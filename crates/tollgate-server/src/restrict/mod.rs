@@ -125,7 +125,7 @@ pub fn compile(
         checks.push(Box::new(devices::DeviceCheck::new(d.clone())));
     }
     // Counting checks last, so a request another check refuses uses up nothing.
-    if let Some(r) = restrictions.rate {
+    if let Some(r) = &restrictions.rate {
         checks.push(Box::new(counters.rates.check(token, r)));
     }
     if let Some(q) = restrictions.quota {

@@ -23,8 +23,33 @@ pub struct Buckets {
 }
 
 impl Buckets {
-    /// The check for token `token` with `rate` (its bucket created on first use).
-    pub fn check(&self, token: Id, rate: Rate) -> RateCheck {
+    /// The check for token `token` with `rate` (its bucket created on first use), and, if it
+    /// was minted from a rate-limited token, the ancestor's bucket too, which the ancestor and
+    /// every token minted from it share.
+    pub fn check(&self, token: Id, rate: &Rate) -> RateCheck {
+        let family = rate.shared.as_ref().and_then(|s| {
+            let id: Id = s.token.parse().ok()?;
+            Some(Box::new(self.bucket(
+                id,
+                Rate {
+                    requests: s.requests,
+                    per_seconds: s.per_seconds,
+                    shared: None,
+                },
+                None,
+                true,
+            )))
+        });
+        self.bucket(token, rate.clone(), family, false)
+    }
+
+    fn bucket(
+        &self,
+        token: Id,
+        rate: Rate,
+        family: Option<Box<RateCheck>>,
+        ancestor: bool,
+    ) -> RateCheck {
         let tat = self
             .cells
             .lock()
@@ -37,10 +62,12 @@ impl Buckets {
             .div_ceil(u128::from(rate.requests));
         let interval = u64::try_from(interval).unwrap_or(u64::MAX);
         RateCheck {
+            tolerance: interval.saturating_mul(rate.requests),
             rate,
             interval,
-            tolerance: interval.saturating_mul(rate.requests),
             tat,
+            family,
+            ancestor: ancestor.then_some(token),
         }
     }
 }
@@ -61,6 +88,10 @@ pub struct RateCheck {
     tolerance: u64,
     /// When the bucket will be full again if nothing more arrives (ns, see [`nanos`]).
     tat: Arc<AtomicU64>,
+    /// The rate-limited ancestor's bucket, shared with every token minted from it.
+    family: Option<Box<RateCheck>>,
+    /// Set on an ancestor's bucket: that ancestor.
+    ancestor: Option<Id>,
 }
 
 impl Check for RateCheck {
@@ -78,7 +109,12 @@ impl Check for RateCheck {
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Verdict::Pass,
+                Ok(_) => {
+                    return match &self.family {
+                        None => Verdict::Pass,
+                        Some(f) => f.check(ctx),
+                    };
+                }
                 Err(seen) => tat = seen,
             }
         }
@@ -89,13 +125,17 @@ impl RateCheck {
     fn refusal(&self, wait_ns: u64, full_in_ns: u64) -> ApiError {
         let retry = wait_ns.div_ceil(1_000_000_000).max(1);
         let reset = full_in_ns.div_ceil(1_000_000_000).max(1);
-        let mut e = ApiError::too_many_requests(
-            format!(
+        let message = match self.ancestor {
+            None => format!(
                 "This API token is limited to {} requests per {} s (its rateLimit): try again in {retry} s",
                 self.rate.requests, self.rate.per_seconds
             ),
-            retry,
-        );
+            Some(a) => format!(
+                "This API token was minted from token {a}, whose rateLimit of {} requests per {} s it shares with every token minted from it: try again in {retry} s",
+                self.rate.requests, self.rate.per_seconds
+            ),
+        };
+        let mut e = ApiError::too_many_requests(message, retry);
         e.headers = vec![
             ("ratelimit-limit", self.rate.requests.to_string()),
             ("ratelimit-remaining", "0".to_owned()),

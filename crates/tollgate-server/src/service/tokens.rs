@@ -417,7 +417,17 @@ pub async fn create(
         &request.restrictions,
         Request::Create(&request),
     )?;
-    let stored_restrictions = request.restrictions.to_stored();
+    // A child of a rate-limited token also draws from its family's bucket (the topmost
+    // rate-limited ancestor's), so minting more tokens does not multiply the rate.
+    let mut restrictions = request.restrictions.clone();
+    if let (Some(parent_rate), Some(t), Some(rate)) = (
+        &authority.restrictions.rate,
+        access.token(),
+        restrictions.rate.as_mut(),
+    ) {
+        rate.shared = Some(parent_rate.family(&t.id.to_string()));
+    }
+    let stored_restrictions = restrictions.to_stored();
     let usage_limit = request
         .restrictions
         .quota
