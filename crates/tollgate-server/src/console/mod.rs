@@ -18,6 +18,7 @@ mod apps;
 mod assets;
 mod auth_pages;
 mod form;
+mod restrictions_form;
 mod session;
 mod sessions;
 mod tokens;
