@@ -139,7 +139,7 @@ impl RateCheck {
         e.headers = vec![
             ("ratelimit-limit", self.rate.requests.to_string()),
             ("ratelimit-remaining", "0".to_owned()),
-            ("ratelimit-reset", reset.min(retry.max(reset)).to_string()),
+            ("ratelimit-reset", reset.max(retry).to_string()),
         ];
         e
     }
