@@ -84,7 +84,7 @@ pub struct ActionDef {
 
 /// Actions this server adds to the reference API (documented as extensions in the OpenAPI
 /// document; the catalog test does not look for them in the reference catalog).
-pub const EXTENSIONS: &[&str] = &["auth.logout"];
+pub const EXTENSIONS: &[&str] = &["auth.logout", "tokens.revoke", "applicationApiToken.roll"];
 
 impl ActionDef {
     /// True for an action the reference API does not have (see [`EXTENSIONS`]).
@@ -146,6 +146,10 @@ registry! {
         Public, read_only: false, min_role: None, 200,
         body: Some("userCredentials"), response: "authedUser",
         "Authenticates a user using the provided credentials";
+    TokensRevoke: "tokens.revoke" Post "/tokens/revoke",
+        Public, read_only: false, min_role: None, 202,
+        body: Some("tokenLeakReport"), response: "tokenLeakReportAccepted",
+        "Reports leaked tokens: every live application API token among them is deactivated with the reason \"reported as leaked\"; no credentials, always the same answer (extension: not in the reference API)";
 
     // --- the logged-in user ---
     AuthLogout: "auth.logout" Post "/auth/logout",
@@ -268,6 +272,10 @@ registry! {
         Application, read_only: false, min_role: Edit, 200,
         body: None, response: "success",
         "Deletes an API token";
+    ApplicationApiTokenRoll: "applicationApiToken.roll" Post "/applications/{applicationId}/tokens/{apiTokenId}/roll",
+        Application, read_only: false, min_role: Edit, 201,
+        body: Some("apiTokenRoll"), response: "apiToken",
+        "Replaces an API token with a new one (same name, description and scope; a new secret, shown once); the old one keeps working for overlapSeconds, then retires (extension: not in the reference API)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",

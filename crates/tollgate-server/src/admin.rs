@@ -1,4 +1,4 @@
-//! The operator's token commands: `tollgate tokens list|show|deactivate|delete`.
+//! The operator's token commands: `tollgate tokens list|show|deactivate|delete|revoke`.
 //!
 //! The operator holds the database, not a user or a token, so there is no scope to check (the
 //! token service's authority rule does not apply): what the commands may do is what an
@@ -130,6 +130,23 @@ pub fn creator_label(t: &TokenRecord) -> String {
         "apiToken" => format!("token {}", c.name),
         other => format!("{other} {}", c.name),
     }
+}
+
+/// Deactivate every live token among `presented` (secrets, as a leak report names them) with
+/// the reason "reported as leaked": the same service function and store write as
+/// `POST /tokens/revoke`, a thousand at a time; logged as the operator's.
+pub async fn revoke_leaked(
+    store: &Store,
+    presented: &[String],
+) -> Result<Vec<tollgate_store::lifecycle::Revoked>, AdminError> {
+    let mut out = Vec::new();
+    for chunk in presented.chunks(crate::service::lifecycle::MAX_REPORTED_TOKENS) {
+        let revoked = crate::service::lifecycle::report_leaks(store, chunk, "operator")
+            .await
+            .map_err(AdminError::Refused)?;
+        out.extend(revoked);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ enum Command {
     /// Back up, restore, check and move the database.
     #[command(subcommand)]
     Db(DbCommand),
-    /// Inspect and revoke application API tokens (list, show, deactivate, delete). Changes
+    /// Inspect and revoke application API tokens (list, show, deactivate, delete, revoke). Changes
     /// take effect on a running server before the command returns.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -83,6 +83,17 @@ enum TokensCommand {
     Delete {
         /// The token's id.
         id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Deactivate leaked tokens, given as secrets (tgat_…) on standard input, separated by
+    /// white space or lines: every live one is deactivated with the reason "reported as
+    /// leaked", as POST /tokens/revoke does. Secrets are never taken as arguments (they would
+    /// be in the shell's history and the process list).
+    Revoke {
+        /// Read the secrets from standard input (required).
+        #[arg(long, required = true)]
+        stdin: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -827,6 +838,27 @@ async fn tokens_command(command: TokensCommand) -> anyhow::Result<()> {
                     done.token.id, done.token.name
                 );
             }
+            confirm_applied(&attached);
+            Ok(())
+        }
+        TokensCommand::Revoke { stdin: _, db } => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the tokens from standard input")?;
+            let presented: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+            let (store, attached) = db.open_for_command("tokens revoke").await?;
+            let revoked = admin::revoke_leaked(&store, &presented).await?;
+            for t in &revoked {
+                println!(
+                    "deactivated API token {} of application {}: reported as leaked",
+                    t.id, t.application_id
+                );
+            }
+            println!(
+                "{} of {} strings read were live API tokens; each is now deactivated",
+                revoked.len(),
+                presented.len()
+            );
             confirm_applied(&attached);
             Ok(())
         }

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
-use crate::api::{applications, data, devices, flows, login, me, orgs, tokens};
+use crate::api::{applications, data, devices, flows, lifecycle, login, me, orgs, tokens};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,6 +27,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
     match action {
         AuthAuthenticateUser => on(m, login::authenticate_user),
         AuthLogout => on(m, login::logout),
+        TokensRevoke => on(m, lifecycle::revoke),
         MeGet => on(m, me::get),
         MePatch => on(m, me::patch),
         MeChangePassword => on(m, me::change_password),
@@ -55,6 +56,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenGet => on(m, tokens::get),
         ApplicationApiTokenPatch => on(m, tokens::patch),
         ApplicationApiTokenDelete => on(m, tokens::delete),
+        ApplicationApiTokenRoll => on(m, lifecycle::roll),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

@@ -71,6 +71,20 @@ schemas![
     "userCredentials",
 ];
 
+/// Schemas of this server's extensions to the reference API (`crates/tollgate-server/schemas/`):
+/// (name, JSON text), validated and published like the reference's.
+pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
+    ("apiTokenRoll", include_str!("../schemas/apiTokenRoll.json")),
+    (
+        "tokenLeakReport",
+        include_str!("../schemas/tokenLeakReport.json"),
+    ),
+    (
+        "tokenLeakReportAccepted",
+        include_str!("../schemas/tokenLeakReportAccepted.json"),
+    ),
+];
+
 struct Compiled {
     raw: HashMap<&'static str, Value>,
     validators: HashMap<&'static str, Validator>,
@@ -81,7 +95,7 @@ fn compiled() -> &'static Compiled {
     COMPILED.get_or_init(|| {
         let mut raw = HashMap::new();
         let mut validators = HashMap::new();
-        for (name, text) in SCHEMAS {
+        for (name, text) in SCHEMAS.iter().chain(EXTENSION_SCHEMAS) {
             let mut schema: Value = serde_json::from_str(text).expect("embedded schema is JSON");
             adjust(name, &mut schema);
             let validator = jsonschema::options()
@@ -336,7 +350,10 @@ mod tests {
     #[test]
     fn every_schema_compiles() {
         preload();
-        assert_eq!(compiled().validators.len(), SCHEMAS.len());
+        assert_eq!(
+            compiled().validators.len(),
+            SCHEMAS.len() + EXTENSION_SCHEMAS.len()
+        );
     }
 
     #[test]

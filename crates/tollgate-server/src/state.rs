@@ -83,6 +83,8 @@ struct Inner {
     latencies: Arc<Latencies>,
     secret_key: SecretKey,
     login_throttle: Throttle,
+    /// Leak reports (`tokens.revoke`) per client address.
+    leak_throttle: Throttle,
     settings: Settings,
     /// This node's part in a PostgreSQL cluster, once it has joined.
     cluster: OnceLock<Arc<Cluster>>,
@@ -107,6 +109,10 @@ impl AppState {
                     (Kind::Account, settings.login_account_rate),
                     (Kind::Address, settings.login_address_rate),
                 ],
+                throttle::DEFAULT_CAPACITY,
+            ),
+            leak_throttle: Throttle::new(
+                &[(Kind::Address, crate::api::lifecycle::LEAK_REPORT_RATE)],
                 throttle::DEFAULT_CAPACITY,
             ),
             settings,
@@ -178,6 +184,11 @@ impl AppState {
     /// is hashed. Other guessable checks (second-factor codes) can use it too.
     pub fn login_throttle(&self) -> &Throttle {
         &self.0.login_throttle
+    }
+
+    /// Leak reports per client address (every report counts, whatever it names).
+    pub fn leak_throttle(&self) -> &Throttle {
+        &self.0.leak_throttle
     }
 
     pub fn settings(&self) -> &Settings {

@@ -29,9 +29,11 @@ mod console_once;
 mod console_sessions;
 mod credential_lease;
 mod db_copy;
+mod durability;
 mod fuzz_corpus;
 mod inputs;
 mod invites;
+mod lifecycle;
 mod local_server;
 mod multinode;
 mod not_implemented;
@@ -85,9 +87,11 @@ fn main() -> std::process::ExitCode {
             console_sessions::cases(),
             credential_lease::cases(),
             db_copy::cases(),
+            durability::cases(),
             fuzz_corpus::cases(),
             inputs::cases(),
             invites::cases(),
+            lifecycle::cases(),
             local_server::cases(),
             multinode::cases(),
             not_implemented::cases(),

@@ -1495,9 +1495,154 @@ async fn restricted_flow() {
     b.shot("token-restrictions-detail").await;
 }
 
+// ---------------------------------------------------------------------------------------
+// Token lifecycle (issue 15): expiry warnings, Expired tokens, the Roll button.
+
+async fn token_lifecycle_in_the_browser() {
+    within(lifecycle_flow()).await;
+}
+
+async fn lifecycle_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let base = server.url.clone();
+    let login = api_json(
+        &base,
+        "POST",
+        "/auth/user",
+        None,
+        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
+    );
+    let admin = login["token"].as_str().unwrap().to_owned();
+    let app = api_json(
+        &base,
+        "POST",
+        "/applications",
+        Some(&admin),
+        json!({ "name": "Plant" }),
+    );
+    let app = app["id"].as_str().unwrap().to_owned();
+    let now = tollgate_store::now_ms();
+    let iso = tollgate_server::time::iso;
+    let token = |name: &str, expires: i64| {
+        api_json(
+            &base,
+            "POST",
+            &format!("/applications/{app}/tokens"),
+            Some(&admin),
+            json!({ "name": name, "expirationDate": iso(expires) }),
+        )
+    };
+    let soon = token("soon", now + 5 * 86_400_000 + 3_600_000);
+    let brief = token("brief", now + 1_500);
+    let probe = format!("/applications/{app}");
+    let old_secret = soon["token"].as_str().unwrap().to_owned();
+    let brief_secret = brief["token"].as_str().unwrap().to_owned();
+    crate::common::eventually("brief to expire", Duration::from_secs(20), || async {
+        (api_status(&base, &probe, &brief_secret) == 401).then_some(())
+    })
+    .await;
+
+    let mut b = Browser::start("token_lifecycle", dir.path()).await;
+    b.log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
+    b.goto(&format!("{base}/console/applications/{app}/tokens"))
+        .await;
+    let rows = b
+        .js("return [...document.querySelectorAll('#tokens tr.token-row')].map(r => [r.querySelector('.row-title').textContent, r.querySelector('[data-label=Expires]').textContent.replace(/\\s+/g, ' ').trim(), r.querySelector('[data-label=Active]').textContent.replace(/\\s+/g, ' ').trim(), !!r.querySelector('.status-switch')])")
+        .await;
+    b.shot("tokens-expiring-and-expired").await;
+    let rows = rows.as_array().unwrap();
+    let row = |n: &str| rows.iter().find(|r| r[0] == n).unwrap().clone();
+    assert!(
+        row("soon")[1]
+            .as_str()
+            .unwrap()
+            .ends_with("Expires in 5 days"),
+        "{rows:?}"
+    );
+    assert_eq!(row("soon")[3], true, "a live token has its switch");
+    assert_eq!(row("brief")[2], "Expired", "{rows:?}");
+    assert_eq!(
+        row("brief")[3],
+        false,
+        "an expired token is never shown as Active"
+    );
+
+    // The detail page: Active, Expires in 5 days, and Roll with a choice of overlap.
+    b.click_link("soon").await;
+    assert_eq!(b.text("#token-status").await, "Active");
+    assert_eq!(
+        b.prop("#token-expires-in", "textContent").await,
+        "Expires in 5 days"
+    );
+    let overlaps = b
+        .js("return [...document.querySelectorAll('#roll-overlap option')].map(o => o.value)")
+        .await;
+    assert_eq!(overlaps, json!(["0", "3600", "86400", "604800"]));
+    b.check_labels_and_width("token detail with roll").await;
+    b.js("document.getElementById('roll-overlap').value = '3600'; return null")
+        .await;
+    b.shot("token-roll").await;
+    b.nav("#roll-token").await;
+    b.wait_path("the reveal", |p| p.contains("/tokens/reveal/"))
+        .await;
+    let new_secret = b.prop("#reveal-token", "value").await;
+    assert!(new_secret.starts_with("tgat_") && new_secret != old_secret);
+    b.shot("token-rolled-reveal").await;
+    // Both work during the overlap.
+    assert_eq!(api_status(&base, &probe, &new_secret), 200);
+    assert_eq!(api_status(&base, &probe, &old_secret), 200);
+    b.goto(&format!("{base}/console/applications/{app}/tokens"))
+        .await;
+    assert_eq!(b.token_names().await, ["brief", "soon", "soon"]);
+    // The old one says it retires in an hour and offers no second roll; the new one names it.
+    let old_id = soon["id"].as_str().unwrap();
+    b.goto(&format!(
+        "{base}/console/applications/{app}/tokens/{old_id}"
+    ))
+    .await;
+    assert!(
+        b.text("#token-retires")
+            .await
+            .contains("keeps working until")
+    );
+    assert_eq!(
+        b.prop("#token-expires-in", "textContent").await,
+        "Expires in 59 minutes"
+    );
+    assert!(!b.source().await.contains("id=\"roll-token\""));
+    b.shot("token-retiring").await;
+    let list = api_json(
+        &base,
+        "GET",
+        &format!("/applications/{app}/tokens?sortField=name"),
+        Some(&admin),
+        json!(null),
+    );
+    let new_id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["rolledFromId"] == old_id)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.goto(&format!(
+        "{base}/console/applications/{app}/tokens/{new_id}"
+    ))
+    .await;
+    assert_eq!(b.text("#token-rolled-from").await, old_id);
+    b.shot("token-rolled-from").await;
+    assert!(!server.log().contains(&new_secret), "no secret in the log");
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(restricted_token_through_the_form_in_the_browser)
+            .once()
+            .needs(Need::Chromium),
+        case!(token_lifecycle_in_the_browser)
             .once()
             .needs(Need::Chromium),
         case!(owner_manages_application_tokens_in_the_browser)

@@ -38,6 +38,7 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
     let req = match action {
         // Not application actions: not part of this matrix.
         AuthAuthenticateUser
+        | TokensRevoke
         | AuthLogout
         | MeGet
         | MePatch
@@ -69,12 +70,23 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         ),
         // A target no stronger than any token that holds this very action (a token may change
         // or delete only tokens it could have created; tests/token_authority.rs has the rest).
-        ApplicationApiTokenGet | ApplicationApiTokenDelete | ApplicationApiTokenPatch => {
+        ApplicationApiTokenGet
+        | ApplicationApiTokenDelete
+        | ApplicationApiTokenPatch
+        | ApplicationApiTokenRoll => {
             let (target, _) = t
                 .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
-            let body = (action == ApplicationApiTokenPatch).then(|| json!({ "name": "renamed" }));
-            (format!("{base}/tokens/{target}"), body)
+            let body = match action {
+                ApplicationApiTokenPatch => Some(json!({ "name": "renamed" })),
+                ApplicationApiTokenRoll => Some(json!({ "overlapSeconds": 60 })),
+                _ => None,
+            };
+            let path = format!("{base}/tokens/{target}");
+            match action {
+                ApplicationApiTokenRoll => (format!("{path}/roll"), body),
+                _ => (path, body),
+            }
         }
         DevicesGet => (format!("{base}/devices"), None),
         DevicesPost => (

@@ -27,8 +27,11 @@ pub mod copy;
 pub mod devices;
 mod error;
 pub mod flows;
+mod group_commit;
+pub use group_commit::GroupCommitStats;
 pub mod ids;
 pub mod invites;
+pub mod lifecycle;
 pub mod list;
 mod migrate;
 pub mod notify;
@@ -274,6 +277,8 @@ pub struct Store {
     /// SQLite: the database file.
     path: Option<PathBuf>,
     max_page_count: Option<u64>,
+    /// SQLite: state reports committed together ([`group_commit`]).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 /// A write transaction; on SQLite it also holds this process's turn to write until it ends.
@@ -282,13 +287,30 @@ pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     /// Which SQL dialect the row locks are written in (see [`actor::Lock`]).
     pub(crate) backend: Backend,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+/// This process's turn to write on SQLite, held across several transactions by
+/// [`group_commit`].
+pub(crate) type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// Commit, and keep the turn to write for another transaction.
+    pub(crate) async fn commit_keeping_turn(self) -> (Result<()>, Option<WriteTurn>) {
+        let WriteTx { tx, turn, .. } = self;
+        (tx.commit().await.map_err(StoreError::from), turn)
+    }
+
+    /// Roll back, and keep the turn to write for another transaction.
+    pub(crate) async fn rollback_keeping_turn(self) -> Option<WriteTurn> {
+        let WriteTx { tx, turn, .. } = self;
+        let _ = tx.rollback().await;
+        turn
     }
 }
 
@@ -468,7 +490,14 @@ impl Store {
             writer: Arc::default(),
             path,
             max_page_count,
+            group: Arc::default(),
         })
+    }
+
+    /// SQLite: how many transactions committed state reports together, and how many
+    /// requests they held ([`group_commit`]; zero on PostgreSQL).
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.group.stats()
     }
 
     /// SQLite: the database file.
@@ -553,19 +582,48 @@ impl Store {
     /// hundreds of milliseconds (see BENCHMARKS.md). Other processes on the same file (the
     /// `tollgate` command) still wait through the busy timeout.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+        self.begin_write_in(None).await
+    }
+
+    /// SQLite: wait for this process's turn to write (see [`Store::begin_write_in`]).
+    pub(crate) async fn write_turn(&self) -> WriteTurn {
+        self.writer.clone().lock_owned().await
+    }
+
+    /// SQLite: begin a write transaction in `turn`; when it cannot begin, the turn is given
+    /// back with the error (see [`group_commit`]).
+    pub(crate) async fn begin_keeping_turn(
+        &self,
+        turn: WriteTurn,
+    ) -> std::result::Result<WriteTx, (StoreError, WriteTurn)> {
+        match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(WriteTx {
+                tx,
+                backend: self.backend,
+                turn: Some(turn),
+            }),
+            Err(e) => Err((e.into(), turn)),
+        }
+    }
+
+    /// Begin a write transaction in `turn` (SQLite; `None`: wait for a turn).
+    pub(crate) async fn begin_write_in(&self, turn: Option<WriteTurn>) -> Result<WriteTx> {
         Ok(match self.backend {
             Backend::Sqlite => {
-                let turn = self.writer.clone().lock_owned().await;
+                let turn = match turn {
+                    Some(t) => t,
+                    None => self.write_turn().await,
+                };
                 WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     backend: self.backend,
-                    _turn: Some(turn),
+                    turn: Some(turn),
                 }
             }
             Backend::Postgres => WriteTx {
                 tx: self.pool.begin().await?,
                 backend: self.backend,
-                _turn: None,
+                turn: None,
             },
         })
     }
@@ -588,17 +646,7 @@ impl Store {
         app_lock: actor::Lock,
     ) -> Result<WriteTx> {
         let mut tx = self.begin_write().await?;
-        match actor.credential() {
-            Credential::ApiToken { application, .. } if *application != app => {
-                return Err(StoreError::Revoked(Revoked::TokenDeleted));
-            }
-            // The token's check locks its application first.
-            Credential::ApiToken { .. } => actor::check(&mut tx, actor, app_lock).await?,
-            _ => {
-                actor::check(&mut tx, actor, app_lock).await?;
-                actor::lock_application(&mut tx, app, app_lock).await?;
-            }
-        }
+        check_in_application(&mut tx, actor, app, app_lock).await?;
         Ok(tx)
     }
 
@@ -644,5 +692,26 @@ impl Store {
     /// Close every pooled connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The checks of [`Store::begin_in_application`], in a transaction already begun: `actor`'s
+/// credential holds and application `app` exists, locked with `app_lock`.
+pub(crate) async fn check_in_application(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    app: Id,
+    app_lock: actor::Lock,
+) -> Result<()> {
+    match actor.credential() {
+        Credential::ApiToken { application, .. } if *application != app => {
+            Err(StoreError::Revoked(Revoked::TokenDeleted))
+        }
+        // The token's check locks its application first.
+        Credential::ApiToken { .. } => actor::check(tx, actor, app_lock).await,
+        _ => {
+            actor::check(tx, actor, app_lock).await?;
+            actor::lock_application(tx, app, app_lock).await
+        }
     }
 }

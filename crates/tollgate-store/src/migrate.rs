@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_accounts.sql")),
     // 6 is the audit log (another branch).
     (7, include_str!("../migrations/0007_restrictions.sql")),
+    (8, include_str!("../migrations/0008_lifecycle.sql")),
 ];
 
 /// The schema version this build brings a database to.

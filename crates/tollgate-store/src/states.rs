@@ -50,92 +50,29 @@ impl Store {
     /// either commits first, and `check` sees it, or waits for these points and then deletes
     /// them): stored points always belong to declared attributes, whatever a cache held.
     /// Reports (or values) at the same time merge; within one call the later one wins.
-    pub async fn insert_reports<E: From<StoreError>>(
+    ///
+    /// On SQLite, concurrent calls are committed together ([`crate::group_commit`]): each is
+    /// checked in turn inside one transaction and all are acknowledged after its one commit,
+    /// with the answers (and the durability) they would have had one by one.
+    pub async fn insert_reports<E: From<StoreError> + Send + 'static>(
         &self,
         actor: &Actor,
         application: Id,
         device: Id,
-        check: impl FnOnce(&Device) -> Result<Vec<Report>, E>,
+        check: impl FnOnce(&Device) -> Result<Vec<Report>, E> + Send + 'static,
     ) -> Result<usize, E> {
+        if self.backend() == crate::Backend::Sqlite {
+            return crate::group_commit::insert_reports(self, actor, application, device, check)
+                .await;
+        }
         let mut tx = self
             .begin_in_application(actor, application, Lock::KeyShare)
             .await?;
         let current = device_for_write(&mut tx, application, device).await?;
         let reports = check(&current)?;
-        self.write_reports(tx, device, &reports).await?;
-        Ok(reports.len())
-    }
-
-    async fn write_reports(
-        &self,
-        mut tx: crate::WriteTx,
-        device: Id,
-        reports: &[Report],
-    ) -> Result<()> {
-        // Merge first: one multi-row upsert must not touch the same key twice (PostgreSQL
-        // refuses that).
-        let mut times: BTreeMap<i64, Option<&serde_json::Value>> = BTreeMap::new();
-        let mut points: BTreeMap<(&str, i64), &Stored> = BTreeMap::new();
-        for r in reports {
-            let meta = times.entry(r.time).or_default();
-            if r.meta.is_some() {
-                *meta = r.meta.as_ref();
-            }
-            for (attr, v) in &r.values {
-                points.insert((attr.as_str(), r.time), v);
-            }
-        }
-        let dev = device.to_hex();
-        let times: Vec<(i64, Option<String>)> = times
-            .into_iter()
-            .map(|(t, m)| Ok((t, m.map(json_text).transpose()?)))
-            .collect::<Result<_>>()?;
-        for chunk in times.chunks(ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i))
-                .collect();
-            let sql = format!(
-                "INSERT INTO device_reports (device_id, time, meta) VALUES {} \
-                 ON CONFLICT (device_id, time) DO UPDATE \
-                 SET meta = COALESCE(excluded.meta, device_reports.meta)",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
-            for (t, m) in chunk {
-                q = q.bind(*t).bind(m.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        // Numbers and texts go in separate statements so that no value parameter is ever
-        // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
-        // statement prepared with that type then rejects the next call's real `f64` there.
-        let (nums, txts): (Vec<_>, Vec<_>) = points
-            .into_iter()
-            .partition(|(_, v)| matches!(v, Stored::Num(_)));
-        for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let values: Vec<String> = (0..chunk.len())
-                    .map(|i| format!("($1, ${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
-                    .collect();
-                let sql = format!(
-                    "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {} \
-                     ON CONFLICT (device_id, attribute, time) DO UPDATE \
-                     SET {column} = excluded.{column}, {other} = NULL",
-                    values.join(", ")
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&dev);
-                for ((attr, t), v) in chunk {
-                    q = q.bind(attr.to_string()).bind(*t);
-                    q = match v {
-                        Stored::Num(n) => q.bind(*n),
-                        Stored::Txt(s) => q.bind(s.clone()),
-                    };
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
+        write_reports(&mut tx, &[(device, &reports)]).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(reports.len())
     }
 
     /// The reports of `device` in the query's range, each with its values of `attributes`
@@ -326,4 +263,81 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Write the reports of several devices in `tx` (not committed): a handful of multi-row
+/// statements whatever their number. Reports (or values) of one device at the same time
+/// merge; the later one wins.
+pub(crate) async fn write_reports(
+    tx: &mut crate::WriteTx,
+    items: &[(Id, &[Report])],
+) -> Result<()> {
+    // Merge first: one multi-row upsert must not touch the same key twice (PostgreSQL
+    // refuses that).
+    let mut times: BTreeMap<(String, i64), Option<&serde_json::Value>> = BTreeMap::new();
+    let mut points: BTreeMap<(String, &str, i64), &Stored> = BTreeMap::new();
+    for (device, reports) in items {
+        let dev = device.to_hex();
+        for r in reports.iter() {
+            let meta = times.entry((dev.clone(), r.time)).or_default();
+            if r.meta.is_some() {
+                *meta = r.meta.as_ref();
+            }
+            for (attr, v) in &r.values {
+                points.insert((dev.clone(), attr.as_str(), r.time), v);
+            }
+        }
+    }
+    let times: Vec<(String, i64, Option<String>)> = times
+        .into_iter()
+        .map(|((d, t), m)| Ok((d, t, m.map(json_text).transpose()?)))
+        .collect::<Result<_>>()?;
+    for chunk in times.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 1 + 3 * i, 2 + 3 * i, 3 + 3 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO device_reports (device_id, time, meta) VALUES {} \
+             ON CONFLICT (device_id, time) DO UPDATE \
+             SET meta = COALESCE(excluded.meta, device_reports.meta)",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (d, t, m) in chunk {
+            q = q.bind(d.clone()).bind(*t).bind(m.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    // Numbers and texts go in separate statements so that no value parameter is ever
+    // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
+    // statement prepared with that type then rejects the next call's real `f64` there.
+    let (nums, txts): (Vec<_>, Vec<_>) = points
+        .into_iter()
+        .partition(|(_, v)| matches!(v, Stored::Num(_)));
+    for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 4 * i;
+                    format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {} \
+                 ON CONFLICT (device_id, attribute, time) DO UPDATE \
+                 SET {column} = excluded.{column}, {other} = NULL",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((d, attr, t), v) in chunk {
+                q = q.bind(d.clone()).bind(attr.to_string()).bind(*t);
+                q = match v {
+                    Stored::Num(n) => q.bind(*n),
+                    Stored::Txt(s) => q.bind(s.clone()),
+                };
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
 }

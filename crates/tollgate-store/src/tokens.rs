@@ -61,6 +61,20 @@ pub struct TokenRecord {
     pub restrictions: Option<String>,
     /// With a usage limit: uses not yet leased to a node or carved out for a child.
     pub unleased_uses: Option<i64>,
+    /// Lifecycle (see [`crate::lifecycle`]): when a rolled token stops working, the token it
+    /// was rolled from, why it was switched off.
+    pub life: Lifecycle,
+}
+
+/// What [`crate::lifecycle`] records about a token beyond the Losant fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// A rolled token stops working at this time (its `expiration_date` is no later).
+    pub retires_at: Option<i64>,
+    /// The token this one was rolled from.
+    pub rolled_from: Option<Id>,
+    /// Why the token was switched off, when something other than a plain PATCH did it.
+    pub deactivation_reason: Option<String>,
 }
 
 /// What verifying a token needs, and nothing more (the credential cache holds one per token,
@@ -136,9 +150,9 @@ pub const TOKEN_FIELDS: Fields = Fields {
     default_sort: "name",
 };
 
-const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
+pub(crate) const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
     expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used, \
-    restrictions, \
+    retires_at, rolled_from_id, deactivation_reason, restrictions, \
     (SELECT q.quota - q.leased FROM token_quotas q WHERE q.token_id = api_tokens.id) AS unleased";
 
 fn creator_kind(s: &str) -> Result<&'static str> {
@@ -155,7 +169,7 @@ fn digest_from_row(row: &AnyRow) -> Result<[u8; 32]> {
         .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))
 }
 
-fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     let status: String = row.try_get("status")?;
     Ok(TokenRecord {
         id: from_db(&row.try_get::<String, _>("id")?)?,
@@ -178,6 +192,14 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
         last_used: row.try_get("last_used")?,
         restrictions: row.try_get("restrictions")?,
         unleased_uses: row.try_get("unleased")?,
+        life: Lifecycle {
+            retires_at: row.try_get("retires_at")?,
+            rolled_from: row
+                .try_get::<Option<String>, _>("rolled_from_id")?
+                .map(|s| from_db(&s))
+                .transpose()?,
+            deactivation_reason: row.try_get("deactivation_reason")?,
+        },
     })
 }
 
@@ -220,6 +242,7 @@ impl Store {
             last_used: None,
             restrictions: new.restrictions.map(str::to_owned),
             unleased_uses: new.usage_limit,
+            life: Lifecycle::default(),
         };
         if let (Some(uses), Some(parent)) = (new.usage_limit, new.carve_from) {
             // Carved out of the creator's uses not yet handed out, or refused: one statement.
@@ -406,8 +429,12 @@ impl Store {
         record.last_updated = crate::now_ms();
         // Writing the merged fields back is safe only because the row has been locked since
         // it was read.
+        if record.status == TokenStatus::Active {
+            record.life.deactivation_reason = None;
+        }
         sqlx::query(
-            "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5 \
+            "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5, \
+             deactivation_reason = CASE WHEN $4 = 'active' THEN NULL ELSE deactivation_reason END \
              WHERE id = $1",
         )
         .bind(id.to_hex())
@@ -520,7 +547,7 @@ impl Store {
 /// [`crate::actor`]): the application first, then the acting token and the target together,
 /// both `FOR UPDATE` in id order (two tokens changing each other at once must not each hold
 /// one row and wait for the other). Returns the target as it is now.
-async fn lock_for_change(
+pub(crate) async fn lock_for_change(
     tx: &mut WriteTx,
     actor: &Actor,
     application: Id,

@@ -3,6 +3,8 @@
 
 mod backends;
 mod concurrency;
+mod group_commit;
+mod lifecycle;
 mod statement_timeout;
 mod storage_faults;
 mod support;
@@ -20,6 +22,8 @@ fn every_test_file_is_a_module_of_this_binary() {
 fn main() -> std::process::ExitCode {
     let mut cases = backends::cases();
     cases.extend(concurrency::cases());
+    cases.extend(group_commit::cases());
+    cases.extend(lifecycle::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

@@ -573,7 +573,7 @@ pub async fn send_state(
             &access.actor(),
             access.application(),
             id,
-            |device| match &body {
+            move |device| match &body {
                 Value::Array(items) => items
                     .iter()
                     .enumerate()

@@ -5,6 +5,7 @@ pub mod applications;
 pub mod data;
 pub mod devices;
 pub mod flows;
+pub mod lifecycle;
 pub mod login;
 pub mod me;
 pub mod orgs;

@@ -129,6 +129,7 @@ pub fn record_json(t: &TokenRecord, last_used: Option<i64>) -> Value {
     if let Some(u) = last_used {
         v["lastUsedDate"] = json!(iso(u));
     }
+    crate::api::lifecycle::add_fields(&mut v, t, tollgate_store::now_ms());
     v
 }
 

@@ -52,10 +52,14 @@ pub async fn guard(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let mut credential = Credential::None;
-    let mut res = match authorize_request(&state, action, &mut parts, &mut credential).await {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(e) => e.into_response(),
-    };
+    let mut expires = None;
+    let mut res =
+        match authorize_request(&state, action, &mut parts, &mut credential, &mut expires).await {
+            Ok(()) => next.run(Request::from_parts(parts, body)).await,
+            Err(e) => e.into_response(),
+        };
+    // A token close to its expiry says so on every response to it (from the cached entry).
+    crate::service::lifecycle::warn_of_expiry(&mut res, expires, tollgate_store::now_ms());
     // For the request log and the latency histograms.
     res.extensions_mut().insert(Seen { action, credential });
     res
@@ -66,6 +70,7 @@ async fn authorize_request(
     action: Action,
     parts: &mut Parts,
     credential: &mut Credential,
+    expires: &mut Option<i64>,
 ) -> Result<(), ApiError> {
     if action.def().family == Family::Public {
         return Ok(());
@@ -74,7 +79,10 @@ async fn authorize_request(
     *credential = Credential::Rejected;
     let principal = state.credentials().verify(presented).await?;
     *credential = match &principal {
-        Principal::Token(t) => Credential::Token(t.id),
+        Principal::Token(t) => {
+            *expires = t.expires;
+            Credential::Token(t.id)
+        }
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;

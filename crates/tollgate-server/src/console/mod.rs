@@ -18,6 +18,7 @@ mod apps;
 mod assets;
 mod auth_pages;
 mod form;
+mod lifecycle;
 mod restrictions_form;
 mod session;
 mod sessions;
@@ -101,6 +102,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/applications/{app}/tokens/{token}/status",
             post(tokens::set_status),
+        )
+        .route(
+            "/console/applications/{app}/tokens/{token}/roll",
+            post(lifecycle::roll),
         )
         .route(
             "/console/applications/{app}/tokens/{token}/delete",

@@ -20,6 +20,7 @@ use super::view::{self, AppNav, UserBar, When};
 use super::{BASE, PageError, allowed, app_access, parse_id, render, see_other};
 use crate::error::ApiError;
 use crate::extract::ListParams;
+use crate::service::lifecycle::{self, State as Life};
 use crate::service::tokens::{self as service, TokenError, TokenRequest, Verb, last_used};
 use crate::state::AppState;
 
@@ -69,6 +70,13 @@ struct TokenRow {
     expired: bool,
     last_used: Option<When>,
     active: bool,
+    /// What the token is now (Active, Inactive, Expired, Retired), from `service::lifecycle`.
+    state_label: &'static str,
+    /// Expired or retired: refused whatever its switch says, so no switch is shown.
+    ended: bool,
+    /// "Expires in 5 days".
+    expires_in: Option<String>,
+    expiring_soon: bool,
     status_href: String,
     delete_href: String,
 }
@@ -169,6 +177,7 @@ async fn render_list(
     };
     let spec = params.spec(&TOKEN_FIELDS)?;
     let page = state.store().list_tokens(app, &spec).await?;
+    let now = tollgate_store::now_ms();
     let rows = page
         .items
         .iter()
@@ -182,6 +191,10 @@ async fn render_list(
             expired: is_expired(t),
             last_used: last_used(state, t).map(When::at),
             active: t.status == TokenStatus::Active,
+            state_label: Life::of(t, now).label(),
+            ended: matches!(Life::of(t, now), Life::Expired | Life::Retired),
+            expires_in: lifecycle::expires_in(t.expiration_date, now),
+            expiring_soon: lifecycle::expiring_soon(t.expiration_date, now),
             status_href: format!("{}/status", token_href(app, t.id)),
             delete_href: format!("{}/delete", token_href(app, t.id)),
         })
@@ -378,6 +391,44 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Send the browser to the page that shows a new token's secret once (after a creation or
+/// a roll). The secret is shown on the page the browser is sent to, not in this answer: a
+/// reload there repeats a GET, never the POST. Only the sealed secret waits in the
+/// database; the pad that unseals it goes to this browser alone, in a cookie.
+pub(super) async fn reveal_once(
+    state: &AppState,
+    session: &Session,
+    app: Id,
+    record: &TokenRecord,
+    secret: &tollgate_core::secret::Secret,
+) -> Result<Response, PageError> {
+    let mut pad = vec![0u8; secret.expose().len()];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut pad);
+    let pad = &pad;
+    let sealed = xor(secret.expose().as_bytes(), pad);
+    let reveal = state
+        .store()
+        .put_reveal(&NewReveal {
+            user_id: session.user_id,
+            application_id: app,
+            token_id: record.id,
+            token_name: &record.name,
+            sealed: &sealed,
+            expires_at: tollgate_store::now_ms() + REVEAL_TTL_MS,
+        })
+        .await?;
+    let mut res = see_other(&reveal_href(app, reveal));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        reveal_cookie(
+            state.settings(),
+            &super::session::to_hex(pad),
+            REVEAL_TTL_MS / 1000,
+        ),
+    );
+    Ok(res)
+}
+
 pub async fn new_page(
     State(state): State<AppState>,
     session: Session,
@@ -480,34 +531,7 @@ pub async fn create(
     };
     let status = match result {
         Some(Ok((record, secret))) => {
-            // Show the secret on the page the browser is sent to, not in this answer: a reload
-            // there repeats a GET, never this POST. Only the sealed secret waits in the
-            // database; the pad that unseals it goes to this browser alone, in a cookie.
-            let mut pad = vec![0u8; secret.expose().len()];
-            rand::Rng::fill_bytes(&mut rand::rng(), &mut pad);
-            let pad = &pad;
-            let sealed = xor(secret.expose().as_bytes(), pad);
-            let reveal = state
-                .store()
-                .put_reveal(&NewReveal {
-                    user_id: session.user_id,
-                    application_id: app,
-                    token_id: record.id,
-                    token_name: &record.name,
-                    sealed: &sealed,
-                    expires_at: tollgate_store::now_ms() + REVEAL_TTL_MS,
-                })
-                .await?;
-            let mut res = see_other(&reveal_href(app, reveal));
-            res.headers_mut().append(
-                header::SET_COOKIE,
-                reveal_cookie(
-                    state.settings(),
-                    &super::session::to_hex(pad),
-                    REVEAL_TTL_MS / 1000,
-                ),
-            );
-            return Ok(res);
+            return reveal_once(&state, &session, app, &record, &secret).await;
         }
         None => StatusCode::BAD_REQUEST,
         Some(Err(e)) => match e {
@@ -623,6 +647,7 @@ struct DetailPage {
     can_delete: bool,
     name_error: Option<String>,
     notice: Option<&'static str>,
+    life: super::lifecycle::LifeView,
 }
 
 /// What a scope grants, listed by action (what it allows today), and what it will also grant
@@ -736,6 +761,7 @@ async fn render_detail(
         can_delete: allowed(state, session, Action::ApplicationApiTokenDelete, app).await,
         name_error: extra.name_error,
         notice: extra.notice,
+        life: super::lifecycle::LifeView::of(state, session, &t).await,
     };
     Ok((status, render(&page)).into_response())
 }

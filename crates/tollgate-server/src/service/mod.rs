@@ -2,4 +2,5 @@
 //! REST handlers (`api`) and the console (`console`) call these functions and only word
 //! the answers differently.
 
+pub mod lifecycle;
 pub mod tokens;

@@ -178,8 +178,20 @@ pub mod http {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
+        try_call(base, method, path, token, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`call`], with connection failures (a server that was killed, say) as `Err`.
+    pub fn try_call(
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
         let addr = base.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to the server");
+        let mut s = std::net::TcpStream::connect(addr)
+            .map_err(|e| format!("connect to the server: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.set_nodelay(true).unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -195,20 +207,22 @@ pub mod http {
         }
         req.push_str("\r\n");
         req.push_str(&body);
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(req.as_bytes())
+            .map_err(|e| format!("send the request: {e}"))?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read the response");
+        s.read_to_end(&mut raw)
+            .map_err(|e| format!("read the response: {e}"))?;
         let text = String::from_utf8_lossy(&raw);
         let status = text
             .split(' ')
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+            .ok_or_else(|| format!("not an HTTP response: {text}"))?;
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
-        Reply { status, body }
+        Ok(Reply { status, body })
     }
 
     pub fn get(base: &str, path: &str, token: &str) -> Reply {
