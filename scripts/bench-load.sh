@@ -12,6 +12,8 @@
 #    loaded into memory in the background; also timed), recording the resident memory of each;
 # 3. drives it with wrk (-t1 -c32, RUNS runs of DUR each, medians) for the cases
 #      a  device.get with a custom token that holds it
+#      a2 the same with a token restricted to that device, to 127.0.0.0/8 and ::1, and to a
+#         rate it never reaches (issue 14: the restrictions' cost on the hot path)
 #      b  devices.get, first page
 #      c  an unknown but well-formed token
 #      d  a malformed token
@@ -53,7 +55,8 @@ log "== build"
 cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
 BIN=$ROOT/target/release/tollgate
 
-if [ ! -f "$SEED/seeded" ]; then
+# (A seed from before restricted tokens existed is made again.)
+if [ ! -f "$SEED/seeded" ] || [ ! -f "$SEED/secrets/restricted.token" ]; then
   log "== seed $TOKENS tokens, $APPS applications, $DEVICES devices into $SEED"
   rm -rf "$SEED"; mkdir -p "$SEED"
   start=$(date +%s)
@@ -64,6 +67,7 @@ fi
 S=$SEED/secrets
 APP=$(cat "$S/app.id"); DEV=$(cat "$S/device.id")
 VALID=$(cat "$S/valid.token"); INACTIVE=$(cat "$S/inactive.token")
+RESTRICTED=$(cat "$S/restricted.token")
 UNKNOWN=$(cat "$S/unknown.token"); MALFORMED=$(cat "$S/malformed.token")
 
 # --- CPU used by other processes, to know whether a measurement was disturbed ----------------
@@ -183,6 +187,8 @@ H() { echo "Authorization: Bearer $1"; }
 DEVURL=$BASE/applications/$APP/devices/$DEV
 log "== tollgate"
 run_case a_device_get "$SERVER_PID" -H "$(H "$VALID")" "$DEVURL"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "$(H "$RESTRICTED")" "$DEVURL")" = 200 ] || { log "the restricted token is refused"; exit 1; }
+run_case a2_device_get_restricted "$SERVER_PID" -H "$(H "$RESTRICTED")" "$DEVURL"
 run_case b_devices_get "$SERVER_PID" -H "$(H "$VALID")" "$BASE/applications/$APP/devices"
 for c in c_unknown:$UNKNOWN d_malformed:$MALFORMED e_inactive:$INACTIVE; do
   before=$(db_checks)
@@ -219,7 +225,7 @@ G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
 {
   echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
   echo "|---|---|---|---|---|---|---|---|"
-  for k in a_device_get b_devices_get c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
+  for k in a_device_get a2_device_get_restricted b_devices_get c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
     awk -v k="$k" -v r="${RPS[$k]}" -v p="${P50[$k]}" -v q="${P99[$k]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$k]:-}" -v o="${OTHER[$k]}" \
       'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %s | %s |\n", k, r, p, q, r/g, q/gq, d, o}'
   done

@@ -6,6 +6,7 @@ pub mod actionset;
 pub mod attribute;
 pub mod permissions;
 pub mod registry;
+pub mod restrictions;
 pub mod role;
 pub mod scope;
 pub mod secret;

@@ -6,6 +6,10 @@
 //! |-------------------------|---------------------------------------------------------------|
 //! | `all.Application`       | every application action, including ones added later          |
 //! | `all.Application.read`  | every read action, including read actions added later         |
+//! | `all.Application.bounded` | every application action except the writes of token management |
+//! |                         | (`applicationApiTokens.post`, `applicationApiToken.patch`/`.delete`), |
+//! |                         | including actions added later (a new write of a token resource is |
+//! |                         | excluded, anything else included): the reference catalog's lists |
 //! | `<resource>.*`          | every action of that resource, including ones added later     |
 //! | `<resource>.<action>`   | exactly that action                                           |
 //!
@@ -21,6 +25,16 @@ use crate::registry::{Action, ActionDef, Family, REGISTRY, is_application_resour
 
 pub const ALL_APPLICATION: &str = "all.Application";
 pub const ALL_APPLICATION_READ: &str = "all.Application.read";
+pub const ALL_APPLICATION_BOUNDED: &str = "all.Application.bounded";
+
+/// The resources whose write actions `all.Application.bounded` leaves out: token management.
+/// Their read actions (listing and reading tokens) are in it, as in the reference catalog.
+pub const TOKEN_RESOURCES: [&str; 2] = ["applicationApiTokens", "applicationApiToken"];
+
+/// Is `action` one `all.Application.bounded` grants? (Everything but writes of tokens.)
+pub fn bounded_covers<A: ActionMeta>(action: &A) -> bool {
+    action.read_only() || !TOKEN_RESOURCES.contains(&action.resource())
+}
 
 /// What the matching rules need to know about an action.
 pub trait ActionMeta {
@@ -42,6 +56,8 @@ impl ActionMeta for Action {
 pub enum Grant<A> {
     All,
     AllRead,
+    /// `all.Application.bounded`.
+    AllBounded,
     Resource(String),
     Action(A),
 }
@@ -52,6 +68,7 @@ impl<A: ActionMeta + PartialEq> Grant<A> {
         match self {
             Grant::All => true,
             Grant::AllRead => action.read_only(),
+            Grant::AllBounded => bounded_covers(action),
             Grant::Resource(r) => action.resource() == r,
             Grant::Action(a) => a == action,
         }
@@ -63,18 +80,35 @@ impl<A: ActionMeta + PartialEq> Grant<A> {
     /// A wildcard reaches actions that do not exist yet, so only a parent wildcard at least as
     /// wide covers it: `all.Application.read` may later include a read action of a brand-new
     /// resource, which only `all.Application` or `all.Application.read` is sure to grant; a
-    /// `device.*` may later include a new write action of `device`, which only `device.*` or
-    /// `all.Application` is sure to grant. An explicit action is fixed, so any parent grant
-    /// that covers it will do.
+    /// `device.*` may later include a new write action of `device`, which only `device.*`,
+    /// `all.Application.bounded` or `all.Application` is sure to grant. An explicit action is
+    /// fixed, so any parent grant that covers it will do. `all.Application.bounded` grants every
+    /// read (so it covers `all.Application.read`) and every action of a resource other than the
+    /// token resources (so it covers their `<resource>.*`).
     pub fn within(&self, parent: &[Grant<A>]) -> bool {
         match self {
-            Grant::All => parent.iter().any(|p| matches!(p, Grant::All)),
+            // `all.Application.bounded` plus both token wildcards is everything, now and later.
+            Grant::All => {
+                parent.iter().any(|p| matches!(p, Grant::All))
+                    || (parent.contains(&Grant::AllBounded)
+                        && TOKEN_RESOURCES.iter().all(|t| {
+                            parent
+                                .iter()
+                                .any(|p| matches!(p, Grant::Resource(q) if q == t))
+                        }))
+            }
+            Grant::AllBounded => parent
+                .iter()
+                .any(|p| matches!(p, Grant::All | Grant::AllBounded)),
             Grant::AllRead => parent
                 .iter()
-                .any(|p| matches!(p, Grant::All | Grant::AllRead)),
-            Grant::Resource(r) => parent
-                .iter()
-                .any(|p| matches!(p, Grant::All) || matches!(p, Grant::Resource(q) if q == r)),
+                .any(|p| matches!(p, Grant::All | Grant::AllBounded | Grant::AllRead)),
+            Grant::Resource(r) => parent.iter().any(|p| match p {
+                Grant::All => true,
+                Grant::AllBounded => !TOKEN_RESOURCES.contains(&r.as_str()),
+                Grant::Resource(q) => q == r,
+                _ => false,
+            }),
             Grant::Action(a) => parent.iter().any(|p| p.covers(a)),
         }
     }
@@ -88,6 +122,24 @@ pub fn excess<'c, A: ActionMeta + PartialEq>(
     child.iter().filter(|g| !g.within(parent)).collect()
 }
 
+/// Every scope string that grants `action` (the catalog's `scopes` list, application part):
+/// what a 403 names and the `scope` of its `WWW-Authenticate` challenge.
+pub fn granting(action: &Action) -> Vec<String> {
+    let def = action.def();
+    let candidates = [
+        Grant::Action(*action),
+        Grant::Resource(def.resource().to_owned()),
+        Grant::All,
+        Grant::AllBounded,
+        Grant::AllRead,
+    ];
+    candidates
+        .into_iter()
+        .filter(|g| g.covers(action))
+        .map(|g| g.to_string())
+        .collect()
+}
+
 /// Is `action` allowed by any grant of `scope`?
 pub fn allows<A: ActionMeta + PartialEq>(scope: &[Grant<A>], action: &A) -> bool {
     scope.iter().any(|g| g.covers(action))
@@ -98,6 +150,7 @@ impl fmt::Display for Grant<Action> {
         match self {
             Grant::All => f.write_str(ALL_APPLICATION),
             Grant::AllRead => f.write_str(ALL_APPLICATION_READ),
+            Grant::AllBounded => f.write_str(ALL_APPLICATION_BOUNDED),
             Grant::Resource(r) => write!(f, "{r}.*"),
             Grant::Action(a) => f.write_str(a.name()),
         }
@@ -108,6 +161,7 @@ impl fmt::Display for Grant<Action> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Summary {
     All,
+    Bounded,
     ReadOnly,
     Custom,
 }
@@ -116,6 +170,7 @@ impl Summary {
     pub fn label(self) -> &'static str {
         match self {
             Summary::All => "All permissions",
+            Summary::Bounded => "All permissions except managing API tokens",
             Summary::ReadOnly => "Read only",
             Summary::Custom => "Custom permissions",
         }
@@ -127,7 +182,7 @@ impl Summary {
 pub enum ScopeError {
     /// Every unknown string, in order; the message names the first five and counts the rest.
     #[error(
-        "unknown scope {}: expected all.Application, all.Application.read, <resource>.* or <resource>.<action> naming an application action this server implements",
+        "unknown scope {}: expected all.Application, all.Application.bounded, all.Application.read, <resource>.* or <resource>.<action> naming an application action this server implements",
         first_few(.0)
     )]
     Unknown(Vec<String>),
@@ -235,6 +290,8 @@ impl Scope {
     pub fn summary(&self) -> Summary {
         if self.grants.contains(&Grant::All) {
             Summary::All
+        } else if self.grants == [Grant::AllBounded] {
+            Summary::Bounded
         } else if self.grants == [Grant::AllRead] {
             Summary::ReadOnly
         } else {
@@ -264,6 +321,7 @@ fn parse_grant(s: &str) -> Option<Grant<Action>> {
     match s {
         ALL_APPLICATION => return Some(Grant::All),
         ALL_APPLICATION_READ => return Some(Grant::AllRead),
+        ALL_APPLICATION_BOUNDED => return Some(Grant::AllBounded),
         _ => {}
     }
     if let Some(resource) = s.strip_suffix(".*") {
@@ -407,6 +465,127 @@ mod tests {
             scope(&["application.get", "application.*"]).within(&scope(&["application.get"])),
             Err(vec!["application.*".to_owned()])
         );
+    }
+
+    /// `all.Application.bounded` grants exactly the application actions whose `scopes` list it
+    /// appears in, over the whole reference catalog (implemented actions or not), and the
+    /// strings `granting` names are exactly the catalog's application-scope strings.
+    #[test]
+    fn bounded_matches_the_reference_catalog() {
+        struct Entry {
+            resource: String,
+            read_only: bool,
+        }
+        impl ActionMeta for Entry {
+            fn resource(&self) -> &str {
+                &self.resource
+            }
+            fn read_only(&self) -> bool {
+                self.read_only
+            }
+        }
+        let text = include_str!("../../../reference/losant-api/catalog.json");
+        let catalog: serde_json::Value = serde_json::from_str(text).unwrap();
+        let mut application = 0;
+        let mut excluded = Vec::new();
+        for a in catalog["actions"].as_array().unwrap() {
+            if a["scopeFamily"] != "application" {
+                continue;
+            }
+            application += 1;
+            let scopes: Vec<&str> = a["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            let entry = Entry {
+                resource: a["resource"].as_str().unwrap().to_owned(),
+                read_only: a["readOnly"].as_bool().unwrap(),
+            };
+            let name = a["name"].as_str().unwrap();
+            assert_eq!(
+                bounded_covers(&entry),
+                scopes.contains(&ALL_APPLICATION_BOUNDED),
+                "{name}"
+            );
+            if !bounded_covers(&entry) {
+                excluded.push(name.to_owned());
+            }
+            if let Some(def) = REGISTRY.iter().find(|d| d.name == name) {
+                let mut expected: Vec<&str> = scopes
+                    .iter()
+                    .copied()
+                    .filter(|s| s.starts_with("all.Application") || !s.starts_with("all."))
+                    .filter(|s| *s != "all.Application.cli")
+                    .collect();
+                expected.sort();
+                let mut named = granting(&def.action);
+                named.sort();
+                // The catalog lets `application.get` grant a few other reads (its grantedBy).
+                if a["grantedBy"] == name {
+                    assert_eq!(named, expected, "{name}");
+                }
+            }
+        }
+        excluded.sort();
+        assert!(application > 200, "{application}");
+        assert_eq!(
+            excluded,
+            [
+                "applicationApiToken.delete",
+                "applicationApiToken.patch",
+                "applicationApiTokens.post"
+            ]
+        );
+    }
+
+    #[test]
+    fn bounded_table() {
+        let s = scope(&["all.Application.bounded"]);
+        assert!(s.compile().contains(Action::ApplicationDelete));
+        assert!(s.compile().contains(Action::ApplicationApiTokensGet));
+        assert!(!s.compile().contains(Action::ApplicationApiTokensPost));
+        assert!(!s.compile().contains(Action::MeGet));
+        let cases: &[(&[&str], &[&str], bool)] = &[
+            (&["all.Application.bounded"], &["all.Application"], true),
+            (&["all.Application"], &["all.Application.bounded"], false),
+            (
+                &["all.Application.read"],
+                &["all.Application.bounded"],
+                true,
+            ),
+            (
+                &["all.Application.bounded"],
+                &["all.Application.read"],
+                false,
+            ),
+            (&["device.*"], &["all.Application.bounded"], true),
+            (
+                &["applicationApiTokens.*"],
+                &["all.Application.bounded"],
+                false,
+            ),
+            (
+                &["applicationApiTokens.get"],
+                &["all.Application.bounded"],
+                true,
+            ),
+            (
+                &["applicationApiTokens.post"],
+                &["all.Application.bounded"],
+                false,
+            ),
+        ];
+        for (child, parent, expected) in cases {
+            assert_eq!(
+                scope(child).within(&scope(parent)).is_ok(),
+                *expected,
+                "{child:?} within {parent:?}"
+            );
+        }
+        assert_eq!(s.summary(), Summary::Bounded);
+        assert_eq!(s.to_strings(), ["all.Application.bounded"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! invented future registries, and of the time-series aggregation against a naive
 //! computation. Pure logic: they run once (the SQLite pass of `scripts/test.sh`).
 
+mod restriction_properties;
 mod scope_properties;
 mod timeseries_properties;
 

@@ -2,10 +2,12 @@
 //!
 //! "Including actions added later" is a promise about registries that do not exist yet, so
 //! these tests invent them: a random registry today, random scopes over it, and random future
-//! registries that add actions to existing and brand-new resources.
+//! registries that add actions to existing and brand-new resources. Two of the resources are
+//! the token resources, so `all.Application.bounded` (everything but their writes) meets
+//! future token reads and writes as well as future actions elsewhere.
 
 use proptest::prelude::*;
-use tollgate_core::scope::{ActionMeta, Grant, allows, excess};
+use tollgate_core::scope::{ActionMeta, Grant, TOKEN_RESOURCES, allows, bounded_covers, excess};
 use tollgate_core::{Action, Scope};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,9 +28,18 @@ impl ActionMeta for TestAction {
 
 const RESOURCES: usize = 5;
 
+/// Resource `i`'s name: 3 and 4 are the token resources `all.Application.bounded` treats apart.
+fn resource_name(i: usize) -> String {
+    match i {
+        3 => TOKEN_RESOURCES[0].to_owned(),
+        4 => TOKEN_RESOURCES[1].to_owned(),
+        i => format!("r{i}"),
+    }
+}
+
 fn action_in(resource: usize, verb: usize, read_only: bool) -> TestAction {
     TestAction {
-        resource: format!("r{resource}"),
+        resource: resource_name(resource),
         verb: format!("v{verb}"),
         read_only,
     }
@@ -50,7 +61,8 @@ fn grant(registry: &[TestAction]) -> impl Strategy<Value = Grant<TestAction>> + 
     prop_oneof![
         1 => Just(Grant::All),
         2 => Just(Grant::AllRead),
-        3 => (0..RESOURCES).prop_map(|r| Grant::Resource(format!("r{r}"))),
+        2 => Just(Grant::AllBounded),
+        3 => (0..RESOURCES).prop_map(|r| Grant::Resource(resource_name(r))),
         6 => prop::sample::select(actions).prop_map(Grant::Action),
     ]
 }
@@ -128,6 +140,20 @@ proptest! {
         prop_assert!(excess(&child, &[Grant::All]).is_empty());
     }
 
+    /// `all.Application.bounded` grants, in any future registry, every action `all.Application`
+    /// does except the writes of the token resources, and every read.
+    #[test]
+    fn bounded_is_all_but_token_writes((future, _child, _parent) in world()) {
+        for a in &future {
+            let token_write = !a.read_only && TOKEN_RESOURCES.contains(&a.resource.as_str());
+            prop_assert_eq!(allows(&[Grant::AllBounded], a), !token_write, "{:?}", a);
+            prop_assert_eq!(bounded_covers(a), !token_write);
+            if a.read_only {
+                prop_assert!(allows(&[Grant::AllBounded], a));
+            }
+        }
+    }
+
     /// Within is transitive.
     #[test]
     fn within_is_transitive(
@@ -137,7 +163,7 @@ proptest! {
         let c: Vec<Grant<TestAction>> = b
             .iter()
             .cloned()
-            .chain(extra.into_iter().map(|r| Grant::Resource(format!("r{r}"))))
+            .chain(extra.into_iter().map(|r| Grant::Resource(resource_name(r))))
             .collect();
         let _ = reg;
         if excess(&a, &b).is_empty() && excess(&b, &c).is_empty() {
@@ -166,6 +192,7 @@ fn real_scope_string() -> impl Strategy<Value = String> {
     let mut strings = vec![
         "all.Application".to_owned(),
         "all.Application.read".to_owned(),
+        "all.Application.bounded".to_owned(),
     ];
     for def in Action::application_actions() {
         strings.push(def.name.to_owned());

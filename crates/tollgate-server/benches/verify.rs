@@ -45,6 +45,7 @@ fn benches(c: &mut Criterion) {
                 status: TokenStatus::Active,
                 expiration_date: None,
                 last_used: None,
+                restrictions_json: None,
             };
             credentials.prime(&secret.digest(), &key).unwrap();
             secret.expose().to_owned()

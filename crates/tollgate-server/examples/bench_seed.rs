@@ -11,7 +11,8 @@
 //! secrets that are never known (only digests are stored, as always). Writes into OUT_DIR the
 //! secrets and ids the benchmark uses: `valid.token` (custom scope: device.get, devices.get,
 //! device.sendState), `inactive.token`, `unknown.token` (well-formed, never issued),
-//! `malformed.token`, `app.id`, `device.id`.
+//! `malformed.token`, `restricted.token` (the same scope, restricted to that device, to
+//! 127.0.0.0/8 and ::1, and to a rate it never reaches), `app.id`, `device.id`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -100,6 +101,14 @@ async fn main() -> anyhow::Result<()> {
     let app = app_ids[0];
     let valid = named_token(&store, app, user.id, TokenStatus::Active).await?;
     let inactive = named_token(&store, app, user.id, TokenStatus::Inactive).await?;
+    // The same scope with a device restriction, an address list and a rate limit high enough
+    // never to refuse: what the restrictions cost on the hot path (issue 14).
+    let limits = format!(
+        r#"{{"deviceIds":["{}"],"allowedAddresses":["127.0.0.0/8","::1/128"],"rateLimit":{{"requests":1000000000,"perSeconds":1}}}}"#,
+        device_ids[0]
+    );
+    let restricted =
+        restricted_token(&store, app, user.id, TokenStatus::Active, Some(&limits)).await?;
 
     // The rest in bulk: 500 rows per statement, one transaction per 100,000.
     let bulk = tokens.saturating_sub(2);
@@ -153,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, value) in [
         ("valid.token", valid.expose().to_owned()),
         ("inactive.token", inactive.expose().to_owned()),
+        ("restricted.token", restricted.expose().to_owned()),
         ("unknown.token", unknown.expose().to_owned()),
         ("malformed.token", malformed),
         ("app.id", app.to_string()),
@@ -171,6 +181,17 @@ async fn named_token(
     user: Id,
     status: TokenStatus,
 ) -> anyhow::Result<Secret> {
+    restricted_token(store, app, user, status, None).await
+}
+
+/// As [`named_token`], with `restrictions` (a JSON object) if given.
+async fn restricted_token(
+    store: &Store,
+    app: Id,
+    user: Id,
+    status: TokenStatus,
+    restrictions: Option<&str>,
+) -> anyhow::Result<Secret> {
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope: Vec<String> = ["device.get", "devices.get", "device.sendState"]
         .map(String::from)
@@ -186,6 +207,9 @@ async fn named_token(
                 scope: &scope,
                 status,
                 expiration_date: None,
+                restrictions,
+                usage_limit: None,
+                carve_from: None,
                 creator: Creator {
                     kind: "user",
                     id: user,

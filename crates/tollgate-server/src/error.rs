@@ -29,6 +29,11 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// For 429 and 503: seconds until a retry may succeed (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// For 401: the request carried no credential at all, so its `WWW-Authenticate`
+    /// challenge names no error (RFC 6750 §3.1).
+    pub no_credentials: bool,
+    /// More response headers (a rate limit's `RateLimit-*` fields): lowercase names.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The longest message a client is sent. Messages that list offending items name the first
@@ -64,6 +69,8 @@ impl ApiError {
             required: None,
             detail: None,
             retry_after: None,
+            no_credentials: false,
+            headers: Vec::new(),
         }
     }
 
@@ -105,6 +112,12 @@ impl ApiError {
             required: Some(action),
             ..Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
         }
+    }
+
+    /// 403: the token's restrictions (not its scope) refuse the request; the message names
+    /// the rule. No `X-Tollgate-Required-Action`: a broader scope would not help.
+    pub fn restricted(_action: Action, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
     }
 
     /// 404, naming the kind of thing that was not found ("Application", "API token").
@@ -211,6 +224,13 @@ impl ApiError {
                     "This session has expired: nothing was changed; log in again"
                 }
             }),
+            StoreError::QuotaExceeded { remaining } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "A token cannot be more powerful than its creator: its usageLimit is carved out of the creator's remaining uses, and the creator has {remaining} left to give"
+                ),
+            ),
             StoreError::NoLongerAdmin => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -312,8 +332,13 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = challenge(self.status, self.no_credentials, self.required) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
         }
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -331,6 +356,31 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The RFC 6750 challenge of a 401 or 403, beside the JSON body: `error="invalid_token"` for a
+/// credential that is not (or no longer) valid, none when there was no credential, and
+/// `error="insufficient_scope"` with the scope strings that would grant the action for a 403.
+fn challenge(
+    status: StatusCode,
+    no_credentials: bool,
+    required: Option<Action>,
+) -> Option<HeaderValue> {
+    let value = match status {
+        StatusCode::UNAUTHORIZED if no_credentials => "Bearer".to_owned(),
+        StatusCode::UNAUTHORIZED => r#"Bearer error="invalid_token""#.to_owned(),
+        StatusCode::FORBIDDEN => match required {
+            // Scope strings are `resource.action` and `all.Application…`: no quotes or
+            // backslashes, so they sit in a quoted-string as they are.
+            Some(action) if action.def().family == tollgate_core::Family::Application => format!(
+                r#"Bearer error="insufficient_scope", scope="{}""#,
+                tollgate_core::scope::granting(&action).join(" ")
+            ),
+            _ => r#"Bearer error="insufficient_scope""#.to_owned(),
+        },
+        _ => return None,
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 /// The message with anything of a secret's shape hidden.

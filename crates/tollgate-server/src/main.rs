@@ -303,6 +303,13 @@ struct ServeArgs {
     #[arg(long = "cors-origin", env = "TOLLGATE_CORS_ORIGINS", value_delimiter = ',',
           value_parser = parse_origin)]
     cors_origins: Vec<String>,
+    /// A reverse proxy (CIDR or address) whose `X-Forwarded-For` is believed: the client's
+    /// address (for tokens' allowedAddresses) is then the first address in that header, read
+    /// from the right, that is not a trusted proxy. Repeat for several. None by default: the
+    /// header is ignored and the client is the connection's peer.
+    #[arg(long = "trusted-proxy", env = "TOLLGATE_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_trusted_proxy)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// A file holding the bearer secret that GET /metrics requires (whitespace around it is
     /// ignored). Without it /metrics answers anyone.
     #[arg(long, env = "TOLLGATE_METRICS_TOKEN_FILE")]
@@ -368,6 +375,10 @@ enum LogFormat {
 }
 
 /// A CORS origin: `*`, or scheme://host[:port] with nothing after it.
+fn parse_trusted_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    tollgate_core::restrictions::addresses::parse_network(s).map_err(|e| format!("{s:?} {e}"))
+}
+
 fn parse_origin(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s == "*" {
@@ -943,6 +954,7 @@ async fn main() -> anyhow::Result<()> {
                 token_usage: args.token_usage,
                 secret_key_file: Some(secret_key_file),
                 cors_origins: args.cors_origins.clone(),
+                trusted_proxies: args.trusted_proxies.clone(),
                 metrics_token,
                 login_account_rate: rate(
                     args.login_account_burst,

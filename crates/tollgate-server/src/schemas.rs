@@ -152,7 +152,94 @@ fn adjust(name: &str, schema: &mut Value) {
         // instead, and knows which of them this server implements.
         schema["properties"]["scope"]["items"] =
             serde_json::json!({ "type": "string", "minLength": 1, "maxLength": 1024 });
+        // Extensions: the token's restrictions (README, "Restrictions").
+        for (name, property) in restriction_properties() {
+            schema["properties"][name] = property;
+        }
     }
+    if name == "apiToken" {
+        for (name, property) in restriction_properties() {
+            schema["properties"][name] = property;
+        }
+        schema["properties"]["rateLimit"]["properties"]["sharedWith"] = serde_json::json!({
+            "type": "object", "readOnly": true,
+            "properties": {
+                "apiTokenId": { "type": "string" },
+                "requests": { "type": "integer" },
+                "perSeconds": { "type": "integer" }
+            },
+            "description": "Set by the server on a token minted by a rate-limited token: the topmost rate-limited ancestor, whose bucket this token's requests also draw from (never accepted in a request)"
+        });
+        schema["properties"]["usesRemaining"] = serde_json::json!({
+            "type": "integer", "minimum": 0, "x-tollgate-extension": true,
+            "description": "With a usageLimit: the uses left (not yet leased by any node, plus this node's unspent lease)"
+        });
+    }
+}
+
+/// The restriction fields of a token (an extension of the reference's `apiTokenPost` and
+/// `apiToken`), documented in the OpenAPI document. Their values are checked by
+/// `tollgate_core::restrictions`, which names each problem.
+fn restriction_properties() -> Vec<(&'static str, Value)> {
+    use serde_json::json;
+    use tollgate_core::restrictions::{addresses, devices, quota, rate};
+    vec![
+        (
+            "allowedAddresses",
+            json!({
+                "type": "array", "minItems": 1, "maxItems": addresses::MAX_NETWORKS,
+                "items": { "type": "string", "maxLength": 64 },
+                "x-tollgate-extension": true,
+                "description": "Networks (CIDR, IPv4 or IPv6; a bare address is a /32 or /128) the token may be used from; other addresses get 403 naming the list"
+            }),
+        ),
+        (
+            "deviceIds",
+            json!({
+                "type": "array", "maxItems": devices::MAX_IDS,
+                "items": { "type": "string", "pattern": "^[A-Fa-f\\d]{24}$" },
+                "x-tollgate-extension": true,
+                "description": "Devices the token reaches (with deviceTags: either); other devices are 404 as if they did not exist"
+            }),
+        ),
+        (
+            "deviceTags",
+            json!({
+                "type": "array", "maxItems": devices::MAX_TAGS,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "key": { "type": "string", "minLength": 1, "maxLength": 255 },
+                        "value": { "type": "string", "maxLength": 255 }
+                    },
+                    "required": ["key"], "additionalProperties": false
+                },
+                "x-tollgate-extension": true,
+                "description": "Device tags (key, and value; no value: any value of the key): the token reaches devices carrying one of them, as the devices are at each request"
+            }),
+        ),
+        (
+            "rateLimit",
+            json!({
+                "type": "object",
+                "properties": {
+                    "requests": { "type": "integer", "minimum": 1, "maximum": rate::MAX_REQUESTS },
+                    "perSeconds": { "type": "integer", "minimum": 1, "maximum": rate::MAX_PER_SECONDS }
+                },
+                "required": ["requests", "perSeconds"], "additionalProperties": false,
+                "x-tollgate-extension": true,
+                "description": "At most `requests` requests in any `perSeconds` seconds (a token bucket, per node); past it 429 with RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset and Retry-After"
+            }),
+        ),
+        (
+            "usageLimit",
+            json!({
+                "type": "integer", "minimum": 1, "maximum": quota::MAX_USES,
+                "x-tollgate-extension": true,
+                "description": "At most this many authorized requests over the token's life, exact across nodes; past it 429 \"usage limit reached\". A child's usage limit is carved out of its creator's remaining uses"
+            }),
+        ),
+    ]
 }
 
 fn add_json_data_type(schema: &mut Value) {

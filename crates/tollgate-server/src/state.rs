@@ -30,6 +30,8 @@ pub struct Settings {
     pub secret_key_file: Option<std::path::PathBuf>,
     /// Origins allowed to call the REST API from a browser (`*`: any, without credentials).
     pub cors_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The bearer secret `GET /metrics` requires, if any.
     pub metrics_token: Option<String>,
     /// Failed logins allowed per account: a burst, then one per interval.
@@ -62,6 +64,7 @@ impl Default for Settings {
             preload_tokens: false,
             secret_key_file: None,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             metrics_token: None,
             login_account_rate: LOGIN_ACCOUNT_RATE,
             login_address_rate: LOGIN_ADDRESS_RATE,

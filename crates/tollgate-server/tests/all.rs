@@ -43,6 +43,8 @@ mod official_clients;
 mod openapi;
 mod races;
 mod readme;
+mod restrictions;
+mod restrictions_wire;
 mod revocation;
 mod revoked_writes;
 mod secrets;
@@ -101,6 +103,8 @@ fn main() -> std::process::ExitCode {
             openapi::cases(),
             races::cases(),
             readme::cases(),
+            restrictions::cases(),
+            restrictions_wire::cases(),
             revocation::cases(),
             revoked_writes::cases(),
             secrets::cases(),

@@ -1425,6 +1425,77 @@ async fn account_flow() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Issue 14: the add form's restrictions, in plain words, each optional.
+
+async fn restricted_token_through_the_form_in_the_browser() {
+    within(restricted_flow()).await;
+}
+
+async fn restricted_flow() {
+    use crate::common::process::http as wire;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let base = server.url.clone();
+    let session = wire::admin_session(&base);
+    let app = wire::post(&base, "/applications", &session, json!({ "name": "Plant" })).expect(201);
+    let app = app["id"].as_str().unwrap().to_owned();
+    let mut b = Browser::start("restricted_token", dir.path()).await;
+    b.log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
+    b.goto(&format!("{base}/console/applications/{app}/tokens/new"))
+        .await;
+    b.check_labels_and_width("add token with restrictions")
+        .await;
+    b.type_into("#token-name", "Gateway north").await;
+    b.type_into("#device-tags", "site=north").await;
+    b.type_into("#allowed-addresses", "127.0.0.0/33").await;
+    b.type_into("#rate-requests", "10").await;
+    b.type_into("#rate-seconds", "1").await;
+    b.type_into("#usage-limit", "500").await;
+    b.nav("#create-token").await;
+    // Refused beside the field, with what was typed kept.
+    let error = b.text("#restrictions-error").await;
+    assert!(error.contains("allowedAddresses[0]"), "{error}");
+    assert_eq!(b.prop("#device-tags", "value").await, "site=north");
+    assert_eq!(b.prop("#usage-limit", "value").await, "500");
+    b.shot("token-restrictions-refused").await;
+    b.find("#allowed-addresses").await.clear().await.unwrap();
+    b.type_into("#allowed-addresses", "127.0.0.0/8\n::1").await;
+    b.nav("#create-token").await;
+    let secret = b.prop("#reveal-token", "value").await;
+    assert!(secret.starts_with("tgat_"), "{secret}");
+
+    // The token works from here and carries every restriction.
+    wire::get(&base, &format!("/applications/{app}"), &secret).expect(200);
+    let list = wire::get(&base, &format!("/applications/{app}/tokens"), &session).expect(200);
+    let t = &list["items"][0];
+    assert_eq!(
+        t["deviceTags"],
+        json!([{ "key": "site", "value": "north" }])
+    );
+    assert_eq!(t["allowedAddresses"], json!(["127.0.0.0/8", "::1/128"]));
+    assert_eq!(t["rateLimit"], json!({ "requests": 10, "perSeconds": 1 }));
+    assert_eq!(t["usageLimit"], 500);
+    assert_eq!(t["usesRemaining"], 499);
+    // And the detail page says so in plain words.
+    b.goto(&format!(
+        "{base}/console/applications/{app}/tokens/{}",
+        t["id"].as_str().unwrap()
+    ))
+    .await;
+    let shown = b.text("#restrictions").await;
+    for line in [
+        "Only devices tagged site=north",
+        "Only from 127.0.0.0/8, ::1/128",
+        "At most 10 requests every 1 s",
+        "At most 500 requests in total",
+        "Uses remaining: 499",
+    ] {
+        assert!(shown.contains(line), "{line} in {shown}");
+    }
+    b.shot("token-restrictions-detail").await;
+}
+
+// ---------------------------------------------------------------------------------------
 // Token lifecycle (issue 15): expiry warnings, Expired tokens, the Roll button.
 
 async fn token_lifecycle_in_the_browser() {
@@ -1568,6 +1639,9 @@ async fn lifecycle_flow() {
 
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(restricted_token_through_the_form_in_the_browser)
+            .once()
+            .needs(Need::Chromium),
         case!(token_lifecycle_in_the_browser)
             .once()
             .needs(Need::Chromium),

@@ -88,6 +88,9 @@ async fn a_saturated_pool_does_not_lapse_the_lease() {
                 scope: &scope,
                 status: TokenStatus::Active,
                 expiration_date: None,
+                restrictions: None,
+                usage_limit: None,
+                carve_from: None,
                 creator: Creator {
                     kind: "user",
                     id: user.id,

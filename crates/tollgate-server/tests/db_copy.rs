@@ -202,6 +202,10 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
                     scope: &scope,
                     status: tollgate_store::tokens::TokenStatus::Active,
                     expiration_date: None,
+                    // A usage limit, so its row in token_quotas is copied too.
+                    restrictions: Some(r#"{"usageLimit":5}"#),
+                    usage_limit: Some(5),
+                    carve_from: None,
                     creator: tollgate_store::tokens::Creator {
                         kind: "user",
                         id: owner.id,
@@ -303,6 +307,7 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         ("applications", 2),
         ("member_application_roles", 1),
         ("api_tokens", 4),
+        ("token_quotas", 1),
         ("devices", 1),
         ("device_tags", 1),
         ("device_reports", 800),

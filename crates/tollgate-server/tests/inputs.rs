@@ -239,6 +239,7 @@ async fn the_console_applies_the_rest_apis_rules_and_limits() {
             scope: None,
             expiration_date: None,
             status: TokenStatus::Active,
+            restrictions: Default::default(),
             form_key: None,
         };
     for (name, description, expected) in [

@@ -188,6 +188,7 @@ async fn writes_authorized_before_a_token_was_deleted_are_refused() {
             scope: None,
             expiration_date: None,
             status: tollgate_store::tokens::TokenStatus::Active,
+            restrictions: Default::default(),
             form_key: None,
         },
     )

@@ -37,8 +37,12 @@ pub const TABLES: &[&str] = &[
     "applications",
     "member_application_roles",
     "api_tokens",
+<<<<<<< HEAD
     "token_usage",
     "token_requests",
+=======
+    "token_quotas",
+>>>>>>> restrictions
     "devices",
     "device_tags",
     "device_reports",

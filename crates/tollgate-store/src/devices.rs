@@ -132,6 +132,50 @@ pub struct DeviceFilter {
     pub tags: Vec<(Option<String>, Option<String>)>,
     /// If not empty, the device class must be one of these.
     pub classes: Vec<String>,
+    /// The devices the caller may see at all (a device-restricted token's), if limited.
+    pub within: Option<DeviceScope>,
+}
+
+/// The devices a device-restricted token reaches: those named in `ids` or carrying one of
+/// `tags` (key, and value; no value: any value of the key), as they are now.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceScope {
+    pub ids: Vec<Id>,
+    pub tags: Vec<(String, Option<String>)>,
+}
+
+/// ` AND (id IN (…) OR EXISTS (…tag…) …)`, its values pushed onto `binds`.
+fn scope_clause(scope: &DeviceScope, binds: &mut Vec<String>) -> String {
+    let mut alternatives = Vec::new();
+    if !scope.ids.is_empty() {
+        let ps: Vec<String> = scope
+            .ids
+            .iter()
+            .map(|id| {
+                binds.push(id.to_hex());
+                format!("${}", binds.len())
+            })
+            .collect();
+        alternatives.push(format!("devices.id IN ({})", ps.join(", ")));
+    }
+    for (key, value) in &scope.tags {
+        binds.push(key.clone());
+        let mut sub = format!(
+            "EXISTS (SELECT 1 FROM device_tags r WHERE r.device_id = devices.id AND r.tag_key = ${}",
+            binds.len()
+        );
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sub.push_str(&format!(" AND r.tag_value = ${}", binds.len()));
+        }
+        sub.push(')');
+        alternatives.push(sub);
+    }
+    if alternatives.is_empty() {
+        // Restricted to nothing: no device.
+        return " AND 1 = 0".to_owned();
+    }
+    format!(" AND ({})", alternatives.join(" OR "))
 }
 
 pub const DEVICE_FIELDS: Fields = Fields {
@@ -315,6 +359,10 @@ impl Store {
                 .collect();
             cond.push_str(&format!(" AND device_class IN ({})", ps.join(", ")));
         }
+        if let Some(scope) = &filter.within {
+            let clause = scope_clause(scope, &mut binds);
+            cond.push_str(&clause);
+        }
         for (key, value) in &filter.tags {
             let mut sub = String::from(
                 " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = devices.id",
@@ -353,12 +401,14 @@ impl Store {
     }
 
     /// The devices of `application` named in `ids` or carrying any of `tags` (a device query
-    /// is inclusive, as in the reference); with neither, every device. At most `limit`.
+    /// is inclusive, as in the reference); with neither, every device; only devices `within`
+    /// reaches, if given (a device-restricted token's). At most `limit`.
     pub async fn query_devices(
         &self,
         application: Id,
         ids: &[Id],
         tags: &[(Option<String>, Option<String>)],
+        within: Option<&DeviceScope>,
         limit: i64,
     ) -> Result<Vec<Device>> {
         let mut binds: Vec<String> = vec![application.to_hex()];
@@ -387,11 +437,14 @@ impl Store {
             sub.push(')');
             alternatives.push(sub);
         }
-        let selection = if alternatives.is_empty() {
+        let mut selection = if alternatives.is_empty() {
             String::new()
         } else {
             format!(" AND ({})", alternatives.join(" OR "))
         };
+        if let Some(scope) = within {
+            selection.push_str(&scope_clause(scope, &mut binds));
+        }
         let sql = format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE application_id = $1{selection} \
              ORDER BY name, id LIMIT {limit}"

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// trying again will do.
     #[error("the write conflicted with a concurrent one")]
     Contention(#[source] sqlx::Error),
+    /// A child token's usage limit is more than its creator has left to give (`remaining`
+    /// uses not yet leased or carved out): nothing was created.
+    #[error("the creator has only {remaining} uses left")]
+    QuotaExceeded { remaining: i64 },
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("the database URL must start with sqlite: or postgres:")]

@@ -75,6 +75,11 @@ impl Store {
             status: TokenStatus::Active,
             expiration_date: plan.expiration_date,
             creator: plan.creator,
+            // The successor keeps every restriction; its usage limit is what the rolled token
+            // had left, carved out of it (so rolling never adds uses).
+            restrictions: current.restrictions.as_deref(),
+            usage_limit: current.unleased_uses,
+            carve_from: current.unleased_uses.map(|_| id),
         };
         let mut new = self.insert_token(&mut tx, actor, &new).await?;
         sqlx::query("UPDATE api_tokens SET rolled_from_id = $2 WHERE id = $1")

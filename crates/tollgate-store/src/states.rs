@@ -31,9 +31,27 @@ pub struct StoredReport {
     pub values: BTreeMap<String, Stored>,
 }
 
-/// Rows per multi-row INSERT: at most 4 values a row stays far below SQLite's 32766 and
-/// PostgreSQL's 65535 bind parameters.
-const ROWS_PER_INSERT: usize = 1000;
+/// Rows per multi-row INSERT, largest first: `n` rows are written as a few statements of
+/// these sizes. A statement is prepared once per connection and cached by its text, so a
+/// handful of fixed shapes stay prepared whatever number of rows a write (or a batch of
+/// writes committed together) has; a statement of exactly `n` rows would be parsed anew for
+/// almost every batch. At most 4 values a row, 1,024 rows stay far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters.
+const CHUNK_ROWS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
+
+/// `rows` cut into consecutive chunks of the sizes in [`CHUNK_ROWS`].
+fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    for size in CHUNK_ROWS {
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            out.push(chunk);
+            rest = tail;
+        }
+    }
+    out
+}
 
 fn stored_from(num: Option<f64>, txt: Option<String>) -> Result<Stored> {
     match (num, txt) {
@@ -292,7 +310,7 @@ pub(crate) async fn write_reports(
         .into_iter()
         .map(|((d, t), m)| Ok((d, t, m.map(json_text).transpose()?)))
         .collect::<Result<_>>()?;
-    for chunk in times.chunks(ROWS_PER_INSERT) {
+    for chunk in chunks(&times) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 1 + 3 * i, 2 + 3 * i, 3 + 3 * i))
             .collect();
@@ -315,7 +333,7 @@ pub(crate) async fn write_reports(
         .into_iter()
         .partition(|(_, v)| matches!(v, Stored::Num(_)));
     for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in chunks(&rows) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let b = 4 * i;
@@ -340,4 +358,26 @@ pub(crate) async fn write_reports(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn rows_are_cut_into_fixed_sizes_in_order_without_loss() {
+        for n in [0usize, 1, 3, 4, 17, 100, 1000, 1024, 1600, 5000] {
+            let rows: Vec<usize> = (0..n).collect();
+            let cut = chunks(&rows);
+            assert_eq!(cut.concat(), rows, "{n} rows");
+            assert!(cut.iter().all(|c| super::CHUNK_ROWS.contains(&c.len())));
+        }
+        assert_eq!(
+            chunks(&[0u8; 1600])
+                .iter()
+                .map(|c| c.len())
+                .collect::<Vec<_>>(),
+            vec![1024, 256, 256, 64]
+        );
+    }
 }

@@ -60,6 +60,10 @@ pub struct TokenRecord {
     pub creation_date: i64,
     pub last_updated: i64,
     pub last_used: Option<i64>,
+    /// The restrictions as stored (a JSON object; `None`: none), fixed at creation.
+    pub restrictions: Option<String>,
+    /// With a usage limit: uses not yet leased to a node or carved out for a child.
+    pub unleased_uses: Option<i64>,
     /// Lifecycle (see [`crate::lifecycle`]): when a rolled token stops working, the token it
     /// was rolled from, why it was switched off.
     pub life: Lifecycle,
@@ -87,9 +91,12 @@ pub struct TokenKey {
     pub status: TokenStatus,
     pub expiration_date: Option<i64>,
     pub last_used: Option<i64>,
+    /// The stored restrictions' JSON text (`None`: none), compiled when the token is cached.
+    pub restrictions_json: Option<String>,
 }
 
-const KEY_COLUMNS: &str = "id, application_id, scope, status, expiration_date, last_used";
+const KEY_COLUMNS: &str =
+    "id, application_id, scope, status, expiration_date, last_used, restrictions";
 
 fn key_from_row(row: &AnyRow) -> Result<TokenKey> {
     // Borrowed reads: a preload decodes a million of these.
@@ -102,6 +109,7 @@ fn key_from_row(row: &AnyRow) -> Result<TokenKey> {
             .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
         expiration_date: row.try_get("expiration_date")?,
         last_used: row.try_get("last_used")?,
+        restrictions_json: row.try_get("restrictions")?,
     })
 }
 
@@ -115,6 +123,13 @@ pub struct NewToken<'a> {
     pub status: TokenStatus,
     pub expiration_date: Option<i64>,
     pub creator: Creator,
+    /// Restrictions as a JSON object (`None`: none).
+    pub restrictions: Option<&'a str>,
+    /// Its usage limit, if it has one (also in `restrictions`): counted in `token_quotas`.
+    pub usage_limit: Option<i64>,
+    /// The creating token whose remaining uses the usage limit is carved out of, if the
+    /// creator has a usage limit itself.
+    pub carve_from: Option<Id>,
 }
 
 /// What a PATCH may change: nothing else about a token is mutable.
@@ -140,7 +155,8 @@ pub const TOKEN_FIELDS: Fields = Fields {
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
     expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used, \
-    retires_at, rolled_from_id, deactivation_reason";
+    retires_at, rolled_from_id, deactivation_reason, restrictions, \
+    (SELECT q.quota - q.leased FROM token_quotas q WHERE q.token_id = api_tokens.id) AS unleased";
 
 fn creator_kind(s: &str) -> Result<&'static str> {
     ["user", "apiToken", "flow"]
@@ -177,6 +193,8 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
         creation_date: row.try_get("creation_date")?,
         last_updated: row.try_get("last_updated")?,
         last_used: row.try_get("last_used")?,
+        restrictions: row.try_get("restrictions")?,
+        unleased_uses: row.try_get("unleased")?,
         life: Lifecycle {
             retires_at: row.try_get("retires_at")?,
             rolled_from: row
@@ -227,12 +245,37 @@ impl Store {
             creation_date: now,
             last_updated: now,
             last_used: None,
+            restrictions: new.restrictions.map(str::to_owned),
+            unleased_uses: new.usage_limit,
             life: Lifecycle::default(),
         };
+        if let (Some(uses), Some(parent)) = (new.usage_limit, new.carve_from) {
+            // Carved out of the creator's uses not yet handed out, or refused: one statement.
+            let carved = sqlx::query(
+                "UPDATE token_quotas SET leased = leased + $2 \
+                 WHERE token_id = $1 AND quota - leased >= $2",
+            )
+            .bind(parent.to_hex())
+            .bind(uses)
+            .execute(&mut **tx)
+            .await?;
+            if carved.rows_affected() == 0 {
+                let remaining: Option<i64> = sqlx::query_scalar(
+                    "SELECT quota - leased FROM token_quotas WHERE token_id = $1",
+                )
+                .bind(parent.to_hex())
+                .fetch_optional(&mut **tx)
+                .await?;
+                return Err(StoreError::QuotaExceeded {
+                    remaining: remaining.unwrap_or(0),
+                });
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, application_id, digest, name, description, scope, status, \
-             expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, \
+             restrictions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(record.id.to_hex())
         .bind(new.application_id.to_hex())
@@ -247,11 +290,13 @@ impl Store {
         .bind(&new.creator.name)
         .bind(now)
         .bind(now)
+        .bind(new.restrictions)
         .execute(&mut **tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+<<<<<<< HEAD
         let body = audit::fields([
             ("name", Some(json!(new.name))),
             ("description", Some(json!(new.description))),
@@ -260,6 +305,15 @@ impl Store {
             ("expirationDate", new.expiration_date.map(audit::iso)),
         ]);
         audit_token(tx, actor, "applicationApiTokens.post", 201, &record, body).await?;
+=======
+        if let Some(uses) = new.usage_limit {
+            sqlx::query("INSERT INTO token_quotas (token_id, quota) VALUES ($1, $2)")
+                .bind(record.id.to_hex())
+                .bind(uses)
+                .execute(&mut **tx)
+                .await?;
+        }
+>>>>>>> restrictions
         Ok(record)
     }
 
@@ -501,6 +555,36 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Lease up to `want` uses of a token's usage limit for this node: one statement, which
+    /// never hands out more than the quota whatever the number of nodes leasing at once.
+    /// Returns the uses granted (0: the limit is reached) and how many remain unleased
+    /// afterwards; `None` if the token has no usage limit (or no longer exists).
+    pub async fn lease_uses(&self, token: Id, want: i64) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "UPDATE token_quotas SET \
+               leased = CASE WHEN quota - leased < $2 THEN quota ELSE leased + $2 END, \
+               last_grant = CASE WHEN quota - leased < $2 THEN quota - leased ELSE $2 END \
+             WHERE token_id = $1 RETURNING last_grant, quota - leased AS remaining",
+        )
+        .bind(token.to_hex())
+        .bind(want.max(0))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("last_grant")?, r.try_get("remaining")?)))
+            .transpose()
+    }
+
+    /// Uses of a token's usage limit not yet leased to a node or carved out for a child
+    /// (`None`: no usage limit).
+    pub async fn unleased_uses(&self, token: Id) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT quota - leased FROM token_quotas WHERE token_id = $1")
+                .bind(token.to_hex())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// How many tokens an application has (for summaries).

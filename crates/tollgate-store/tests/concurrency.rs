@@ -133,6 +133,9 @@ async fn token(
             scope: &[scope.to_owned()],
             status,
             expiration_date: expires,
+            restrictions: None,
+            usage_limit: None,
+            carve_from: None,
             creator: Creator {
                 kind: "user",
                 id: app,
@@ -402,10 +405,16 @@ async fn device_patches_both_survive() {
             lost += 1;
         }
         assert_eq!(
-            s.query_devices(app, &[], &[(Some("k".into()), Some(format!("v{i}")))], 10)
-                .await
-                .unwrap()
-                .len(),
+            s.query_devices(
+                app,
+                &[],
+                &[(Some("k".into()), Some(format!("v{i}")))],
+                None,
+                10
+            )
+            .await
+            .unwrap()
+            .len(),
             usize::from(lost == 0),
             "the tag index agrees with the device's tags"
         );
@@ -743,6 +752,9 @@ async fn writes_by_a_revoked_credential_change_nothing() {
                     scope: &["device.get".to_owned()],
                     status: TokenStatus::Active,
                     expiration_date: None,
+                    restrictions: None,
+                    usage_limit: None,
+                    carve_from: None,
                     creator: Creator {
                         kind: "apiToken",
                         id: app,

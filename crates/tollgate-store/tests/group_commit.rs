@@ -52,6 +52,9 @@ async fn token_actor(s: &Store, app: Id, status: TokenStatus) -> Actor {
                 scope: &["device.sendState".to_owned()],
                 status,
                 expiration_date: None,
+                restrictions: None,
+                usage_limit: None,
+                carve_from: None,
                 creator: Creator {
                     kind: "user",
                     id: app,

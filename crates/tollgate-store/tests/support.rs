@@ -63,6 +63,9 @@ pub async fn token(store: &Store, app: Id, name: &str, expires: Option<i64>) -> 
                 scope: &scope,
                 status: TokenStatus::Active,
                 expiration_date: expires,
+                restrictions: None,
+                usage_limit: None,
+                carve_from: None,
                 creator: Creator {
                     kind: "user",
                     id: app,

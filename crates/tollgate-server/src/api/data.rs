@@ -157,7 +157,13 @@ async fn select_devices(
         .collect::<Result<Vec<_>, _>>()?;
     let devices = state
         .store()
-        .query_devices(access.application(), &ids, &tags, MAX_DEVICES + 1)
+        .query_devices(
+            access.application(),
+            &ids,
+            &tags,
+            access.device_scope().as_ref(),
+            MAX_DEVICES + 1,
+        )
         .await?;
     if devices.len() as i64 > MAX_DEVICES {
         return Err(ApiError::validation(format!(

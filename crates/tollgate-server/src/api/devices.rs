@@ -317,7 +317,12 @@ pub async fn list(
         .into_iter()
         .map(|t| tag_pair(t.key, t.value))
         .collect::<Result<Vec<_>, _>>()?;
-    let filter = DeviceFilter { tags, classes };
+    let filter = DeviceFilter {
+        tags,
+        classes,
+        // A device-restricted token lists only its devices.
+        within: access.device_scope(),
+    };
     let page = state
         .store()
         .list_devices(access.application(), &filter, &spec)

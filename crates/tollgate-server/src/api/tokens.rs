@@ -32,6 +32,10 @@ pub struct TokenPost {
     expiration_date: Option<String>,
     scope: Option<Vec<String>>,
     status: Option<String>,
+    /// The restriction fields (an extension: `allowedAddresses`, `deviceIds`, `deviceTags`,
+    /// `rateLimit`, `usageLimit`), read by `tollgate_core::restrictions`.
+    #[serde(flatten)]
+    restrictions: serde_json::Map<String, Value>,
 }
 
 impl RequestBody for TokenPost {
@@ -80,9 +84,21 @@ fn status(s: Option<&str>) -> Result<Option<TokenStatus>, ApiError> {
     .transpose()
 }
 
-/// A token as the API shows it (never with its secret).
+/// A token as the API shows it (never with its secret), with its restrictions and, with a
+/// usage limit, `usesRemaining`: the uses not yet leased, plus those this node leased and has
+/// not spent (another node's unspent lease, at most one block, counts as used until spent).
 pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
-    record_json(t, last_used(state, t))
+    let mut v = record_json(t, last_used(state, t));
+    if let Some(text) = &t.restrictions
+        && let Ok(r) = tollgate_core::restrictions::Restrictions::from_stored(Some(text))
+        && let Value::Object(map) = &mut v
+    {
+        r.write(map);
+    }
+    if let Some(unleased) = t.unleased_uses {
+        v["usesRemaining"] = json!(unleased + state.credentials().counters().leased_here(t.id));
+    }
+    v
 }
 
 /// A token as the API shows it, with when it was last used as far as the caller knows.
@@ -165,6 +181,8 @@ pub async fn create(
         scope: body.scope,
         expiration_date,
         status: status(body.status.as_deref())?.unwrap_or(TokenStatus::Active),
+        restrictions: tollgate_core::restrictions::Restrictions::parse(&body.restrictions)
+            .map_err(service::TokenError::Restrictions)?,
         form_key: None,
     };
     let (record, secret) = service::create(&state, &access, request).await?;

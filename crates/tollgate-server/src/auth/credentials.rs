@@ -40,6 +40,8 @@ pub struct TokenEntry {
     pub scope: Arc<TokenScope>,
     pub active: bool,
     pub expires: Option<i64>,
+    /// Its restrictions, compiled at load (`None`: unrestricted, the common case).
+    pub restrictions: Option<Arc<crate::restrict::Compiled>>,
     /// Start of the minute it was last seen in use (0: not since it was loaded).
     last_used: AtomicI64,
 }
@@ -155,12 +157,14 @@ pub struct Credentials {
     /// Sessions seen in use since the last flush: id → minute.
     used_sessions: Mutex<HashMap<Id, i64>>,
     pub counts: VerifyCounts,
+    /// Rate and usage-limit counters of restricted tokens on this node.
+    counters: Arc<crate::restrict::Counters>,
 }
 
 impl Credentials {
     pub fn new(store: Store, freshness: Arc<Freshness>) -> Credentials {
         Credentials {
-            store,
+            store: store.clone(),
             freshness,
             tokens: RwLock::default(),
             sessions: RwLock::default(),
@@ -169,6 +173,7 @@ impl Credentials {
             used: Mutex::default(),
             used_sessions: Mutex::default(),
             counts: VerifyCounts::default(),
+            counters: Arc::new(crate::restrict::Counters::new(store.clone())),
         }
     }
 
@@ -255,6 +260,11 @@ impl Credentials {
         Ok(entry)
     }
 
+    /// The rate and usage-limit counters of this node.
+    pub fn counters(&self) -> &crate::restrict::Counters {
+        &self.counters
+    }
+
     /// Put a stored token into the cache as if it had just been loaded (the preload does this
     /// for every token; benchmarks use it to fill the cache without a database).
     pub fn prime(&self, digest: &Digest, key: &TokenKey) -> Result<(), ApiError> {
@@ -286,10 +296,17 @@ impl Credentials {
                 }
             }
         };
+        let restrictions =
+            tollgate_core::restrictions::Restrictions::from_stored(key.restrictions_json.as_deref())
+                .map_err(|e| {
+                    tracing::error!(token = %key.id, error = %e, "stored token restrictions no longer parse");
+                    ApiError::internal()
+                })?;
         Ok(Arc::new(TokenEntry {
             digest: *digest,
             id: key.id,
             application_id: key.application_id,
+            restrictions: crate::restrict::compile(restrictions, key.id, &self.counters),
             scope,
             active: key.status == TokenStatus::Active,
             expires: key.expiration_date,

@@ -142,6 +142,7 @@ async fn authorize_request(
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;
+<<<<<<< HEAD
     let client = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -151,10 +152,74 @@ async fn authorize_request(
         .acting_from(client)
     {
         Access::App(a) => parts.extensions.insert(a).map(drop),
+=======
+    match decide(state, principal, action, target).await? {
+        Access::App(a) => {
+            if let Some(compiled) = a.token().and_then(|t| t.restrictions.clone()) {
+                check_restrictions(state, &a, &compiled, parts).await?;
+            }
+            parts.extensions.insert(a).map(drop)
+        }
+>>>>>>> restrictions
         Access::Org(o) => parts.extensions.insert(o).map(drop),
         Access::User(u) => parts.extensions.insert(u).map(drop),
     };
     Ok(())
+}
+
+/// Run a restricted token's checks (`crate::restrict`) with the request's context: the
+/// client's address, the device the path names (looked up only for a device restriction),
+/// and the time.
+async fn check_restrictions(
+    state: &AppState,
+    access: &AppAccess,
+    compiled: &crate::restrict::Compiled,
+    parts: &mut Parts,
+) -> Result<(), ApiError> {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = crate::restrict::addresses::client_address(
+        peer,
+        &parts.headers,
+        &state.settings().trusted_proxies,
+    );
+    let device = match compiled.needs_device() {
+        false => None,
+        true => match device_of(parts).await? {
+            None => None,
+            Some(id) => Some(
+                state
+                    .devices()
+                    .get(access.application(), id)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "Device"))?,
+            ),
+        },
+    };
+    let ctx = crate::restrict::Context {
+        action: access.action(),
+        client,
+        device: device.as_deref().map(|d| &**d),
+        now: std::time::Instant::now(),
+    };
+    compiled.check(&ctx).await
+}
+
+/// The `deviceId` the path names, if any.
+async fn device_of(parts: &mut Parts) -> Result<Option<Id>, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::validation(format!("Invalid path: {}", e.body_text())))?;
+    for (name, value) in &params {
+        if name == "deviceId" {
+            return value.parse::<Id>().map(Some).map_err(|_| {
+                ApiError::validation("deviceId is not valid: ids are 24 hexadecimal characters")
+            });
+        }
+    }
+    Ok(None)
 }
 
 /// The bearer secret of a request.
@@ -167,8 +232,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
             "The request has {count} Authorization headers: send exactly one"
         )));
     }
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized(
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| ApiError {
+        no_credentials: true,
+        ..ApiError::unauthorized(
             "Authorization required: send an Authorization: Bearer <token> header",
         )
     })?;
@@ -359,20 +425,12 @@ fn two_factor_required(action: Action) -> ApiError {
 
 fn token_forbidden(action: Action) -> ApiError {
     let def = action.def();
-    let mut grants = vec![
-        def.name.to_owned(),
-        format!("{}.*", def.resource()),
-        "all.Application".to_owned(),
-    ];
-    if def.read_only {
-        grants.push("all.Application.read".to_owned());
-    }
     ApiError::forbidden(
         action,
         format!(
             "This API token's scope does not include {}: use a token whose scope has one of {}",
             def.name,
-            grants.join(", ")
+            tollgate_core::scope::granting(&action).join(", ")
         ),
     )
 }
@@ -454,6 +512,40 @@ impl AppAccess {
             Who::Token(t) => (t.scope.scope.clone(), t.expires),
             Who::User { role, .. } => (role_token_bound(*role), None),
         }
+    }
+
+    /// The acting token's restrictions (none for a user).
+    pub fn restrictions(&self) -> tollgate_core::restrictions::Restrictions {
+        match &self.who {
+            Who::Token(t) => t
+                .restrictions
+                .as_ref()
+                .map(|c| c.restrictions.clone())
+                .unwrap_or_default(),
+            Who::User { .. } => Default::default(),
+        }
+    }
+
+    /// The devices the acting token is restricted to (`None`: every device of the
+    /// application). Handlers that list or query devices narrow their answers to these.
+    pub fn devices(&self) -> Option<&tollgate_core::restrictions::Devices> {
+        match &self.who {
+            Who::Token(t) => t.restrictions.as_ref().and_then(|c| c.devices()),
+            Who::User { .. } => None,
+        }
+    }
+
+    /// The device restriction as the store narrows lists and queries by it.
+    pub fn device_scope(&self) -> Option<tollgate_store::devices::DeviceScope> {
+        self.devices()
+            .map(|d| tollgate_store::devices::DeviceScope {
+                ids: d.ids.iter().filter_map(|i| i.parse().ok()).collect(),
+                tags: d
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+            })
     }
 
     /// The creator recorded on things this caller creates.

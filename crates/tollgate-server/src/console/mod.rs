@@ -19,6 +19,7 @@ mod assets;
 mod auth_pages;
 mod form;
 mod lifecycle;
+mod restrictions_form;
 mod session;
 mod sessions;
 mod tokens;

@@ -315,6 +315,8 @@ struct NewTokenPage {
     name_error: Option<String>,
     expiry_error: Option<String>,
     scope_error: Option<String>,
+    /// Devices, addresses, rate and usage limit (each optional).
+    limits: super::restrictions_form::RestrictionFields,
     /// This form's one-time key: the form can create one token, however often it is sent.
     form_key: String,
 }
@@ -337,6 +339,7 @@ impl NewTokenPage {
             groups: checklist(app, &[]),
             name_error: None,
             expiry_error: None,
+            limits: Default::default(),
             scope_error: None,
             form_key: new_form_key(),
         }
@@ -465,6 +468,7 @@ pub async fn create(
     };
     let checked: Vec<&str> = form.all("action").collect();
     page.groups = checklist(app, &checked);
+    page.limits = super::restrictions_form::RestrictionFields::read(&form);
     let form_key = form.text("form_key").to_owned();
     if !form_key_valid(&form_key) {
         return Err(PageError::Api(ApiError::validation(
@@ -498,12 +502,17 @@ pub async fn create(
         _ => vec![tollgate_core::scope::ALL_APPLICATION.to_owned()],
     };
 
-    let result = match expiration_date {
-        Err(()) => {
+    let restrictions = page.limits.restrictions();
+    let result = match (expiration_date, restrictions) {
+        (_, Err(e)) => {
+            page.limits.error = Some(e);
+            None
+        }
+        (Err(()), _) => {
             page.expiry_error = Some("Enter a date and time, or choose Never expires.".to_owned());
             None
         }
-        Ok(expiration_date) => Some(
+        (Ok(expiration_date), Ok(restrictions)) => Some(
             service::create(
                 &state,
                 &access,
@@ -513,6 +522,7 @@ pub async fn create(
                     scope: Some(scope),
                     expiration_date,
                     status: TokenStatus::Active,
+                    restrictions,
                     form_key: Some((form_key.clone(), session.user_id)),
                 },
             )
@@ -575,6 +585,10 @@ pub async fn create(
             TokenError::AlreadySubmitted => {
                 return already_submitted(&state, &session, app, &page.name).await;
             }
+            TokenError::Restrictions(problems) => {
+                page.limits.error = Some(format!("{}.", problems.join("; ")));
+                StatusCode::BAD_REQUEST
+            }
             TokenError::Other(e) if e.status == StatusCode::BAD_REQUEST => {
                 page.name_error = Some(format!("{}.", e.message));
                 StatusCode::BAD_REQUEST
@@ -619,6 +633,9 @@ struct DetailPage {
     future_note: &'static str,
     future_resources: String,
     groups: Vec<GrantGroup>,
+    /// Its restrictions in plain words (empty: none), and its uses left with a usage limit.
+    limits: Vec<String>,
+    uses_remaining: Option<i64>,
     expires: Option<When>,
     expired: bool,
     creator: String,
@@ -727,6 +744,12 @@ async fn render_detail(
         future_note,
         future_resources,
         groups,
+        limits: tollgate_core::restrictions::Restrictions::from_stored(t.restrictions.as_deref())
+            .map(|r| super::restrictions_form::describe(&r))
+            .unwrap_or_default(),
+        uses_remaining: t
+            .unleased_uses
+            .map(|u| u + state.credentials().counters().leased_here(t.id)),
         expires: t.expiration_date.map(When::at),
         expired: is_expired(&t),
         creator: t.creator.name.clone(),

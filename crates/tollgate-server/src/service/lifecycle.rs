@@ -202,18 +202,24 @@ pub async fn roll(
             // …and could have created the new one.
             let expiration_date = new_expiry(old, request.expiration_date, now);
             let scope = Scope::parse(&old.scope).map_err(TokenError::Scope)?;
+            // The successor keeps the old token's restrictions (the store copies them).
+            let restrictions =
+                tollgate_core::restrictions::Restrictions::from_stored(old.restrictions.as_deref())
+                    .map_err(|e| TokenError::Restrictions(vec![e]))?;
             let as_created = TokenRequest {
                 name: old.name.clone(),
                 description: old.description.clone(),
                 scope: Some(old.scope.clone()),
                 expiration_date,
                 status: TokenStatus::Active,
+                restrictions: restrictions.clone(),
                 form_key: None,
             };
             check_authority(
                 &authority,
                 &scope,
                 expiration_date,
+                &restrictions,
                 Request::Create(&as_created),
             )?;
             Ok(RollPlan {
@@ -334,6 +340,8 @@ mod tests {
             creation_date: 0,
             last_updated: 0,
             last_used: None,
+            restrictions: None,
+            unleased_uses: None,
             life: Default::default(),
         };
         assert_eq!(new_expiry(&old, None, 4 * DAY_MS), Some(14 * DAY_MS));

@@ -22,6 +22,7 @@
 //! authority rule does not apply to them; every other rule does, and their changes take the
 //! same store writes ([`Actor::operator`]), with the same change notices, as the API's.
 
+use tollgate_core::restrictions::Restrictions;
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_core::{Action, Role, Scope, ScopeError};
 use tollgate_store::tokens::{NewToken, TokenChange, TokenRecord, TokenStatus};
@@ -41,6 +42,8 @@ pub struct Authority {
     pub scope: Scope,
     /// `None`: never expires (a user, or a token without expiry).
     pub expires: Option<i64>,
+    /// The acting token's restrictions (none for a user): a token it manages is within each.
+    pub restrictions: Restrictions,
 }
 
 /// Whose authority it is (the refusals say "this API token" or "your role").
@@ -58,7 +61,12 @@ impl Authority {
             Some(role) => ActingAs::Role(role),
             None => ActingAs::Token,
         };
-        Authority { by, scope, expires }
+        Authority {
+            by,
+            scope,
+            expires,
+            restrictions: access.restrictions(),
+        }
     }
 }
 
@@ -117,6 +125,8 @@ pub struct TokenRequest {
     /// Milliseconds since the epoch; `None` never expires.
     pub expiration_date: Option<i64>,
     pub status: TokenStatus,
+    /// Devices, addresses, rate and usage limit (fixed at creation; default: none).
+    pub restrictions: Restrictions,
     /// The console's one-time form key and the user submitting it: the token is created only
     /// if the key was never used, in the same transaction that marks it used.
     pub form_key: Option<(String, Id)>,
@@ -148,6 +158,10 @@ pub enum TokenError {
         limit: i64,
         expires: Option<i64>,
     },
+    /// The restriction fields are malformed: every problem.
+    Restrictions(Vec<String>),
+    /// The token's restrictions are wider than the actor's, in the dimensions named.
+    LooserRestrictions { verb: Verb, reasons: Vec<String> },
     /// The one-time form key was used already: nothing was created.
     AlreadySubmitted,
     /// Anything else (the store, a vanished credential, the text rules); already an API answer.
@@ -238,6 +252,24 @@ impl TokenError {
                     iso(limit)
                 ),
             ),
+            TokenError::Restrictions(problems) => {
+                ApiError::validation(format!("Invalid restrictions: {}", problems.join("; ")))
+            }
+            TokenError::LooserRestrictions { verb, reasons } => ApiError::forbidden(
+                verb.action(),
+                match verb {
+                    Verb::Create => format!(
+                        "A token cannot be more powerful than its creator: {}",
+                        reasons.join("; ")
+                    ),
+                    _ => format!(
+                        "This API token cannot {} a token less restricted than itself: that token's {}. \
+                         A token may change or delete only tokens it could have created",
+                        verb.word(),
+                        reasons.join("; ")
+                    ),
+                },
+            ),
             TokenError::AlreadySubmitted => {
                 ApiError::conflict("This form was submitted already: no second token was created")
             }
@@ -296,9 +328,16 @@ pub fn check_authority(
     authority: &Authority,
     scope: &Scope,
     expires: Option<i64>,
+    restrictions: &Restrictions,
     request: Request<'_>,
 ) -> Result<(), TokenError> {
     let verb = request.verb();
+    // Each dimension of the restrictions within the actor's (devices, addresses, rate,
+    // usage limit); the usage limit is also carved out of the actor's remaining uses when
+    // the token is stored.
+    if let Err(reasons) = restrictions.within(&authority.restrictions) {
+        return Err(TokenError::LooserRestrictions { verb, reasons });
+    }
     if let Err(excess) = scope.within(&authority.scope) {
         return Err(TokenError::TooPowerful {
             verb,
@@ -330,7 +369,17 @@ pub fn check_existing(
         tracing::error!(token = %target.id, "stored token scope no longer parses");
         TokenError::Other(ApiError::internal())
     })?;
-    check_authority(authority, &scope, target.expiration_date, request)
+    let restrictions = Restrictions::from_stored(target.restrictions.as_deref()).map_err(|e| {
+        tracing::error!(token = %target.id, error = %e, "stored token restrictions no longer parse");
+        TokenError::Other(ApiError::internal())
+    })?;
+    check_authority(
+        authority,
+        &scope,
+        target.expiration_date,
+        &restrictions,
+        request,
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -360,12 +409,34 @@ pub async fn create(
         return Err(TokenError::PastExpiry);
     }
     // A new token's scope and expiry are the request's: the rules need nothing stored.
+    let authority = Authority::of(access);
     check_authority(
-        &Authority::of(access),
+        &authority,
         &scope,
         request.expiration_date,
+        &request.restrictions,
         Request::Create(&request),
     )?;
+    // A child of a rate-limited token also draws from its family's bucket (the topmost
+    // rate-limited ancestor's), so minting more tokens does not multiply the rate.
+    let mut restrictions = request.restrictions.clone();
+    if let (Some(parent_rate), Some(t), Some(rate)) = (
+        &authority.restrictions.rate,
+        access.token(),
+        restrictions.rate.as_mut(),
+    ) {
+        rate.shared = Some(parent_rate.family(&t.id.to_string()));
+    }
+    let stored_restrictions = restrictions.to_stored();
+    let usage_limit = request
+        .restrictions
+        .quota
+        .map(|q| i64::try_from(q.uses).unwrap_or(i64::MAX));
+    // A child's usage limit comes out of its creator's remaining uses.
+    let carve_from = match (usage_limit, access.token()) {
+        (Some(_), Some(t)) if authority.restrictions.quota.is_some() => Some(t.id),
+        _ => None,
+    };
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let scope_strings = scope.to_strings();
     let new = NewToken {
@@ -377,6 +448,9 @@ pub async fn create(
         status: request.status,
         expiration_date: request.expiration_date,
         creator: access.creator(state).await?,
+        restrictions: stored_restrictions.as_deref(),
+        usage_limit,
+        carve_from,
     };
     let actor = access.actor();
     let created = match &request.form_key {
@@ -573,6 +647,7 @@ mod tests {
             by: ActingAs::Token,
             scope: Scope::parse(scope).unwrap(),
             expires,
+            restrictions: Restrictions::default(),
         }
     }
 
@@ -581,7 +656,13 @@ mod tests {
         let narrow = authority(&["applicationApiToken.patch"], None);
         let broad = Scope::parse(&["all.Application"]).unwrap();
         let change = TokenChange::default();
-        match check_authority(&narrow, &broad, None, Request::Change(&change)) {
+        match check_authority(
+            &narrow,
+            &broad,
+            None,
+            &Restrictions::default(),
+            Request::Change(&change),
+        ) {
             Err(TokenError::TooPowerful { verb, excess, .. }) => {
                 assert_eq!(verb, Verb::Change);
                 assert_eq!(excess, vec!["all.Application".to_owned()]);
@@ -589,10 +670,25 @@ mod tests {
             other => panic!("expected TooPowerful, got {other:?}"),
         }
         let within = Scope::parse(&["applicationApiToken.patch"]).unwrap();
-        assert!(check_authority(&narrow, &within, None, Request::Delete).is_ok());
+        assert!(
+            check_authority(
+                &narrow,
+                &within,
+                None,
+                &Restrictions::default(),
+                Request::Delete
+            )
+            .is_ok()
+        );
 
         let mortal = authority(&["all.Application"], Some(1_000));
-        match check_authority(&mortal, &within, None, Request::Delete) {
+        match check_authority(
+            &mortal,
+            &within,
+            None,
+            &Restrictions::default(),
+            Request::Delete,
+        ) {
             Err(TokenError::Outlives {
                 verb,
                 limit,
@@ -600,8 +696,26 @@ mod tests {
             }) => assert_eq!((verb, limit, expires), (Verb::Delete, 1_000, None)),
             other => panic!("expected Outlives, got {other:?}"),
         }
-        assert!(check_authority(&mortal, &within, Some(999), Request::Delete).is_ok());
-        assert!(check_authority(&mortal, &within, Some(1_001), Request::Delete).is_err());
+        assert!(
+            check_authority(
+                &mortal,
+                &within,
+                Some(999),
+                &Restrictions::default(),
+                Request::Delete
+            )
+            .is_ok()
+        );
+        assert!(
+            check_authority(
+                &mortal,
+                &within,
+                Some(1_001),
+                &Restrictions::default(),
+                Request::Delete
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -301,6 +301,9 @@ impl TestApp {
                     scope: &scope,
                     status,
                     expiration_date: expires,
+                    restrictions: None,
+                    usage_limit: None,
+                    carve_from: None,
                     creator: Creator {
                         kind: "user",
                         id: app,
