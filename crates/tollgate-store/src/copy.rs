@@ -37,12 +37,9 @@ pub const TABLES: &[&str] = &[
     "applications",
     "member_application_roles",
     "api_tokens",
-<<<<<<< HEAD
     "token_usage",
     "token_requests",
-=======
     "token_quotas",
->>>>>>> restrictions
     "devices",
     "device_tags",
     "device_reports",

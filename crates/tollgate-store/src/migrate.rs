@@ -23,12 +23,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_invites_console.sql")),
     (4, include_str!("../migrations/0004_cluster.sql")),
     (5, include_str!("../migrations/0005_accounts.sql")),
-<<<<<<< HEAD
     (6, include_str!("../migrations/0006_audit.sql")),
-=======
-    // 6 is the audit log (another branch).
     (7, include_str!("../migrations/0007_restrictions.sql")),
->>>>>>> restrictions
     (8, include_str!("../migrations/0008_lifecycle.sql")),
 ];
 

@@ -296,7 +296,13 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-<<<<<<< HEAD
+        if let Some(uses) = new.usage_limit {
+            sqlx::query("INSERT INTO token_quotas (token_id, quota) VALUES ($1, $2)")
+                .bind(record.id.to_hex())
+                .bind(uses)
+                .execute(&mut **tx)
+                .await?;
+        }
         let body = audit::fields([
             ("name", Some(json!(new.name))),
             ("description", Some(json!(new.description))),
@@ -305,15 +311,6 @@ impl Store {
             ("expirationDate", new.expiration_date.map(audit::iso)),
         ]);
         audit_token(tx, actor, "applicationApiTokens.post", 201, &record, body).await?;
-=======
-        if let Some(uses) = new.usage_limit {
-            sqlx::query("INSERT INTO token_quotas (token_id, quota) VALUES ($1, $2)")
-                .bind(record.id.to_hex())
-                .bind(uses)
-                .execute(&mut **tx)
-                .await?;
-        }
->>>>>>> restrictions
         Ok(record)
     }
 

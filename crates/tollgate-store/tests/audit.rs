@@ -204,6 +204,9 @@ async fn a_failing_write_leaves_neither_change_nor_entry() {
                 scope: &scope,
                 status: TokenStatus::Active,
                 expiration_date: None,
+                restrictions: None,
+                usage_limit: None,
+                carve_from: None,
                 creator: t.creator.clone(),
             },
         )

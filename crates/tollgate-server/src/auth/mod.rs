@@ -142,25 +142,27 @@ async fn authorize_request(
         Principal::User(s) => Credential::User(s.user_id),
     };
     let target = target_of(parts).await?;
-<<<<<<< HEAD
-    let client = parts
+    // The client's address: the connection's peer, or what a trusted proxy forwarded
+    // (`--trusted-proxy`); recorded with the write (audit) and checked by address rules.
+    let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    let client = crate::restrict::addresses::client_address(
+        peer,
+        &parts.headers,
+        &state.settings().trusted_proxies,
+    );
     match decide(state, principal, action, target)
         .await?
         .acting_from(client)
     {
-        Access::App(a) => parts.extensions.insert(a).map(drop),
-=======
-    match decide(state, principal, action, target).await? {
         Access::App(a) => {
             if let Some(compiled) = a.token().and_then(|t| t.restrictions.clone()) {
-                check_restrictions(state, &a, &compiled, parts).await?;
+                check_restrictions(state, &a, &compiled, client, parts).await?;
             }
             parts.extensions.insert(a).map(drop)
         }
->>>>>>> restrictions
         Access::Org(o) => parts.extensions.insert(o).map(drop),
         Access::User(u) => parts.extensions.insert(u).map(drop),
     };
@@ -174,17 +176,9 @@ async fn check_restrictions(
     state: &AppState,
     access: &AppAccess,
     compiled: &crate::restrict::Compiled,
+    client: Option<std::net::IpAddr>,
     parts: &mut Parts,
 ) -> Result<(), ApiError> {
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client = crate::restrict::addresses::client_address(
-        peer,
-        &parts.headers,
-        &state.settings().trusted_proxies,
-    );
     let device = match compiled.needs_device() {
         false => None,
         true => match device_of(parts).await? {
