@@ -291,14 +291,14 @@ registry! {
         body: None, response: "tokenUsage",
         "What an API token did: requests per action in the last 1, 7, 30 and 90 days (authorized and refused), its last 100 requests, granted actions it did not use, and the narrowest scope that would have served it (extension: not in the reference API)";
 
-    ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
-        Application, read_only: true, min_role: View, 200,
-        body: None, response: "auditLogs",
-        "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
     ApplicationApiTokenRoll: "applicationApiToken.roll" Post "/applications/{applicationId}/tokens/{apiTokenId}/roll",
         Application, read_only: false, min_role: Edit, 201,
         body: Some("apiTokenRoll"), response: "apiToken",
         "Replaces an API token with a new one (same name, description and scope; a new secret, shown once); the old one keeps working for overlapSeconds, then retires (extension: not in the reference API)";
+    ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "auditLogs",
+        "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",
