@@ -161,19 +161,20 @@ fn an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not() {
     );
 }
 
-fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        dir.path(),
-        &sqlite(&dir),
-        &[
-            ("TOLLGATE_MAX_CONNECTIONS", "2"),
-            ("TOLLGATE_HEADER_TIMEOUT_MS", "60000"),
-            ("TOLLGATE_IDLE_TIMEOUT_SECS", "60"),
-        ],
-    );
-    // Two kept-alive connections fill the cap.
-    let mut held: Vec<TcpStream> = (0..2)
+/// A server with a connection cap of 2 (and `extra` settings), and two kept-alive connections
+/// that fill it.
+fn server_at_a_cap_of_two(
+    dir: &tempfile::TempDir,
+    extra: &[(&str, &str)],
+) -> (ServerProcess, Vec<TcpStream>) {
+    let mut env = vec![
+        ("TOLLGATE_MAX_CONNECTIONS", "2"),
+        ("TOLLGATE_HEADER_TIMEOUT_MS", "60000"),
+        ("TOLLGATE_IDLE_TIMEOUT_SECS", "60"),
+    ];
+    env.extend_from_slice(extra);
+    let server = ServerProcess::start(dir.path(), &sqlite(dir), &env);
+    let held = (0..2)
         .map(|_| {
             let mut s = connect(&server);
             s.write_all(HEALTH).unwrap();
@@ -181,6 +182,12 @@ fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
             s
         })
         .collect();
+    (server, held)
+}
+
+fn past_the_connection_cap_new_connections_wait_and_are_served_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut held) = server_at_a_cap_of_two(&dir, &[]);
     // A third connects (the kernel queues it) but is not served while the cap is full.
     let mut third = connect(&server);
     third.write_all(HEALTH).unwrap();
@@ -204,24 +211,7 @@ fn the_health_listener_answers_while_the_main_listener_is_full() {
     let dir = tempfile::tempdir().unwrap();
     let health_port = crate::common::process::free_port();
     let health_addr = format!("127.0.0.1:{health_port}");
-    let server = ServerProcess::start(
-        dir.path(),
-        &sqlite(&dir),
-        &[
-            ("TOLLGATE_MAX_CONNECTIONS", "2"),
-            ("TOLLGATE_HEADER_TIMEOUT_MS", "60000"),
-            ("TOLLGATE_IDLE_TIMEOUT_SECS", "60"),
-            ("TOLLGATE_HEALTH_LISTEN", &health_addr),
-        ],
-    );
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = connect(&server);
-            s.write_all(HEALTH).unwrap();
-            read_response(&mut s, Duration::from_secs(10)).expect("served");
-            s
-        })
-        .collect();
+    let (server, held) = server_at_a_cap_of_two(&dir, &[("TOLLGATE_HEALTH_LISTEN", &health_addr)]);
     let mut main = connect(&server);
     main.write_all(HEALTH).unwrap();
     assert!(

@@ -248,7 +248,24 @@ async fn one_json_log_line_per_request_with_its_context_and_no_secret() {
         500
     );
 
-    let log = server.log();
+    // Lines are written after the answer is sent, by the log's writer thread (in order):
+    // wait for the last request's line.
+    let log = crate::common::eventually(
+        "the log line of the failed request",
+        std::time::Duration::from_secs(10),
+        || async {
+            let log = server.log();
+            json_lines(&log)
+                .iter()
+                .any(|l| {
+                    l["target"] == "tollgate::request"
+                        && l["fields"]["route"] == "/applications/{applicationId}/flows"
+                        && l["fields"]["status"] == 500
+                })
+                .then_some(log)
+        },
+    )
+    .await;
     assert!(!log.contains('\u{1b}'), "no colour codes in a file");
     assert!(!log.contains(token) && !log.contains(&unknown) && !log.contains(&session));
     let lines = json_lines(&log);

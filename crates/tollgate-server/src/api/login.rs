@@ -186,42 +186,38 @@ pub async fn check_password(
     client: Option<IpAddr>,
 ) -> ApiResult<User> {
     let attempt = throttled(state, email, client)?;
-    let busy = |threads, queue| {
-        tracing::warn!(email = ?email, client = ?client, "login refused: password checks are saturated");
-        ApiError::busy(
-            format!(
-                "The server is checking as many passwords as it can ({threads} at a time, {queue} waiting): try again in a second"
-            ),
-            1,
-        )
+    // A password check that did not happen: the attempt does not count.
+    let unchecked = |e: HashError| match e {
+        HashError::Busy { threads, queue } => {
+            tracing::warn!(email = ?email, client = ?client, "login refused: password checks are saturated");
+            ApiError::busy(
+                format!(
+                    "The server is checking as many passwords as it can ({threads} at a time, {queue} waiting): try again in a second"
+                ),
+                1,
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "password check failed");
+            ApiError::internal()
+        }
     };
     // A place among the password checks first: a login the hashing queue would refuse is
     // refused before it takes a database connection.
     let _admitted = match passwords::admit() {
         Ok(a) => a,
-        Err(HashError::Busy { threads, queue }) => {
-            // Nothing was checked: the attempt does not count.
-            attempt.succeeded();
-            return Err(busy(threads, queue));
-        }
         Err(e) => {
             attempt.succeeded();
-            tracing::error!(error = %e, "password check failed");
-            return Err(ApiError::internal());
+            return Err(unchecked(e));
         }
     };
     let user = state.store().user_by_email(email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verified = match passwords::verify(password, stored).await {
         Ok(v) => v,
-        Err(HashError::Busy { threads, queue }) => {
-            attempt.succeeded();
-            return Err(busy(threads, queue));
-        }
         Err(e) => {
             attempt.succeeded();
-            tracing::error!(error = %e, "password check failed");
-            return Err(ApiError::internal());
+            return Err(unchecked(e));
         }
     };
     let (true, Some(user)) = (verified, user) else {
