@@ -149,7 +149,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"data":{"temperature":21.5}}'
 EOF
 
-db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/result="database"/{print $NF}'; }
+# Token checks answered by the database (the session checks' line has the same label: only
+# the credential line counts here).
+db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total\{result="database"\}/{print $NF}'; }
 
 declare -A RPS P50 P99 OTHER DBQ
 # run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms).

@@ -353,9 +353,172 @@ async fn device_restrictions_hide_other_devices() {
     }
 }
 
+/// A device-restricted token's writes stay within its devices: it may create a device only
+/// with one of its tags, may not take one of its devices out of its reach, and may not name a
+/// device outside them as `gatewayId`/`parentId` (answered as a device that does not exist).
+async fn device_restricted_writes_stay_within() {
+    let t = TestApp::new().await;
+    let (user, session) = t.login("editor@example.com").await;
+    let app = t.app_of(user, "Plant").await;
+    let devices = format!("/applications/{app}/devices");
+    let make = |name: &'static str, site: &'static str| {
+        let (t, devices, session) = (&t, &devices, &session);
+        async move {
+            let d = t
+                .post(
+                    devices,
+                    session,
+                    json!({ "name": name, "tags": [{ "key": "site", "value": site }] }),
+                )
+                .await
+                .expect(201);
+            d["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let north = make("north-gw", "north").await;
+    let south = make("south-gw", "south").await;
+    let tagged = t
+        .api_token(
+            &session,
+            app,
+            json!({ "name": "north", "deviceTags": [{ "key": "site", "value": "north" }] }),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_id = t
+        .api_token(
+            &session,
+            app,
+            json!({ "name": "one", "deviceIds": [north] }),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Creating: only a device the token will reach.
+    let outside = t
+        .post(
+            &devices,
+            &tagged,
+            json!({ "name": "x", "tags": [{ "key": "site", "value": "south" }] }),
+        )
+        .await;
+    assert_eq!(outside.status, 403, "{:?}", outside.body);
+    assert!(
+        outside.message().contains("site=north"),
+        "{}",
+        outside.message()
+    );
+    assert_eq!(
+        t.post(&devices, &tagged, json!({ "name": "x" }))
+            .await
+            .status,
+        403
+    );
+    let inside = t
+        .post(
+            &devices,
+            &tagged,
+            json!({ "name": "x", "tags": [{ "key": "site", "value": "north" }] }),
+        )
+        .await
+        .expect(201);
+    t.get(
+        &format!("{devices}/{}", inside["id"].as_str().unwrap()),
+        &tagged,
+    )
+    .await
+    .expect(200);
+    // A token restricted to listed ids reaches no new device.
+    let r = t
+        .post(
+            &devices,
+            &by_id,
+            json!({ "name": "y", "tags": [{ "key": "site", "value": "north" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let names = crate::common::item_names(&t.get(&devices, &session).await.expect(200));
+    assert!(
+        !names.contains(&"y".to_owned()),
+        "nothing half-written: {names:?}"
+    );
+
+    // Changing: a device stays within; other fields change freely.
+    let mine = format!("{devices}/{north}");
+    let r = t
+        .patch(
+            &mine,
+            &tagged,
+            json!({ "tags": [{ "key": "site", "value": "south" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        t.get(&mine, &session).await.expect(200)["tags"],
+        json!([{ "key": "site", "value": "north" }]),
+        "the refused change left the device as it was"
+    );
+    t.patch(&mine, &tagged, json!({ "description": "roof" }))
+        .await
+        .expect(200);
+    // By id, the tags are its own business: the id keeps it within.
+    t.patch(&mine, &by_id, json!({ "tags": [] }))
+        .await
+        .expect(200);
+    t.patch(
+        &mine,
+        &session,
+        json!({ "tags": [{ "key": "site", "value": "north" }] }),
+    )
+    .await
+    .expect(200);
+
+    // Naming devices: one outside is answered as one that does not exist.
+    let hidden = t.patch(&mine, &tagged, json!({ "gatewayId": south })).await;
+    let missing = t
+        .patch(
+            &mine,
+            &tagged,
+            json!({ "gatewayId": "0123456789abcdef01234567" }),
+        )
+        .await;
+    assert_eq!(
+        (hidden.status.as_u16(), missing.status.as_u16()),
+        (400, 400)
+    );
+    assert_eq!(hidden.body, missing.body, "as if it did not exist");
+    let r = t
+        .post(
+            &devices,
+            &tagged,
+            json!({ "name": "z", "parentId": south, "tags": [{ "key": "site", "value": "north" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.message(), "parentId does not name a device of this application");
+    let own = t
+        .post(
+            &devices,
+            &tagged,
+            json!({ "name": "z", "parentId": north, "tags": [{ "key": "site", "value": "north" }] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(own["parentId"], json!(north));
+    // The session (no restriction) may name any device of the application.
+    t.patch(&mine, &session, json!({ "gatewayId": south }))
+        .await
+        .expect(200);
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(device_restrictions_hide_other_devices),
+        case!(device_restricted_writes_stay_within),
         case!(bounded_scope_is_all_but_token_management),
         case!(every_401_and_403_carries_a_bearer_challenge),
     ]

@@ -117,6 +117,48 @@ fn device_refs(
     Ok(refs)
 }
 
+/// A device-restricted token's writes stay within its devices: the device as written (`id`:
+/// `None` when creating; `tags`: `None` when the write leaves them alone) must be among them,
+/// and so must every device the body names (one outside them is answered exactly as one that
+/// does not exist). Judged on the devices as they are now, as the guard judges the path's device.
+async fn check_restricted_write(
+    state: &AppState,
+    access: &AppAccess,
+    id: Option<Id>,
+    tags: Option<&[Tag]>,
+    refs: &[(&'static str, Id)],
+) -> Result<(), ApiError> {
+    let Some(devices) = access.devices() else {
+        return Ok(());
+    };
+    if let Some(tags) = tags {
+        let id = id.map(|i| i.to_string());
+        if !crate::restrict::devices::would_admit(devices, id.as_deref(), tags) {
+            return Err(ApiError::restricted(
+                access.action(),
+                crate::restrict::devices::outside_message(devices, id.is_none()),
+            ));
+        }
+    }
+    for (field, target) in refs {
+        let reachable = match state.devices().get(access.application(), *target).await {
+            Ok(d) => crate::restrict::devices::admits(devices, &d),
+            // The store answers a missing device when the write commits.
+            Err(tollgate_store::StoreError::NotFound) => true,
+            Err(e) => return Err(ApiError::from_store(e, "Device")),
+        };
+        if !reachable {
+            return Err(ApiError::from_store(
+                tollgate_store::StoreError::UnknownDevice {
+                    field: (*field).to_owned(),
+                },
+                "Device",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The kept-but-uninterpreted fields of a body (a `null` among them removes the field).
 fn kept_extra(changes: Map<String, Value>) -> Map<String, Value> {
     changes
@@ -372,6 +414,7 @@ pub async fn create(
     };
     check_attributes(&fields.attributes)?;
     let refs = device_refs(&fields.extra, None)?;
+    check_restricted_write(&state, &access, None, Some(&fields.tags), &refs).await?;
     let device = state
         .store()
         .create_device(&access.actor(), access.application(), &fields, &refs)
@@ -415,6 +458,7 @@ pub async fn patch(
     }
     let extra = kept_extra(body.extra);
     let refs = device_refs(&extra, Some(id))?;
+    check_restricted_write(&state, &access, Some(id), body.tags.as_deref(), &refs).await?;
     // The merge happens in the store, into the device as it is when the change commits: the
     // device cache (or another request's copy) may be out of date.
     let patch = tollgate_store::devices::DevicePatch {
