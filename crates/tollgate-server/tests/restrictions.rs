@@ -499,7 +499,10 @@ async fn device_restricted_writes_stay_within() {
         )
         .await;
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert_eq!(r.message(), "parentId does not name a device of this application");
+    assert_eq!(
+        r.message(),
+        "parentId does not name a device of this application"
+    );
     let own = t
         .post(
             &devices,

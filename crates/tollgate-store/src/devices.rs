@@ -701,6 +701,33 @@ async fn lock_devices(
     Ok(found)
 }
 
+/// The devices among `ids` (any applications), read in `tx` without locks: for SQLite's
+/// group commit, whose transaction holds the only turn to write, so what it reads stays true
+/// until it commits. A few statements of fixed sizes (one per chunk) rather than one per id.
+pub(crate) async fn devices_in_tx(
+    tx: &mut WriteTx,
+    ids: &[Id],
+) -> Result<std::collections::HashMap<Id, Device>> {
+    let ids: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in crate::states::chunks(&ids) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let d = device_from_row(&row)?;
+            found.insert(d.id, d);
+        }
+    }
+    Ok(found)
+}
+
 /// A device of `application`, locked `FOR KEY SHARE` until the transaction ends: it cannot be
 /// deleted, and a PATCH (which locks it `FOR UPDATE`) waits, so what is checked against it
 /// stays true until commit.

@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Actor, Lock};
-use crate::devices::{Device, device_for_write};
+use crate::actor::{Actor, Credential, Lock};
+use crate::devices::{Device, device_for_write, devices_in_tx};
 use crate::states::{Report, write_reports};
 use crate::{Id, Store, StoreError, WriteTurn, check_in_application};
 
@@ -187,6 +187,14 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
             return;
         }
     };
+    // The batch holds the only turn to write from here to its commit, so a check's answer
+    // cannot change within it: the devices of the requests are read together, and each
+    // credential is checked once however many of its requests the batch holds (a fleet's
+    // gateways often share one token). Before, two statements per request, each a round
+    // trip to SQLite's thread, made the batch's length and so every request's wait.
+    let wanted: Vec<Id> = pending.iter().take(MAX_JOBS).map(|j| j.device).collect();
+    let known = devices_in_tx(&mut tx, &wanted).await.ok();
+    let mut passed: Vec<(Credential, Id)> = Vec::new();
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut held = 0usize;
     let mut taken = 0usize;
@@ -198,9 +206,20 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
         if job.reply.is_closed() {
             continue;
         }
+        let credential = (job.actor.credential().clone(), job.application);
         let checked = async {
-            check_in_application(&mut tx, &job.actor, job.application, Lock::KeyShare).await?;
-            device_for_write(&mut tx, job.application, job.device).await
+            if !passed.contains(&credential) {
+                check_in_application(&mut tx, &job.actor, job.application, Lock::KeyShare).await?;
+                passed.push(credential);
+            }
+            match known.as_ref() {
+                Some(known) => match known.get(&job.device) {
+                    Some(d) if d.application_id == job.application => Ok(d.clone()),
+                    _ => Err(StoreError::NotFound),
+                },
+                // The batch read failed: each request reads its own (and meets the error).
+                None => device_for_write(&mut tx, job.application, job.device).await,
+            }
         }
         .await;
         let device = match checked {

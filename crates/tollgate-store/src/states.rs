@@ -40,7 +40,7 @@ pub struct StoredReport {
 const CHUNK_ROWS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
 
 /// `rows` cut into consecutive chunks of the sizes in [`CHUNK_ROWS`].
-fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+pub(crate) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut rest = rows;
     for size in CHUNK_ROWS {
