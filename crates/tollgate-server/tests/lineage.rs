@@ -362,9 +362,9 @@ async fn the_console_detail_page_names_parent_and_children() {
         p.body
     );
     assert!(
-        p.body
-            .contains("1 token created by this token (2 with the tokens they created)")
-            || p.body.contains("1 token created by this token —"),
+        p.body.contains(
+            "1 token created by this token — they keep working if you delete it or switch it off."
+        ),
         "{}",
         p.body
     );
