@@ -90,6 +90,7 @@ pub const EXTENSIONS: &[&str] = &[
     "applicationApiToken.roll",
     "applicationAuditLogs.get",
     "applicationApiToken.usage",
+    "applicationApiToken.descendants",
 ];
 
 impl ActionDef {
@@ -295,6 +296,10 @@ registry! {
         Application, read_only: false, min_role: Edit, 201,
         body: Some("apiTokenRoll"), response: "apiToken",
         "Replaces an API token with a new one (same name, description and scope; a new secret, shown once); the old one keeps working for overlapSeconds, then retires (extension: not in the reference API)";
+    ApplicationApiTokenDescendants: "applicationApiToken.descendants" Get "/applications/{applicationId}/tokens/{apiTokenId}/descendants",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "apiTokenDescendants",
+        "Lists the tokens created by an API token, by the tokens they created, and so on (nearest first, each with its depth and parentApiTokenId); they keep working when it is deleted or deactivated without cascade=true (extension: not in the reference API)";
     ApplicationAuditLogsGet: "applicationAuditLogs.get" Get "/applications/{applicationId}/audit-logs",
         Application, read_only: true, min_role: View, 200,
         body: None, response: "auditLogs",

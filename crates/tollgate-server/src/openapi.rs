@@ -31,6 +31,16 @@ fn query_params(action: &str) -> Vec<Value> {
             "Extension: list only the tokens of one posture category (neverUsed, idle90Days, neverExpires, allPermissions, expiringWithin30Days, expired, inactive, createdByTokens). The response's extension field `posture` counts every token of the application per category; `postureFilter` names the category applied.",
             true,
         )],
+        "applicationApiToken.patch" => vec![q(
+            "cascade",
+            "Extension: true to deactivate the token and every token descending from it (the tokens it created, those they created, and so on) in one transaction, each audited and refused on every node before the answer; the body's status must then be inactive. The caller must be able to have created every token in the subtree (else 403 naming the first one, nothing changed). The answer's extension field `cascade` lists the descendants deactivated. Without it (or false) the descendants keep working.",
+            true,
+        )],
+        "applicationApiToken.delete" => vec![q(
+            "cascade",
+            "Extension: true to delete the token and every token descending from it in one transaction, each audited and refused on every node before the answer; the caller must be able to have created every token in the subtree (else 403, nothing deleted). The answer adds `cascade: {count, apiTokenIds}`. Without it (or false) the descendants keep working.",
+            true,
+        )],
         "auditLogs.get" | "applicationAuditLogs.get" => vec![
             q(
                 "sortField",

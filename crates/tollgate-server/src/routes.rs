@@ -12,7 +12,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
 use crate::api::{
-    applications, audit, data, devices, flows, lifecycle, login, me, orgs, token_usage, tokens,
+    applications, audit, data, devices, flows, lifecycle, lineage, login, me, orgs, token_usage,
+    tokens,
 };
 use crate::auth;
 use crate::error::ApiError;
@@ -63,6 +64,7 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenUsage => on(m, token_usage::get),
         ApplicationAuditLogsGet => on(m, audit::application_list),
         ApplicationApiTokenRoll => on(m, lifecycle::roll),
+        ApplicationApiTokenDescendants => on(m, lineage::descendants),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

@@ -77,6 +77,10 @@ schemas![
 /// Schemas of this server's extensions to the reference API (`crates/tollgate-server/schemas/`):
 /// (name, JSON text), validated and published like the reference's.
 pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
+    (
+        "apiTokenDescendants",
+        include_str!("../schemas/apiTokenDescendants.json"),
+    ),
     ("apiTokenRoll", include_str!("../schemas/apiTokenRoll.json")),
     (
         "tokenLeakReport",
@@ -169,6 +173,30 @@ fn adjust(name: &str, schema: &mut Value) {
                 "perSeconds": { "type": "integer" }
             },
             "description": "Set by the server on a token minted by a rate-limited token: the topmost rate-limited ancestor, whose bucket this token's requests also draw from (never accepted in a request)"
+        });
+        schema["properties"]["parentApiTokenId"] = serde_json::json!({
+            "type": "string", "pattern": "^[A-Fa-f\\d]{24}$", "readOnly": true, "x-tollgate-extension": true,
+            "description": "The token that created this one (the creatorId when creatorType is apiToken). Deleting or deactivating that token without cascade=true leaves this one working"
+        });
+        schema["properties"]["lineage"] = serde_json::json!({
+            "type": "object", "readOnly": true, "x-tollgate-extension": true,
+            "description": "applicationApiToken.get only: the token's parent and descendants (listed by applicationApiToken.descendants)",
+            "properties": {
+                "parentApiTokenId": { "type": "string", "pattern": "^[A-Fa-f\\d]{24}$" },
+                "parentExists": { "type": "boolean", "description": "false once the parent has been deleted (without cascade)" },
+                "childCount": { "type": "integer", "minimum": 0, "description": "Tokens this token created" },
+                "descendantCount": { "type": "integer", "minimum": 0, "description": "Its children, their children, and so on" },
+                "descendantsWithoutCascade": { "type": "string", "enum": ["keepWorking"], "description": "What happens to the descendants when this token is deleted or deactivated without cascade=true" },
+                "note": { "type": "string", "description": "The same in words" }
+            }
+        });
+        schema["properties"]["cascade"] = serde_json::json!({
+            "type": "object", "readOnly": true, "x-tollgate-extension": true,
+            "description": "The answer to applicationApiToken.patch with cascade=true: the descendants it deactivated",
+            "properties": {
+                "count": { "type": "integer", "minimum": 0 },
+                "apiTokenIds": { "type": "array", "items": { "type": "string", "pattern": "^[A-Fa-f\\d]{24}$" } }
+            }
         });
         schema["properties"]["usesRemaining"] = serde_json::json!({
             "type": "integer", "minimum": 0, "x-tollgate-extension": true,

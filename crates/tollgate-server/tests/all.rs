@@ -35,6 +35,7 @@ mod fuzz_corpus;
 mod inputs;
 mod invites;
 mod lifecycle;
+mod lineage;
 mod local_server;
 mod multinode;
 mod not_implemented;
@@ -95,6 +96,7 @@ fn main() -> std::process::ExitCode {
             inputs::cases(),
             invites::cases(),
             lifecycle::cases(),
+            lineage::cases(),
             local_server::cases(),
             multinode::cases(),
             not_implemented::cases(),

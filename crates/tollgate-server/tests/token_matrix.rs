@@ -77,7 +77,8 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         | ApplicationApiTokenDelete
         | ApplicationApiTokenPatch
         | ApplicationApiTokenRoll
-        | ApplicationApiTokenUsage => {
+        | ApplicationApiTokenUsage
+        | ApplicationApiTokenDescendants => {
             let (target, _) = t
                 .raw_token(app, &[action.name()], TokenStatus::Active, None)
                 .await;
@@ -90,6 +91,7 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
             match action {
                 ApplicationApiTokenRoll => (format!("{path}/roll"), body),
                 ApplicationApiTokenUsage => (format!("{path}/usage"), body),
+                ApplicationApiTokenDescendants => (format!("{path}/descendants"), body),
                 _ => (path, body),
             }
         }

@@ -33,6 +33,7 @@ pub use group_commit::GroupCommitStats;
 pub mod ids;
 pub mod invites;
 pub mod lifecycle;
+pub mod lineage;
 pub mod list;
 mod migrate;
 pub mod notify;

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_audit.sql")),
     (7, include_str!("../migrations/0007_restrictions.sql")),
     (8, include_str!("../migrations/0008_lifecycle.sql")),
+    (9, include_str!("../migrations/0009_lineage.sql")),
 ];
 
 /// The schema version this build brings a database to.

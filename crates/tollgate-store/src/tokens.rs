@@ -596,7 +596,7 @@ impl Store {
 }
 
 /// The audit entry of a change of `token`, inside the change's transaction.
-async fn audit_token(
+pub(crate) async fn audit_token(
     tx: &mut WriteTx,
     actor: &Actor,
     action: &'static str,

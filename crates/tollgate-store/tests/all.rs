@@ -6,6 +6,7 @@ mod backends;
 mod concurrency;
 mod group_commit;
 mod lifecycle;
+mod lineage;
 mod statement_timeout;
 mod storage_faults;
 mod support;
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
     cases.extend(concurrency::cases());
     cases.extend(group_commit::cases());
     cases.extend(lifecycle::cases());
+    cases.extend(lineage::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

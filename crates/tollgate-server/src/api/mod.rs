@@ -7,6 +7,7 @@ pub mod data;
 pub mod devices;
 pub mod flows;
 pub mod lifecycle;
+pub mod lineage;
 pub mod login;
 pub mod me;
 pub mod orgs;

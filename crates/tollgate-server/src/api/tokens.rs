@@ -14,11 +14,13 @@ use tollgate_core::Scope;
 use tollgate_store::Id;
 use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
 
+use crate::api::lineage::CascadeQuery;
 use crate::api::success;
 use crate::auth::AppAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::limits;
+use crate::service::lineage;
 use crate::service::tokens::{self as service, TokenRequest, last_used};
 use crate::state::AppState;
 use crate::time::{iso, parse_iso};
@@ -130,6 +132,7 @@ pub fn record_json(t: &TokenRecord, last_used: Option<i64>) -> Value {
         v["lastUsedDate"] = json!(iso(u));
     }
     crate::api::lifecycle::add_fields(&mut v, t, tollgate_store::now_ms());
+    crate::api::lineage::add_fields(&mut v, t);
     v
 }
 
@@ -204,13 +207,17 @@ pub async fn get(
         .token(access.application(), token_id)
         .await
         .map_err(|e| ApiError::from_store(e, "API token"))?;
-    Ok(Json(token_json(&state, &t)))
+    let mut out = token_json(&state, &t);
+    // The detail's extension: its parent, its descendants, and what happens to them.
+    out["lineage"] = crate::service::lineage::lineage_json(&state, &t).await?;
+    Ok(Json(out))
 }
 
 pub async fn patch(
     State(state): State<AppState>,
     access: AppAccess,
     Path((_, token_id)): Path<(Id, Id)>,
+    Query(query): Query<CascadeQuery>,
     Body(body): Body<TokenPatch>,
 ) -> ApiResult<Json<Value>> {
     let change = TokenChange {
@@ -218,6 +225,12 @@ pub async fn patch(
         description: body.description,
         status: status(body.status.as_deref())?,
     };
+    if query.cascade()? {
+        let done = lineage::cascade_change(&state, &access, token_id, &change).await?;
+        let mut out = token_json(&state, &done.root);
+        out["cascade"] = crate::api::lineage::cascade_json(&done);
+        return Ok(Json(out));
+    }
     let t = service::change(&state, &access, token_id, &change).await?;
     Ok(Json(token_json(&state, &t)))
 }
@@ -226,7 +239,14 @@ pub async fn delete(
     State(state): State<AppState>,
     access: AppAccess,
     Path((_, token_id)): Path<(Id, Id)>,
+    Query(query): Query<CascadeQuery>,
 ) -> ApiResult<Json<Value>> {
+    if query.cascade()? {
+        let done = lineage::cascade_delete(&state, &access, token_id).await?;
+        return Ok(Json(
+            json!({ "success": true, "cascade": crate::api::lineage::cascade_json(&done) }),
+        ));
+    }
     service::delete(&state, &access, token_id).await?;
     Ok(success())
 }

@@ -19,6 +19,7 @@ mod assets;
 mod auth_pages;
 mod form;
 mod lifecycle;
+mod lineage;
 mod restrictions_form;
 mod session;
 mod sessions;

@@ -648,6 +648,7 @@ struct DetailPage {
     name_error: Option<String>,
     notice: Option<&'static str>,
     life: super::lifecycle::LifeView,
+    lineage: super::lineage::LineageView,
 }
 
 /// What a scope grants, listed by action (what it allows today), and what it will also grant
@@ -762,6 +763,7 @@ async fn render_detail(
         name_error: extra.name_error,
         notice: extra.notice,
         life: super::lifecycle::LifeView::of(state, session, &t).await,
+        lineage: super::lineage::LineageView::of(state, &t).await,
     };
     Ok((status, render(&page)).into_response())
 }

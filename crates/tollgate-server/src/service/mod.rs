@@ -3,4 +3,5 @@
 //! the answers differently.
 
 pub mod lifecycle;
+pub mod lineage;
 pub mod tokens;

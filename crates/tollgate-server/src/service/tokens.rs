@@ -496,7 +496,7 @@ pub async fn change(
 
 /// The rules of a change that need no token: the name first (a bad one is the caller's to
 /// fix), then the text rules of the REST body's schema.
-fn check_change(change: &TokenChange) -> Result<(), TokenError> {
+pub(crate) fn check_change(change: &TokenChange) -> Result<(), TokenError> {
     check_name(Request::Change(change))?;
     if let Some(name) = &change.name {
         validate::name_field("apiTokenPatch", "name", name)?;
