@@ -190,7 +190,7 @@ async fn usage_flow() {
     assert_eq!(history[4][2], "200");
     assert_eq!(
         texts(&b, "#usage-unused code").await,
-        ["device.get", "applicationApiTokens.get"]
+        ["applicationApiTokens.get", "device.get"]
     );
     assert_eq!(
         texts(&b, "#usage-suggested code").await,
@@ -207,6 +207,14 @@ async fn usage_flow() {
         .js("const s = document.querySelector('#usage .table-scroll'); return s.getBoundingClientRect().right <= window.innerWidth")
         .await;
     assert_eq!(counts_fit, json!(true));
+    let counts_scroll = b
+        .js("const s = document.querySelector('#usage .table-scroll'); return s.scrollWidth <= s.clientWidth")
+        .await;
+    assert_eq!(
+        counts_scroll,
+        json!(true),
+        "the counts stack: no sideways scrolling"
+    );
     let stacked = b
         .js("return getComputedStyle(document.querySelector('#usage-recent td')).display")
         .await;
@@ -311,8 +319,18 @@ async fn usage_flow() {
     );
     b.shot("token-bounded").await;
 
-    // The application's audit log, newest first, at phone width.
+    // At phone width: the list filtered to the tokens never used; then the application's
+    // audit log, newest first.
     b.resize(390, 844).await;
+    b.goto(&format!("{list}?posture=neverUsed")).await;
+    b.check_labels_and_width("filtered token list on a phone")
+        .await;
+    assert_eq!(
+        b.token_names().await,
+        ["Deployer", "Dormant"],
+        "the others made requests"
+    );
+    b.shot("tokens-posture-phone").await;
     b.nav("#nav-audit-log").await;
     b.check_labels_and_width("audit log on a phone").await;
     let first = b

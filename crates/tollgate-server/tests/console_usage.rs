@@ -34,9 +34,12 @@ fn slice<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
 
 /// The numbers of the `<td class="num">` cells of one table row.
 fn numbers(row: &str) -> Vec<i64> {
-    row.split("<td class=\"num\">")
+    row.split("<td class=\"num\"")
         .skip(1)
-        .map(|c| c[..c.find('<').unwrap()].trim().parse().unwrap())
+        .map(|c| {
+            let c = &c[c.find('>').unwrap() + 1..];
+            c[..c.find('<').unwrap()].trim().parse().unwrap()
+        })
         .collect()
 }
 

@@ -21,6 +21,25 @@ use crate::state::AppState;
 /// Granted-but-unused actions listed open; more are folded under their count.
 const UNUSED_SHOWN_OPEN: usize = 12;
 
+/// One count of the table: its window's label ("7 days", shown beside it on a phone) and the
+/// number.
+pub struct Cell {
+    pub window: &'static str,
+    pub n: i64,
+}
+
+/// The cells of one row, in [`WINDOWS`] order.
+fn cells(counts: impl Iterator<Item = i64>) -> Vec<Cell> {
+    WINDOW_LABELS
+        .iter()
+        .zip(counts)
+        .map(|(window, n)| Cell { window, n })
+        .collect()
+}
+
+/// The labels of [`WINDOWS`].
+const WINDOW_LABELS: [&str; 4] = ["Last day", "7 days", "30 days", "90 days"];
+
 /// One line of the counts table: an action and one outcome, over the four windows.
 pub struct CountRow {
     pub action: String,
@@ -30,14 +49,14 @@ pub struct CountRow {
     /// A 403 for an action the scope does not grant: the missing permission is the action.
     pub missing: bool,
     /// Counts in [`WINDOWS`] order.
-    pub counts: Vec<i64>,
+    pub counts: Vec<Cell>,
 }
 
 /// The totals of one outcome ("Authorized" or "Refused") over the four windows.
 pub struct TotalRow {
     pub label: &'static str,
     pub refused: bool,
-    pub counts: Vec<i64>,
+    pub counts: Vec<Cell>,
 }
 
 /// One of the token's recent requests.
@@ -55,7 +74,7 @@ pub struct UsageView {
     /// Usage is recorded on this server (`--token-usage on`).
     pub recording: bool,
     /// "Last day", "7 days", … in [`WINDOWS`] order.
-    pub windows: Vec<String>,
+    pub windows: Vec<&'static str>,
     pub totals: Vec<TotalRow>,
     pub rows: Vec<CountRow>,
     pub recent: Vec<RecentRow>,
@@ -79,14 +98,6 @@ fn strings(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn window_label(days: i64) -> String {
-    if days == 1 {
-        "Last day".to_owned()
-    } else {
-        format!("{days} days")
-    }
 }
 
 /// A refusal in plain words, by status; `granted` says whether the scope grants the action.
@@ -156,10 +167,11 @@ impl UsageView {
         .map(|(label, key, refused)| TotalRow {
             label,
             refused,
-            counts: periods
-                .iter()
-                .map(|p| p.and_then(|p| p[key].as_i64()).unwrap_or(0))
-                .collect(),
+            counts: cells(
+                periods
+                    .iter()
+                    .map(|p| p.and_then(|p| p[key].as_i64()).unwrap_or(0)),
+            ),
         })
         .collect();
         // The widest window holds every (action, outcome) of the narrower ones.
@@ -186,10 +198,7 @@ impl UsageView {
                         refusal(outcome, &name, grants(&name))
                     };
                     rows.push(CountRow {
-                        counts: periods
-                            .iter()
-                            .map(|p| count_in(*p, &name, outcome))
-                            .collect(),
+                        counts: cells(periods.iter().map(|p| count_in(*p, &name, outcome))),
                         action: name.clone(),
                         outcome: label,
                         refused: outcome != 0,
@@ -229,7 +238,7 @@ impl UsageView {
             .collect();
         UsageView {
             recording: report["recording"].as_bool().unwrap_or(false),
-            windows: WINDOWS.iter().map(|d| window_label(*d)).collect(),
+            windows: WINDOW_LABELS.to_vec(),
             totals,
             rows,
             recent,
@@ -313,7 +322,8 @@ mod tests {
         );
         assert!(!refusal(403, "devices.post", true).1);
         assert!(refusal(401, "x", true).0.contains("inactive or expired"));
-        assert_eq!(window_label(1), "Last day");
-        assert_eq!(window_label(30), "30 days");
+        assert_eq!(WINDOWS, [1, 7, 30, 90], "the labels say these windows");
+        let row = cells([1, 2, 3, 4].into_iter());
+        assert_eq!((row[0].window, row[3].n), ("Last day", 4));
     }
 }
