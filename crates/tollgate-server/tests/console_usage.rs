@@ -96,6 +96,7 @@ async fn usage_panel_shows_what_the_token_did_and_the_narrower_replacement_is_pr
                 "scope": ["application.get", "devices.get", "device.get"],
                 "deviceTags": [{ "key": "site", "value": "north" }],
                 "rateLimit": { "requests": 20, "perSeconds": 1 },
+                "usageLimit": 1000,
             }),
         )
         .await;
@@ -197,6 +198,7 @@ async fn usage_panel_shows_what_the_token_did_and_the_narrower_replacement_is_pr
     assert!(f.contains(">lobby display</textarea>"));
     assert!(f.contains(">site=north</textarea>"), "the same device tag");
     assert!(f.contains("id=\"rate-requests\" name=\"rate_requests\" type=\"number\" min=\"1\" inputmode=\"numeric\" value=\"20\""));
+    assert!(f.contains("id=\"usage-limit\" name=\"usage_limit\" type=\"number\" min=\"1\" inputmode=\"numeric\" value=\"1000\""));
     assert_eq!(t.store().count_tokens(app).await.unwrap(), 1);
 
     // Sent as the browser would: every ticked action.
@@ -218,6 +220,7 @@ async fn usage_panel_shows_what_the_token_did_and_the_narrower_replacement_is_pr
         ("device_tags", "site=north"),
         ("rate_requests", "20"),
         ("rate_seconds", "1"),
+        ("usage_limit", "1000"),
     ];
     for a in &ticked {
         fields.push(("action", a));
@@ -247,6 +250,7 @@ async fn usage_panel_shows_what_the_token_did_and_the_narrower_replacement_is_pr
         json!([{ "key": "site", "value": "north" }])
     );
     assert_eq!(new["rateLimit"], json!({ "requests": 20, "perSeconds": 1 }));
+    assert_eq!(new["usageLimit"], 1000);
     // The reveal page it redirects to works with the pad cookie (as after any creation).
     let pad = r
         .set_cookies()
@@ -526,6 +530,94 @@ async fn the_audit_log_page_lists_entries_newest_first_a_page_at_a_time() {
     assert!(list.body.contains("id=\"nav-audit-log\""));
 }
 
+async fn a_viewer_sees_usage_and_posture_but_is_not_offered_a_replacement() {
+    let t = TestApp::new().await;
+    let (_, owner) = t.login("owner@example.com").await;
+    let org = t
+        .post("/orgs", &owner, json!({ "name": "Plant" }))
+        .await
+        .expect(201);
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let viewer = t.user("viewer@example.com").await;
+    let viewer_session = t.session_for(viewer).await;
+    t.join_org(
+        &org_id,
+        &owner,
+        "viewer@example.com",
+        "view",
+        &viewer_session,
+    )
+    .await;
+    let app = t
+        .post(
+            "/applications",
+            &owner,
+            json!({ "name": "Line 3", "orgId": org_id }),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .parse::<Id>()
+        .unwrap();
+    let made = t
+        .api_token(
+            &owner,
+            app,
+            json!({ "name": "Reader", "scope": ["all.Application.read"] }),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    let secret = made["token"].as_str().unwrap();
+    t.get(&format!("/applications/{app}"), secret)
+        .await
+        .expect(200);
+    let cookie = format!("tollgate_session={viewer_session}");
+    let page = get(
+        &t,
+        &format!("/console/applications/{app}/tokens/{id}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        counts(&page.body, "authorized", "application.get"),
+        [1, 1, 1, 1]
+    );
+    assert!(slice(&page.body, "id=\"usage-suggested\"", "</ul>").contains("application.get"));
+    assert!(
+        !page.body.contains("id=\"narrower-replacement\""),
+        "a viewer may not add tokens"
+    );
+    let form = get(
+        &t,
+        &format!("/console/applications/{app}/tokens/new?from={id}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(form.status, 403, "{}", form.body);
+    let list = get(
+        &t,
+        &format!("/console/applications/{app}/tokens?posture=neverUsed"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("id=\"posture-filter\""));
+    assert_eq!(listed(&list), Vec::<String>::new(), "Reader was used");
+    assert_eq!(
+        get(
+            &t,
+            &format!("/console/applications/{app}/audit-log"),
+            &cookie
+        )
+        .await
+        .status,
+        200,
+        "viewing the log takes the view role, as in the API"
+    );
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(usage_panel_shows_what_the_token_did_and_the_narrower_replacement_is_prefilled),
@@ -533,5 +625,6 @@ pub fn cases() -> Vec<Case> {
         case!(posture_counts_link_to_the_filtered_list),
         case!(the_bounded_preset_through_the_add_form),
         case!(the_audit_log_page_lists_entries_newest_first_a_page_at_a_time),
+        case!(a_viewer_sees_usage_and_posture_but_is_not_offered_a_replacement),
     ]
 }
