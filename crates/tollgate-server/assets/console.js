@@ -16,7 +16,7 @@
     document.querySelectorAll('time[data-local]').forEach(function (t) {
       var d = new Date(t.dateTime);
       if (isNaN(d.getTime())) return;
-      t.textContent = d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+      t.textContent = d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: t.hasAttribute('data-seconds') ? 'medium' : 'short' });
       t.title = d.toISOString();
     });
   }

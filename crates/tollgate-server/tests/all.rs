@@ -22,12 +22,14 @@ mod api_foundation;
 mod api_tokens;
 mod backup_restore;
 mod browser_console;
+mod browser_usage;
 mod cli_operations;
 mod cli_tokens;
 mod cluster_connections;
 mod console_http;
 mod console_once;
 mod console_sessions;
+mod console_usage;
 mod credential_lease;
 mod db_copy;
 mod durability;
@@ -83,12 +85,14 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             backup_restore::cases(),
             browser_console::cases(),
+            browser_usage::cases(),
             cli_operations::cases(),
             cli_tokens::cases(),
             cluster_connections::cases(),
             console_http::cases(),
             console_once::cases(),
             console_sessions::cases(),
+            console_usage::cases(),
             credential_lease::cases(),
             db_copy::cases(),
             durability::cases(),

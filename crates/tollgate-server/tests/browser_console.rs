@@ -2,7 +2,8 @@
 //! fantoccini, against the real `tollgate` binary.
 //!
 //! Each test saves a screenshot of every page it visits under
-//! `target/browser-screenshots/<test>/`, numbered in order, for a reviewer to look at.
+//! `target/browser-screenshots/<test>/`, numbered in order, for a reviewer to look at. The
+//! harness ([`Browser`], [`server`], [`within`], [`api_json`]) is shared with `browser_usage.rs`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: without them the tests fail, or with
 //! `TOLLGATE_ALLOW_SKIP=1` are reported as ignored (see `tollgate-testkit`).
@@ -24,7 +25,7 @@ use tollgate_testkit::{CHROMEDRIVER, CHROMIUM};
 // Plain HTTP, to call the REST API (and chromedriver) the way any client would.
 
 /// Send one HTTP/1.1 request; returns the status and the body.
-fn http(
+pub(crate) fn http(
     base: &str,
     method: &str,
     path: &str,
@@ -98,7 +99,13 @@ fn read_response(s: &mut TcpStream) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn api_json(base: &str, method: &str, path: &str, bearer: Option<&str>, body: Value) -> Value {
+pub(crate) fn api_json(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> Value {
     let (status, text) = http(base, method, path, bearer, Some(&body.to_string()));
     assert!(
         (200..300).contains(&status),
@@ -108,15 +115,15 @@ fn api_json(base: &str, method: &str, path: &str, bearer: Option<&str>, body: Va
 }
 
 /// The status the REST API gives a request for `path` with `token`.
-fn api_status(base: &str, path: &str, token: &str) -> u16 {
+pub(crate) fn api_status(base: &str, path: &str, token: &str) -> u16 {
     http(base, "GET", path, Some(token), None).0
 }
 
 // ---------------------------------------------------------------------------------------
 // The browser
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     driver_url: String,
     /// The WebDriver session id, to end it on drop.
@@ -162,7 +169,7 @@ fn target_dir() -> PathBuf {
 
 impl Browser {
     /// Start chromedriver on a free port and open a headless Chromium session.
-    async fn start(test: &str, log_dir: &Path) -> Browser {
+    pub(crate) async fn start(test: &str, log_dir: &Path) -> Browser {
         let port = free_port();
         let log = std::fs::File::create(log_dir.join("chromedriver.log")).unwrap();
         let driver = Command::new(CHROMEDRIVER)
@@ -227,12 +234,12 @@ impl Browser {
 
     /// Set the viewport to exactly `width`×`height` CSS pixels (the window may not shrink
     /// that far on its own, so the DevTools device metrics are set too).
-    async fn resize(&mut self, width: u32, height: u32) {
+    pub(crate) async fn resize(&mut self, width: u32, height: u32) {
         self.viewport = (width, height);
         self.set_metrics(width, height).await;
     }
 
-    async fn set_metrics(&self, width: u32, height: u32) {
+    pub(crate) async fn set_metrics(&self, width: u32, height: u32) {
         self.cdp(
             "Emulation.setDeviceMetricsOverride",
             json!({
@@ -244,7 +251,7 @@ impl Browser {
     }
 
     /// Run a DevTools command through chromedriver.
-    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+    pub(crate) async fn cdp(&self, cmd: &str, params: Value) -> Value {
         let session = self.client.session_id().await.unwrap().unwrap();
         let (status, body) = http(
             &self.driver_url,
@@ -259,7 +266,7 @@ impl Browser {
 
     /// Save a screenshot of the whole page (of the window, while a dialog is open) as
     /// `NN-name.png`.
-    async fn shot(&mut self, name: &str) {
+    pub(crate) async fn shot(&mut self, name: &str) {
         self.shot_no += 1;
         let (width, height) = self.viewport;
         let page = self
@@ -282,11 +289,11 @@ impl Browser {
         .unwrap();
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
     }
 
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn find(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -295,12 +302,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css} not found: {e}"))
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.find(css).await.click().await.expect("click");
     }
 
     /// Click something that loads a new page, and wait for that page.
-    async fn nav(&self, css: &str) {
+    pub(crate) async fn nav(&self, css: &str) {
         let e = self.find(css).await;
         self.mark().await;
         e.click().await.expect("click");
@@ -308,7 +315,7 @@ impl Browser {
     }
 
     /// Send keys to something that then loads a new page, and wait for that page.
-    async fn nav_keys(&self, css: &str, keys: &str) {
+    pub(crate) async fn nav_keys(&self, css: &str, keys: &str) {
         let e = self.find(css).await;
         self.mark().await;
         e.send_keys(keys).await.expect("send keys");
@@ -316,7 +323,7 @@ impl Browser {
     }
 
     /// Follow a link by its text, and wait for the new page.
-    async fn click_link(&self, text: &str) {
+    pub(crate) async fn click_link(&self, text: &str) {
         let e = self
             .client
             .wait()
@@ -330,11 +337,11 @@ impl Browser {
     }
 
     /// Mark the current document, so that a new one can be told apart.
-    async fn mark(&self) {
+    pub(crate) async fn mark(&self) {
         self.js("window.__tgOld = true").await;
     }
 
-    async fn wait_new_page(&self, after: &str) {
+    pub(crate) async fn wait_new_page(&self, after: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Value::Bool(true)) = self
@@ -352,17 +359,17 @@ impl Browser {
         }
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.unwrap()
     }
 
-    async fn prop(&self, css: &str, prop: &str) -> String {
+    pub(crate) async fn prop(&self, css: &str, prop: &str) -> String {
         self.find(css)
             .await
             .prop(prop)
@@ -371,19 +378,19 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    async fn checked(&self, css: &str) -> bool {
+    pub(crate) async fn checked(&self, css: &str) -> bool {
         self.prop(css, "checked").await == "true"
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.expect(script)
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.client.source().await.unwrap()
     }
 
-    async fn path(&self) -> String {
+    pub(crate) async fn path(&self) -> String {
         let url = self.client.current_url().await.unwrap();
         match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
@@ -392,7 +399,7 @@ impl Browser {
     }
 
     /// Wait until the page's path (with query) satisfies `ok`.
-    async fn wait_path(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_path(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let p = self.path().await;
@@ -408,7 +415,7 @@ impl Browser {
     }
 
     /// Names of the rows of the token table, in order.
-    async fn token_names(&self) -> Vec<String> {
+    pub(crate) async fn token_names(&self) -> Vec<String> {
         let v = self
             .js("return [...document.querySelectorAll('#tokens .row-title')].map(a => a.textContent)")
             .await;
@@ -420,7 +427,7 @@ impl Browser {
     }
 
     /// A file that appeared in the download folder (waiting for it to be complete).
-    async fn downloaded(&self, name: &str) -> String {
+    pub(crate) async fn downloaded(&self, name: &str) -> String {
         let path = self.downloads.path().join(name);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -442,7 +449,7 @@ impl Browser {
     }
 
     /// No control without a label, and nothing wider than the viewport.
-    async fn check_labels_and_width(&self, page: &str) {
+    pub(crate) async fn check_labels_and_width(&self, page: &str) {
         let unlabeled = self
             .js(
                 "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
@@ -462,7 +469,13 @@ impl Browser {
         );
     }
 
-    async fn log_in(&mut self, base: &str, email: &str, password: &str, shot: Option<&str>) {
+    pub(crate) async fn log_in(
+        &mut self,
+        base: &str,
+        email: &str,
+        password: &str,
+        shot: Option<&str>,
+    ) {
         self.goto(&format!("{base}/console/login")).await;
         self.type_into("#email", email).await;
         self.type_into("#password", password).await;
@@ -476,14 +489,14 @@ impl Browser {
 }
 
 /// Run a browser test, failing it (rather than hanging CI) if it takes too long.
-async fn within(test: impl std::future::Future<Output = ()>) {
+pub(crate) async fn within(test: impl std::future::Future<Output = ()>) {
     tokio::time::timeout(Duration::from_secs(150), test)
         .await
         .expect("the browser test did not finish within 150 s");
 }
 
 /// A server on a fresh database in `dir`.
-async fn server(dir: &Path) -> ServerProcess {
+pub(crate) async fn server(dir: &Path) -> ServerProcess {
     let url = crate::common::fresh_database_url(dir).await;
     ServerProcess::start(dir, &url, &[])
 }

@@ -239,6 +239,8 @@ struct OverviewPage {
     /// `None` when the person may not list tokens.
     token_count: Option<i64>,
     tokens_href: String,
+    /// The application's audit log, when the person may read it.
+    audit_href: Option<String>,
     notice: Option<&'static str>,
 }
 
@@ -279,6 +281,9 @@ pub async fn overview(
         updated: When::at(application.last_updated),
         token_count,
         tokens_href: format!("{BASE}/applications/{}/tokens", application.id),
+        audit_href: allowed(&state, &session, Action::ApplicationAuditLogsGet, app)
+            .await
+            .then(|| format!("{BASE}/applications/{}/audit-log", application.id)),
         notice,
     }))
 }

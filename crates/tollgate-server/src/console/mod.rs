@@ -16,14 +16,17 @@
 mod account;
 mod apps;
 mod assets;
+mod audit;
 mod auth_pages;
 mod form;
 mod lifecycle;
 mod lineage;
+mod posture;
 mod restrictions_form;
 mod session;
 mod sessions;
 mod tokens;
+mod usage;
 mod view;
 
 use askama::Template;
@@ -84,6 +87,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/applications", get(apps::list).post(apps::create))
         .route("/console/applications/new", get(apps::new_page))
         .route("/console/applications/{app}", get(apps::overview))
+        .route("/console/applications/{app}/audit-log", get(audit::list))
         .route(
             "/console/applications/{app}/tokens",
             get(tokens::list).post(tokens::create),

@@ -23,6 +23,7 @@ use crate::extract::ListParams;
 use crate::service::lifecycle::{self, State as Life};
 use crate::service::tokens::{self as service, TokenError, TokenRequest, Verb, last_used};
 use crate::state::AppState;
+use tollgate_store::posture::Posture;
 
 /// Tokens per page of the list.
 const PER_PAGE: i64 = 50;
@@ -113,12 +114,20 @@ struct ListPage {
     page_label: Option<String>,
     notice: Option<String>,
     reveal: Option<Reveal>,
+    /// The posture summary (issue 13): each category's count and the link that filters by it.
+    posture: Vec<super::posture::PostureItem>,
+    /// The posture filter in force, in words ("never used"), and the list without it.
+    posture_on: Option<&'static str>,
+    posture_name: String,
+    show_all_href: String,
+    clear_href: String,
 }
 
-/// What the list shows: sort direction, filter, page.
+/// What the list shows: sort direction, filter, posture category, page.
 struct ListView {
     descending: bool,
     filter: String,
+    posture: Option<Posture>,
     page: i64,
 }
 
@@ -127,6 +136,8 @@ impl ListView {
         ListView {
             descending: q.get("dir") == Some("desc"),
             filter: q.get("q").unwrap_or("").trim().to_owned(),
+            // An unknown category (a typed URL) is no filter.
+            posture: q.get("posture").and_then(Posture::parse),
             page: q
                 .get("page")
                 .and_then(|p| p.parse::<i64>().ok())
@@ -142,6 +153,9 @@ impl ListView {
         }
         if !self.filter.is_empty() {
             q.push(format!("q={}", view::urlencode(&self.filter)));
+        }
+        if let Some(p) = self.posture {
+            q.push(format!("posture={}", p.name()));
         }
         if page > 0 {
             q.push(format!("page={page}"));
@@ -176,7 +190,17 @@ async fn render_list(
         filter: (!lv.filter.is_empty()).then(|| format!("*{}*", lv.filter)),
     };
     let spec = params.spec(&TOKEN_FIELDS)?;
-    let page = state.store().list_tokens(app, &spec).await?;
+    let page = crate::api::token_posture::page(state, app, lv.posture, &spec).await?;
+    let posture = super::posture::summary(state, app, lv.posture, |p| {
+        ListView {
+            descending: lv.descending,
+            filter: lv.filter.clone(),
+            posture: Some(p),
+            page: 0,
+        }
+        .href(app, lv.descending, 0)
+    })
+    .await?;
     let now = tollgate_store::now_ms();
     let rows = page
         .items
@@ -222,6 +246,20 @@ async fn render_list(
         page_label,
         notice,
         reveal,
+        posture,
+        posture_on: lv.posture.map(super::posture::words),
+        posture_name: lv.posture.map_or("", Posture::name).to_owned(),
+        show_all_href: ListView {
+            posture: None,
+            filter: lv.filter.clone(),
+            ..*lv
+        }
+        .href(app, lv.descending, 0),
+        clear_href: ListView {
+            filter: String::new(),
+            ..*lv
+        }
+        .href(app, lv.descending, 0),
     };
     Ok((status, render(&page_html)).into_response())
 }
@@ -319,6 +357,8 @@ struct NewTokenPage {
     limits: super::restrictions_form::RestrictionFields,
     /// This form's one-time key: the form can create one token, however often it is sent.
     form_key: String,
+    /// Pre-filled as a narrower replacement of this token (its name and detail link).
+    replacing: Option<(String, String)>,
 }
 
 impl NewTokenPage {
@@ -342,6 +382,7 @@ impl NewTokenPage {
             limits: Default::default(),
             scope_error: None,
             form_key: new_form_key(),
+            replacing: None,
         }
     }
 }
@@ -433,15 +474,34 @@ pub async fn new_page(
     State(state): State<AppState>,
     session: Session,
     Path(app): Path<String>,
+    query: QueryData,
 ) -> Result<Response, PageError> {
     let app = parse_id(&app, "Application")?;
     let access = app_access(&state, &session, Action::ApplicationApiTokensPost, app).await?;
-    let nav = app_nav(&state, access.application()).await?;
-    Ok(render(&NewTokenPage::blank(
-        &session,
-        nav,
-        access.application(),
-    )))
+    let app = access.application();
+    let nav = app_nav(&state, app).await?;
+    let mut page = NewTokenPage::blank(&session, nav, app);
+    // "Create a narrower replacement": the form pre-filled from a token and its usage.
+    // Nothing is created until the form is sent.
+    if let Some(from) = query.get("from") {
+        let from = parse_id(from, "API token")?;
+        let read = app_access(&state, &session, Action::ApplicationApiTokenGet, app).await?;
+        app_access(&state, &session, Action::ApplicationApiTokenUsage, app).await?;
+        let t = state
+            .store()
+            .token(read.application(), from)
+            .await
+            .map_err(|e| ApiError::from_store(e, "API token"))?;
+        let suggested = super::usage::suggested_scope(&state, app, from).await?;
+        let checked: Vec<&str> = suggested.iter().map(String::as_str).collect();
+        page.name = t.name.clone();
+        page.description = t.description.clone();
+        page.scope_mode = "custom".to_owned();
+        page.groups = checklist(app, &checked);
+        page.limits = super::usage::restriction_fields(&t);
+        page.replacing = Some((t.name.clone(), token_href(app, t.id)));
+    }
+    Ok(render(&page))
 }
 
 pub async fn create(
@@ -463,7 +523,7 @@ pub async fn create(
     page.expires_local = form.text("expires_at").to_owned();
     page.preset = false;
     page.scope_mode = match form.get("scope_mode") {
-        Some(m @ ("read" | "custom")) => m.to_owned(),
+        Some(m @ ("read" | "custom" | "bounded")) => m.to_owned(),
         _ => "all".to_owned(),
     };
     let checked: Vec<&str> = form.all("action").collect();
@@ -498,6 +558,7 @@ pub async fn create(
     };
     let scope = match page.scope_mode.as_str() {
         "read" => vec![tollgate_core::scope::ALL_APPLICATION_READ.to_owned()],
+        "bounded" => vec![tollgate_core::scope::ALL_APPLICATION_BOUNDED.to_owned()],
         "custom" => checked.iter().map(|s| (*s).to_owned()).collect(),
         _ => vec![tollgate_core::scope::ALL_APPLICATION.to_owned()],
     };
@@ -649,6 +710,8 @@ struct DetailPage {
     notice: Option<&'static str>,
     life: super::lifecycle::LifeView,
     lineage: super::lineage::LineageView,
+    /// What it did (issue 13): `None` when the reader may not see its usage.
+    usage: Option<super::usage::UsageView>,
 }
 
 /// What a scope grants, listed by action (what it allows today), and what it will also grant
@@ -689,6 +752,8 @@ fn granted(app: Id, t: &TokenRecord) -> (Vec<GrantGroup>, &'static str, String) 
         .collect();
     let note = if grants.contains(&Grant::All) {
         "It also gets every application action added in the future."
+    } else if grants.contains(&Grant::AllBounded) {
+        "It also gets every application action added in the future, except changes to API tokens."
     } else if grants.contains(&Grant::AllRead) {
         "It also gets every read action added in the future."
     } else if !resources.is_empty() {
@@ -764,6 +829,14 @@ async fn render_detail(
         notice: extra.notice,
         life: super::lifecycle::LifeView::of(state, session, &t).await,
         lineage: super::lineage::LineageView::of(state, &t).await,
+        usage: if allowed(state, session, Action::ApplicationApiTokenUsage, app).await {
+            let replace = allowed(state, session, Action::ApplicationApiTokensPost, app)
+                .await
+                .then(|| super::usage::replace_href(app, t.id));
+            Some(super::usage::panel(state, app, &t, replace).await?)
+        } else {
+            None
+        },
     };
     Ok((status, render(&page)).into_response())
 }
@@ -870,6 +943,7 @@ async fn already_submitted(
         &ListView {
             descending: false,
             filter: String::new(),
+            posture: None,
             page: 0,
         },
         Some(format!(
@@ -907,6 +981,7 @@ pub async fn reveal(
     let lv = ListView {
         descending: false,
         filter: String::new(),
+        posture: None,
         page: 0,
     };
     let shown = match (taken, pad) {

@@ -26,6 +26,15 @@ impl When {
             text: dt.format("%Y-%m-%d %H:%M UTC").to_string(),
         }
     }
+
+    /// [`When::at`] to the second (a token's recent requests).
+    pub fn at_seconds(ms: i64) -> When {
+        let dt = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        When {
+            iso: crate::time::iso(ms),
+            text: dt.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        }
+    }
 }
 
 /// The application header: its name and which part of it a page belongs to.
