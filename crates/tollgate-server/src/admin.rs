@@ -141,9 +141,13 @@ pub async fn revoke_leaked(
 ) -> Result<Vec<tollgate_store::lifecycle::Revoked>, AdminError> {
     let mut out = Vec::new();
     for chunk in presented.chunks(crate::service::lifecycle::MAX_REPORTED_TOKENS) {
-        let revoked = crate::service::lifecycle::report_leaks(store, chunk, "operator")
-            .await
-            .map_err(AdminError::Refused)?;
+        let revoked = crate::service::lifecycle::report_leaks(
+            store,
+            chunk,
+            &tollgate_store::Actor::operator(),
+        )
+        .await
+        .map_err(AdminError::Refused)?;
         out.extend(revoked);
     }
     Ok(out)

@@ -158,6 +158,23 @@ async fn a_rolled_token_works_until_it_retires_then_stops() {
     assert_ne!(id(&new), id(&old));
     assert_ne!(secret(&new), secret(&old));
     assert_eq!(new["rolledFromId"], id(&old).as_str());
+    // The roll is audited on the old token, naming its successor.
+    let log = t
+        .get(&format!("/applications/{app}/audit-logs"), &admin)
+        .await
+        .expect(200);
+    let roll = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["requestAction"] == "roll")
+        .unwrap_or_else(|| panic!("no roll entry: {log}"));
+    assert_eq!(roll["secondaryTargetId"], id(&old).as_str(), "{roll}");
+    assert_eq!(
+        roll["requestBody"]["rolledToId"],
+        id(&new).as_str(),
+        "{roll}"
+    );
     assert_eq!(new["name"], "ingest");
     assert_eq!(new["description"], "the plant's gateway");
     assert_eq!(new["scope"], old["scope"]);
@@ -435,6 +452,30 @@ async fn a_leak_report_deactivates_live_tokens_and_always_answers_the_same() {
     assert_eq!(d["deactivationReason"], "reported as leaked");
     // Reporting it again changes nothing and answers the same.
     assert_eq!(report(vec![secret(&leaked)]).await.body, r1.body);
+    // The deactivation is in the audit log once, by the anonymous reporter, with its address.
+    let log = t
+        .get(&format!("/applications/{app}/audit-logs"), &admin)
+        .await
+        .expect(200);
+    let revokes: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["requestResource"] == "tokens" && e["requestAction"] == "revoke")
+        .collect();
+    assert_eq!(revokes.len(), 1, "{log}");
+    let e = revokes[0];
+    assert_eq!(e["secondaryTargetId"], id(&leaked).as_str(), "{e}");
+    assert_eq!(e["actorName"], "leak report", "{e}");
+    assert!(
+        e.get("actorType").is_none(),
+        "no reference actor type fits: {e}"
+    );
+    assert_eq!(
+        e["requestBody"]["deactivationReason"], "reported as leaked",
+        "{e}"
+    );
+    assert!(!log.to_string().contains("tgat_"), "no secret in the log");
     // Switched on again, the reason goes.
     let d = t
         .patch(&path, &admin, json!({ "status": "active" }))

@@ -45,6 +45,9 @@ pub enum Credential {
     UserSession { user: Id, digest: [u8; 32] },
     /// Whoever runs the `tollgate` command on the server: nothing to re-check.
     Operator,
+    /// Someone without credentials, by the only write open to them: a leak report
+    /// (`tokens.revoke`). Nothing to re-check; recorded with the client's address.
+    Anonymous,
 }
 
 impl Actor {
@@ -69,6 +72,14 @@ impl Actor {
         }
     }
 
+    /// Someone unauthenticated (a leak report), acting from `client`.
+    pub fn anonymous(client: Option<std::net::IpAddr>) -> Actor {
+        Actor {
+            credential: Credential::Anonymous,
+            client,
+        }
+    }
+
     /// The same actor, acting from `client` (recorded in the audit log).
     pub fn acting_from(mut self, client: Option<std::net::IpAddr>) -> Actor {
         self.client = client;
@@ -84,13 +95,14 @@ impl Actor {
         &self.credential
     }
 
-    /// `apiToken`, `user` or `operator`: the kind recorded beside the id (as the reference
+    /// `apiToken`, `user`, `operator` or `anonymous`: the kind recorded beside the id (as the reference
     /// names creators, e.g. a flow's `createdByType`).
     pub fn kind(&self) -> &'static str {
         match self.credential {
             Credential::ApiToken { .. } => "apiToken",
             Credential::UserSession { .. } => "user",
             Credential::Operator => "operator",
+            Credential::Anonymous => "anonymous",
         }
     }
 
@@ -99,7 +111,7 @@ impl Actor {
         match self.credential {
             Credential::ApiToken { id, .. } => Some(id),
             Credential::UserSession { user, .. } => Some(user),
-            Credential::Operator => None,
+            Credential::Operator | Credential::Anonymous => None,
         }
     }
 
@@ -181,7 +193,7 @@ pub(crate) async fn check(tx: &mut WriteTx, actor: &Actor, app_lock: Lock) -> Re
     let backend = tx.backend;
     let now = crate::now_ms();
     match actor.credential {
-        Credential::Operator => Ok(()),
+        Credential::Operator | Credential::Anonymous => Ok(()),
         Credential::ApiToken { id, application } => {
             // One statement: the CTE locks the application first (it must produce its row
             // before the join can produce the token's, which is locked last).

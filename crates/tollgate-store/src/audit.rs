@@ -117,6 +117,8 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
             ("User", Some(*user), email)
         }
         Credential::Operator => ("Operator", None, Some("operator".to_owned())),
+        // The reference has no actor type for someone without credentials.
+        Credential::Anonymous => ("Anonymous", None, Some("leak report".to_owned())),
     };
     let (resource, verb) = entry
         .action

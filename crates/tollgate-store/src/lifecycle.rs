@@ -1,7 +1,8 @@
 //! Token lifecycle writes (issue 15): rolling a token with an overlap, and deactivating the
 //! tokens named in a leak report. Each is one locked transaction with its change notices, so
-//! an audit entry written in the same transaction (see the audit log) records exactly what
-//! was done; the places are marked `AUDIT:`.
+//! its audit entries, written in the same transaction, record exactly what was done: the roll
+//! on the old token (and the successor's creation), and each leaked token's deactivation by
+//! whoever reported it.
 //!
 //! **Retirement is expiry.** Rolling sets the old token's `retires_at` and, in the same
 //! statement, its `expiration_date` to no later than that. Every place that refuses an
@@ -10,10 +11,14 @@
 //! background job and no further change notice; the roll itself is announced like any token
 //! change, so no node keeps the old expiry cached after the roll has been answered.
 
+use serde_json::Value;
+
 use crate::actor::{Actor, Lock};
+use crate::audit;
 use crate::notify::Change;
 use crate::tokens::{
-    Creator, NewToken, TOKEN_COLUMNS, TokenRecord, TokenStatus, lock_for_change, token_from_row,
+    Creator, NewToken, TOKEN_COLUMNS, TokenRecord, TokenStatus, audit_token, lock_for_change,
+    token_from_row,
 };
 use crate::{Id, Result, Store, StoreError};
 
@@ -105,8 +110,14 @@ impl Store {
             .await
             .map_err(StoreError::from)?;
         let old = token_from_row(&row)?;
-        // AUDIT: `applicationApiToken.roll` by `actor`: the new token's id and the old one's
-        // retirement belong here, inside this transaction.
+        // The successor's own entry (`applicationApiTokens.post`) was written by
+        // `insert_token`; this one records the roll on the old token.
+        let body = audit::fields([
+            ("rolledToId", Some(Value::String(new.id.to_hex()))),
+            ("retiresAt", Some(audit::iso(retires_at))),
+            ("expirationDate", old.expiration_date.map(audit::iso)),
+        ]);
+        audit_token(&mut tx, actor, "applicationApiToken.roll", 201, &old, body).await?;
         let changes = [
             Change::Token {
                 id,
@@ -126,7 +137,9 @@ impl Store {
     /// order (the order every write that locks several tokens takes them) and switched off
     /// together; every node drops them before this returns, as for a manual deactivation.
     /// Returns the tokens switched off.
-    pub async fn revoke_leaked(&self, digests: &[[u8; 32]]) -> Result<Vec<Revoked>> {
+    /// `actor` is who reported them ([`Actor::anonymous`] with the client's address, or the
+    /// operator): each token gets its audit entry, inside this transaction.
+    pub async fn revoke_leaked(&self, actor: &Actor, digests: &[[u8; 32]]) -> Result<Vec<Revoked>> {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
@@ -134,21 +147,22 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
-            "SELECT id, application_id, digest FROM api_tokens WHERE status = 'active' \
+            "SELECT id, application_id, digest, name FROM api_tokens WHERE status = 'active' \
              AND (expiration_date IS NULL OR expiration_date > $1) AND digest IN ({}) \
              ORDER BY id{}",
             placeholders.join(", "),
             Lock::Update.clause(tx.backend)
         );
         let mut q =
-            sqlx::query_as::<_, (String, String, Vec<u8>)>(sqlx::AssertSqlSafe(sql)).bind(now);
+            sqlx::query_as::<_, (String, String, Vec<u8>, String)>(sqlx::AssertSqlSafe(sql))
+                .bind(now);
         for d in digests {
             q = q.bind(d.to_vec());
         }
         let rows = q.fetch_all(&mut *tx).await?;
         let mut revoked = Vec::with_capacity(rows.len());
         let mut changes = Vec::with_capacity(rows.len());
-        for (id, application, digest) in rows {
+        for (id, application, digest, name) in rows {
             sqlx::query(
                 "UPDATE api_tokens SET status = 'inactive', deactivation_reason = $2, \
                  last_updated = $3 WHERE id = $1",
@@ -162,12 +176,21 @@ impl Store {
             let digest: [u8; 32] = digest
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("a token digest is not 32 bytes".into()))?;
-            // AUDIT: one entry per token: deactivated, reason "reported as leaked", by an
-            // anonymous leak report (the client's address), inside this transaction.
-            revoked.push(Revoked {
-                id,
-                application_id: crate::ids::from_db(&application)?,
-            });
+            let application_id = crate::ids::from_db(&application)?;
+            let entry = audit::Entry {
+                place: audit::Place::Application(application_id),
+                action: "tokens.revoke",
+                status: 202,
+                primary: None,
+                secondary: Some(audit::Target::new("ApiToken", id, &name)),
+                path_params: audit::path(&[("applicationId", application_id), ("apiTokenId", id)]),
+                body: audit::fields([
+                    ("status", Some(Value::String("inactive".into()))),
+                    ("deactivationReason", Some(Value::String(LEAKED.into()))),
+                ]),
+            };
+            audit::record(&mut tx, actor, entry).await?;
+            revoked.push(Revoked { id, application_id });
             changes.push(Change::Token { id, digest });
         }
         self.commit_with(tx, &changes).await?;

@@ -152,7 +152,10 @@ async fn a_leak_report_switches_off_live_tokens_only() {
     }
     let revoked = f
         .store
-        .revoke_leaked(&[live.digest, expired.digest, off.digest, rand_digest()])
+        .revoke_leaked(
+            &Actor::operator(),
+            &[live.digest, expired.digest, off.digest, rand_digest()],
+        )
         .await
         .unwrap();
     assert_eq!(revoked.len(), 1);
@@ -174,12 +177,18 @@ async fn a_leak_report_switches_off_live_tokens_only() {
     // Reported again: nothing more to do.
     assert!(
         f.store
-            .revoke_leaked(&[live.digest])
+            .revoke_leaked(&Actor::operator(), &[live.digest])
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(f.store.revoke_leaked(&[]).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .revoke_leaked(&Actor::operator(), &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Switched on again, the reason goes.
     let t = f
         .store

@@ -146,9 +146,10 @@ fn filter(q: Option<FilterQuery>) -> Result<AuditFilter, ApiError> {
     })
 }
 
-/// The actor type the store records for the `tollgate` command: the reference has no such
-/// actor, so such entries carry no `actorType` (and no `actorId`); `actorName` is `operator`.
-const OPERATOR: &str = "Operator";
+/// The actor types the store records for the `tollgate` command and for a leak report
+/// (someone without credentials): the reference has no such actors, so such entries carry no
+/// `actorType` (and no `actorId`); `actorName` is `operator` or `leak report`.
+const NOT_IN_REFERENCE: [&str; 2] = ["Operator", "Anonymous"];
 
 /// An entry as the API shows it: the reference `auditLog` fields, and Tollgate's extras
 /// `applicationId` and `clientAddress`.
@@ -173,7 +174,7 @@ pub fn entry_json(e: &AuditEntry) -> Value {
     put("applicationId", e.application_id.map(|i| json!(i)));
     put(
         "actorType",
-        (e.actor_type != OPERATOR).then(|| json!(e.actor_type)),
+        (!NOT_IN_REFERENCE.contains(&e.actor_type.as_str())).then(|| json!(e.actor_type)),
     );
     put("actorId", e.actor_id.map(|i| json!(i)));
     put("actorName", e.actor_name.as_ref().map(|n| json!(n)));

@@ -139,10 +139,7 @@ pub async fn revoke(
     let _attempt = state.leak_throttle().attempt(&[key]).map_err(|r| {
         ApiError::too_many_requests(r.message("leak reports"), r.retry_after_secs())
     })?;
-    let by = match client {
-        Some(ip) => format!("leak report from {ip}"),
-        None => "leak report".to_owned(),
-    };
+    let by = tollgate_store::Actor::anonymous(client);
     service::report_leaks(state.store(), &report.tokens, &by).await?;
     let body = json!({ "accepted": true, "message": LEAK_REPORT_ANSWER });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

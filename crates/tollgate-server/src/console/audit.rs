@@ -53,6 +53,7 @@ fn actor_kind(t: &str) -> String {
         "ApiToken" | "apiToken" => "API token".to_owned(),
         "User" | "user" => "User".to_owned(),
         "Operator" => "Operator".to_owned(),
+        "Anonymous" => "Leak report (no credentials)".to_owned(),
         other => super::view::humanize(other),
     }
 }

@@ -250,7 +250,7 @@ pub async fn roll(
 pub async fn report_leaks(
     store: &Store,
     presented: &[String],
-    by: &str,
+    by: &tollgate_store::Actor,
 ) -> Result<Vec<tollgate_store::lifecycle::Revoked>, ApiError> {
     let mut digests: Vec<[u8; 32]> = presented
         .iter()
@@ -263,7 +263,12 @@ pub async fn report_leaks(
     if digests.is_empty() {
         return Ok(Vec::new());
     }
-    let revoked = store.revoke_leaked(&digests).await?;
+    let revoked = store.revoke_leaked(by, &digests).await?;
+    let by = match (by.kind(), by.client()) {
+        ("operator", _) => "operator".to_owned(),
+        (_, Some(ip)) => format!("leak report from {ip}"),
+        (_, None) => "leak report".to_owned(),
+    };
     for t in &revoked {
         tracing::warn!(
             token = %t.id,
