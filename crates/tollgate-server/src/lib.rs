@@ -21,6 +21,7 @@ pub mod health_listener;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod read_cache;
 pub mod openapi;
 pub mod restrict;
 pub mod routes;

@@ -22,6 +22,7 @@ mod api_foundation;
 mod api_tokens;
 mod backup_restore;
 mod browser_console;
+mod cached_reads;
 mod cli_operations;
 mod cli_tokens;
 mod cluster_connections;
@@ -82,6 +83,7 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             backup_restore::cases(),
             browser_console::cases(),
+            cached_reads::cases(),
             cli_operations::cases(),
             cli_tokens::cases(),
             cluster_connections::cases(),
