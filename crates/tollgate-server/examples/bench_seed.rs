@@ -108,8 +108,15 @@ async fn main() -> anyhow::Result<()> {
         r#"{{"deviceIds":["{}"],"allowedAddresses":["127.0.0.0/8","::1/128"],"rateLimit":{{"requests":1000000000,"perSeconds":1}}}}"#,
         device_ids[0]
     );
-    let restricted =
-        restricted_token(&store, app, user.id, TokenStatus::Active, Some(&limits), SCOPE).await?;
+    let restricted = restricted_token(
+        &store,
+        app,
+        user.id,
+        TokenStatus::Active,
+        Some(&limits),
+        SCOPE,
+    )
+    .await?;
     let (reader_id, reader) =
         scoped_token(&store, app, user.id, TokenStatus::Active, None, READER).await?;
 

@@ -191,9 +191,14 @@ mod tests {
     use super::*;
 
     async fn get(c: &ReadCache, app: Id, part: Part, what: &str, v: u32) -> u32 {
-        *c.get(app, part, what, |_| true, |_| true, || async {
-            Ok::<_, ()>(v)
-        })
+        *c.get(
+            app,
+            part,
+            what,
+            |_| true,
+            |_| true,
+            || async { Ok::<_, ()>(v) },
+        )
         .await
         .unwrap()
     }
@@ -224,7 +229,11 @@ mod tests {
         assert_eq!(get(&c, b, Part::Flows, "q", 9).await, 1);
         c.apply(&Change::Application(b));
         assert_eq!(get(&c, b, Part::Flows, "q", 6).await, 6);
-        assert_eq!(get(&c, a, Part::Flows, "q", 9).await, 1, "other application kept");
+        assert_eq!(
+            get(&c, a, Part::Flows, "q", 9).await,
+            1,
+            "other application kept"
+        );
         c.apply(&Change::Reads {
             application: None,
             part: Part::Flows,
@@ -239,14 +248,21 @@ mod tests {
         let c = ReadCache::new(Arc::new(Freshness::default()));
         let app = Id::generate();
         let v = c
-            .get(app, Part::Application, "", |_| true, |_| true, || async {
-                // A write commits and is applied while this load is running.
-                c.apply(&Change::Reads {
-                    application: Some(app),
-                    part: Part::Application,
-                });
-                Ok::<_, ()>(1u32)
-            })
+            .get(
+                app,
+                Part::Application,
+                "",
+                |_| true,
+                |_| true,
+                || async {
+                    // A write commits and is applied while this load is running.
+                    c.apply(&Change::Reads {
+                        application: Some(app),
+                        part: Part::Application,
+                    });
+                    Ok::<_, ()>(1u32)
+                },
+            )
             .await
             .unwrap();
         assert_eq!(*v, 1, "used for this request");
@@ -265,18 +281,28 @@ mod tests {
         f.set_trusted(true);
         c.clear();
         let not_kept = c
-            .get(app, Part::Tokens, "", |_| true, |_| false, || async {
-                Ok::<_, ()>(1u32)
-            })
+            .get(
+                app,
+                Part::Tokens,
+                "",
+                |_| true,
+                |_| false,
+                || async { Ok::<_, ()>(1u32) },
+            )
             .await
             .unwrap();
         assert_eq!(*not_kept, 1);
         assert_eq!(c.cached(), 0);
         get(&c, app, Part::Tokens, "", 1).await;
         let expired = c
-            .get(app, Part::Tokens, "", |v: &u32| *v > 1, |_| true, || async {
-                Ok::<_, ()>(2u32)
-            })
+            .get(
+                app,
+                Part::Tokens,
+                "",
+                |v: &u32| *v > 1,
+                |_| true,
+                || async { Ok::<_, ()>(2u32) },
+            )
             .await
             .unwrap();
         assert_eq!(*expired, 2, "an answer no longer good is loaded again");

@@ -35,7 +35,13 @@ async fn uncached_node(t: &TestApp) -> TestApp {
 
 /// Every read (`path`, its part): answered by `t` twice, the second time from memory with no
 /// database lookup, and both the same bytes as `fresh`'s answer from the database.
-async fn same_as_database(t: &TestApp, fresh: &TestApp, s: &str, reads: &[(String, &str)], step: &str) {
+async fn same_as_database(
+    t: &TestApp,
+    fresh: &TestApp,
+    s: &str,
+    reads: &[(String, &str)],
+    step: &str,
+) {
     for (path, part) in reads {
         let (status, first) = t.raw_text(path, Some(s)).await;
         assert_eq!(status, 200, "{step}: {path}: {first}");
@@ -75,13 +81,25 @@ async fn cached_reads_equal_the_database_after_every_write() {
     let mut reads: Vec<(String, &str)> = vec![
         (base.clone(), "application"),
         (format!("{base}/tokens"), "tokens"),
-        (format!("{base}/tokens?sortField=name&sortDirection=desc&perPage=1"), "tokens"),
+        (
+            format!("{base}/tokens?sortField=name&sortDirection=desc&perPage=1"),
+            "tokens",
+        ),
         (format!("{base}/tokens/{tid}"), "tokens"),
         (format!("{base}/flows"), "flows"),
-        (format!("{base}/flows?filterField=name&filter=Too*"), "flows"),
+        (
+            format!("{base}/flows?filterField=name&filter=Too*"),
+            "flows",
+        ),
         (format!("{base}/devices"), "devices"),
-        (format!("{base}/devices?filterField=name&filter=H*&perPage=5"), "devices"),
-        (format!("{base}/devices?tagFilter[0][key]=floor&tagFilter[0][value]=3"), "devices"),
+        (
+            format!("{base}/devices?filterField=name&filter=H*&perPage=5"),
+            "devices",
+        ),
+        (
+            format!("{base}/devices?tagFilter[0][key]=floor&tagFilter[0][value]=3"),
+            "devices",
+        ),
     ];
     same_as_database(&t, &fresh, &s, &reads, "at first").await;
 
@@ -110,9 +128,13 @@ async fn cached_reads_equal_the_database_after_every_write() {
     .await
     .expect(200);
     same_as_database(&t, &fresh, &s, &reads, "token renamed and deactivated").await;
-    t.patch(&format!("{base}/tokens/{tid}"), &s, json!({ "status": "active" }))
-        .await
-        .expect(200);
+    t.patch(
+        &format!("{base}/tokens/{tid}"),
+        &s,
+        json!({ "status": "active" }),
+    )
+    .await
+    .expect(200);
     same_as_database(&t, &fresh, &s, &reads, "token reactivated").await;
 
     // A use of the token is shown once recorded: the flush is a change like any other.
@@ -136,11 +158,17 @@ async fn cached_reads_equal_the_database_after_every_write() {
     let f = t.post(&format!("{base}/flows"), &s, flow).await.expect(201);
     let fid = f["id"].as_str().unwrap().to_owned();
     same_as_database(&t, &fresh, &s, &reads, "flow created").await;
-    t.patch(&format!("{base}/flows/{fid}"), &s, json!({ "name": "Too hot, really" }))
+    t.patch(
+        &format!("{base}/flows/{fid}"),
+        &s,
+        json!({ "name": "Too hot, really" }),
+    )
+    .await
+    .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "flow renamed").await;
+    t.delete(&format!("{base}/flows/{fid}"), &s)
         .await
         .expect(200);
-    same_as_database(&t, &fresh, &s, &reads, "flow renamed").await;
-    t.delete(&format!("{base}/flows/{fid}"), &s).await.expect(200);
     same_as_database(&t, &fresh, &s, &reads, "flow deleted").await;
 
     let device = |name: &str, floor: &str| {
@@ -206,7 +234,10 @@ async fn the_posture_summary_follows_the_clock() {
     assert_eq!(posture(&before)["expiringWithin30Days"], 1, "{before}");
     assert_eq!(posture(&before)["expired"], 0);
     let warm = lookups(&t, "tokens").await;
-    assert_eq!(posture(&t.get(&base, &s).await.expect(200)), posture(&before));
+    assert_eq!(
+        posture(&t.get(&base, &s).await.expect(200)),
+        posture(&before)
+    );
     assert_eq!(lookups(&t, "tokens").await, warm, "warm before the expiry");
 
     eventually("the token's expiry", Duration::from_secs(30), || async {
@@ -249,7 +280,10 @@ async fn tokens_with_usage_limits_are_not_kept() {
     let fresh = uncached_node(&t).await;
     let db = fresh.get(&one, &s).await.expect(200);
     // This node counts the uses it leased and has not spent; another node shows them spent.
-    assert!(again["usesRemaining"].as_i64() >= db["usesRemaining"].as_i64(), "{again} {db}");
+    assert!(
+        again["usesRemaining"].as_i64() >= db["usesRemaining"].as_i64(),
+        "{again} {db}"
+    );
     t.get(&base, &s).await.expect(200);
     let before = lookups(&t, "tokens").await;
     t.get(&base, &s).await.expect(200);

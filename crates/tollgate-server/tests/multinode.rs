@@ -505,8 +505,13 @@ fn reads_through_another_node_follow_its_writes() {
     let nodes = start_nodes(dir.path(), &db, 2, &[]);
     let (a, b) = (&nodes[0], &nodes[1]);
     let session = http::admin_session(&a.url);
-    let app = http::post(&a.url, "/applications", &session, json!({ "name": "fleet" }))
-        .expect(201)["id"]
+    let app = http::post(
+        &a.url,
+        "/applications",
+        &session,
+        json!({ "name": "fleet" }),
+    )
+    .expect(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -293,7 +293,8 @@ impl Store {
         ]);
         let entry = device_entry("devices.post", 201, &device, &[], body);
         audit::record(&mut tx, actor, entry).await?;
-        self.commit_with(tx, &[devices_changed(application)]).await?;
+        self.commit_with(tx, &[devices_changed(application)])
+            .await?;
         Ok(device)
     }
 

@@ -49,10 +49,7 @@ pub enum Change {
     All,
     /// What one of an application's read actions answers changed (`None`: any application's),
     /// without any credential changing: read caches drop it; nobody waits for other nodes.
-    Reads {
-        application: Option<Id>,
-        part: Part,
-    },
+    Reads { application: Option<Id>, part: Part },
 }
 
 /// Which of an application's read answers a [`Change::Reads`] concerns.
@@ -122,10 +119,7 @@ impl FromStr for Change {
             "all" => Ok(Change::All),
             "reads" => {
                 let (part, app) = arg.split_once(':').ok_or(())?;
-                let part = Part::ALL
-                    .into_iter()
-                    .find(|p| p.name() == part)
-                    .ok_or(())?;
+                let part = Part::ALL.into_iter().find(|p| p.name() == part).ok_or(())?;
                 let application = match app {
                     "*" => None,
                     id => Some(id.parse().map_err(|_| ())?),

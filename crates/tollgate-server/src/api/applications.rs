@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::response::Response;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_core::Action;
-use tollgate_store::{Id, Part};
 use tollgate_store::applications::{APPLICATION_FIELDS, Application, ApplicationChange, Owner};
+use tollgate_store::{Id, Part};
 
 use crate::api::{refuse_unsupported, success, with_extra};
 use crate::auth::{AppAccess, UserAccess};
@@ -165,10 +165,17 @@ pub async fn get(State(state): State<AppState>, access: AppAccess) -> ApiResult<
     let store = state.store();
     let body = state
         .reads()
-        .get(id, Part::Application, "", |_| true, |_| true, || async {
-            let app = store.application(id).await?;
-            Ok::<_, tollgate_store::StoreError>(Bytes::from(application_json(&app).to_string()))
-        })
+        .get(
+            id,
+            Part::Application,
+            "",
+            |_| true,
+            |_| true,
+            || async {
+                let app = store.application(id).await?;
+                Ok::<_, tollgate_store::StoreError>(Bytes::from(application_json(&app).to_string()))
+            },
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
     Ok(crate::api::json_bytes(Bytes::clone(&body)))

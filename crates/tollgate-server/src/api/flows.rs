@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::RawQuery;
-use axum::response::Response;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tollgate_store::{Id, Part};
 use tollgate_store::flows::{FLOW_FIELDS, Flow, FlowChange};
+use tollgate_store::{Id, Part};
 
 use crate::api::success;
 use crate::auth::AppAccess;

@@ -4,10 +4,10 @@
 //! expired, inactive, or created by other tokens; `?posture=<name>` lists only those.
 
 use serde_json::{Map, Value, json};
-use tollgate_store::{Id, Part};
 use tollgate_store::list::{ListSpec, Page};
 use tollgate_store::posture::Posture;
 use tollgate_store::tokens::TokenRecord;
+use tollgate_store::{Id, Part};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tollgate_core::Scope;
 use std::sync::Arc;
+use tollgate_core::Scope;
 
 use tollgate_store::list::Page;
-use tollgate_store::{Id, Part};
 use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
+use tollgate_store::{Id, Part};
 
 use crate::api::success;
 use crate::auth::AppAccess;
@@ -174,9 +174,7 @@ pub async fn list(
                 )
                 .await?
         }
-        Some(_) => {
-            Arc::new(crate::api::token_posture::page(&state, app, posture, &spec).await?)
-        }
+        Some(_) => Arc::new(crate::api::token_posture::page(&state, app, posture, &spec).await?),
     };
     let items = page.items.iter().map(|t| token_json(&state, t)).collect();
     let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page.total);
