@@ -15,11 +15,19 @@
 #      a2 the same with a token restricted to that device, to 127.0.0.0/8 and ::1, and to a
 #         rate it never reaches (issue 14: the restrictions' cost on the hot path)
 #      b  devices.get, first page
+#      b2 devices.get, a page filtered by name
+#      h  application.get
+#      i  applicationApiTokens.get, first page (1,000 tokens in the application)
+#      j  applicationApiToken.get
+#      k  flows.get (three flows)
+#      l  device.getState, m device.getCompositeState, n data.lastValueQuery for one device
+#         (h-n with reader.token, which holds the read actions of issue 17)
 #      c  an unknown but well-formed token
 #      d  a malformed token
 #      e  an inactive token
 #      f  device.sendState, one report per request
-#    and reads /metrics around c, d and e to show how often the database was asked;
+#    and reads /metrics around c, d and e (credential lookups) and b-n (lookups of the reads
+#    answered from memory) to show how often the database was asked;
 # 4. builds and runs the reference limit server (LIMIT_SRC, default ../shared/bench/limit,
 #    copied to LIMIT_BUILD, default /tmp/tollgate-limit-bench, never into the repository) and
 #    drives its authorized GET:
@@ -56,7 +64,7 @@ cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(
 BIN=$ROOT/target/release/tollgate
 
 # (A seed from before restricted tokens existed is made again.)
-if [ ! -f "$SEED/seeded" ] || [ ! -f "$SEED/secrets/restricted.token" ]; then
+if [ ! -f "$SEED/seeded" ] || [ ! -f "$SEED/secrets/restricted.token" ] || [ ! -f "$SEED/secrets/reader.token" ]; then
   log "== seed $TOKENS tokens, $APPS applications, $DEVICES devices into $SEED"
   rm -rf "$SEED"; mkdir -p "$SEED"
   start=$(date +%s)
@@ -68,6 +76,7 @@ S=$SEED/secrets
 APP=$(cat "$S/app.id"); DEV=$(cat "$S/device.id")
 VALID=$(cat "$S/valid.token"); INACTIVE=$(cat "$S/inactive.token")
 RESTRICTED=$(cat "$S/restricted.token")
+READER=$(cat "$S/reader.token"); READER_ID=$(cat "$S/reader.id")
 UNKNOWN=$(cat "$S/unknown.token"); MALFORMED=$(cat "$S/malformed.token")
 
 # --- CPU used by other processes, to know whether a measurement was disturbed ----------------
@@ -141,7 +150,18 @@ check 401 -H "Authorization: Bearer $MALFORMED" "$BASE/applications/$APP/devices
 check 401 -H "Authorization: Bearer $INACTIVE" "$BASE/applications/$APP/devices/$DEV"
 check 200 -X POST -H "Authorization: Bearer $VALID" -H 'Content-Type: application/json' \
   -d '{"data":{"temperature":21.5}}' "$BASE/applications/$APP/devices/$DEV/state"
-log "sanity: 200 device.get, 200 devices.get, 401 unknown/malformed/inactive, 200 sendState: ok"
+for n in 1 2 3; do
+  check 201 -X POST -H "Authorization: Bearer $READER" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"flow $n\",\"triggers\":[],\"nodes\":[{\"id\":\"n1\",\"type\":\"DebugNode\",\"config\":{}}]}" "$BASE/applications/$APP/flows"
+done
+LVQ_BODY="{\"attribute\":\"temperature\",\"deviceIds\":[\"$DEV\"]}"
+for p in "" /tokens "/tokens/$READER_ID" /flows "/devices?filterField=name&filter=device%201*" \
+    "/devices/$DEV/state" "/devices/$DEV/compositeState"; do
+  check 200 -H "Authorization: Bearer $READER" "$BASE/applications/$APP$p"
+done
+check 200 -X POST -H "Authorization: Bearer $READER" -H 'Content-Type: application/json' \
+  -d "$LVQ_BODY" "$BASE/applications/$APP/data/last-value-query"
+log "sanity: 200 device.get, 200 devices.get, 401 unknown/malformed/inactive, 200 sendState, 200 for the reads: ok"
 
 cat >"$OUT/state.lua" <<'EOF'
 wrk.method = "POST"
@@ -149,9 +169,16 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"data":{"temperature":21.5}}'
 EOF
 
-# Token checks answered by the database (the session checks' line has the same label: only
-# the credential line counts here).
-db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total\{result="database"\}/{print $NF}'; }
+read_lookups() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_read_answers_total.*from="database"/{s+=$NF} END{print s+0}'; }
+cat >"$OUT/lvq.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$LVQ_BODY'
+EOF
+
+# Token checks answered by the database (only the credential line: the session checks'
+# line has the same label).
+db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total.*result="database"/{print $NF}'; }
 
 declare -A RPS P50 P99 OTHER DBQ
 # run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms).
@@ -191,7 +218,19 @@ log "== tollgate"
 run_case a_device_get "$SERVER_PID" -H "$(H "$VALID")" "$DEVURL"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "$(H "$RESTRICTED")" "$DEVURL")" = 200 ] || { log "the restricted token is refused"; exit 1; }
 run_case a2_device_get_restricted "$SERVER_PID" -H "$(H "$RESTRICTED")" "$DEVURL"
-run_case b_devices_get "$SERVER_PID" -H "$(H "$VALID")" "$BASE/applications/$APP/devices"
+AURL=$BASE/applications/$APP
+for c in "b_devices_get|$VALID|$AURL/devices" "b2_devices_get_filtered|$VALID|$AURL/devices?filterField=name&filter=device%201*" \
+    "h_application_get|$READER|$AURL" "i_tokens_get|$READER|$AURL/tokens" "j_token_get|$READER|$AURL/tokens/$READER_ID" \
+    "k_flows_get|$READER|$AURL/flows" "l_get_state|$READER|$DEVURL/state" "m_get_composite_state|$READER|$DEVURL/compositeState"; do
+  IFS='|' read -r name tok url <<<"$c"
+  curl -s -o /dev/null -H "$(H "$tok")" "$url"   # warm
+  before=$(read_lookups)
+  run_case "$name" "$SERVER_PID" -H "$(H "$tok")" "$url"
+  DBQ[$name]=$(( $(read_lookups) - before ))
+done
+before=$(read_lookups)
+run_case n_last_value_query "$SERVER_PID" -s "$OUT/lvq.lua" -H "$(H "$READER")" "$AURL/data/last-value-query"
+DBQ[n_last_value_query]=$(( $(read_lookups) - before ))
 for c in c_unknown:$UNKNOWN d_malformed:$MALFORMED e_inactive:$INACTIVE; do
   before=$(db_checks)
   run_case "${c%%:*}" "$SERVER_PID" -H "$(H "${c#*:}")" "$DEVURL"
@@ -227,7 +266,7 @@ G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
 {
   echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
   echo "|---|---|---|---|---|---|---|---|"
-  for k in a_device_get a2_device_get_restricted b_devices_get c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
+  for k in a_device_get a2_device_get_restricted b_devices_get b2_devices_get_filtered h_application_get i_tokens_get j_token_get k_flows_get l_get_state m_get_composite_state n_last_value_query c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
     awk -v k="$k" -v r="${RPS[$k]}" -v p="${P50[$k]}" -v q="${P99[$k]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$k]:-}" -v o="${OTHER[$k]}" \
       'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %s | %s |\n", k, r, p, q, r/g, q/gq, d, o}'
   done

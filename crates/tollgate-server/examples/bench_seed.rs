@@ -12,7 +12,8 @@
 //! secrets and ids the benchmark uses: `valid.token` (custom scope: device.get, devices.get,
 //! device.sendState), `inactive.token`, `unknown.token` (well-formed, never issued),
 //! `malformed.token`, `restricted.token` (the same scope, restricted to that device, to
-//! 127.0.0.0/8 and ::1, and to a rate it never reaches), `app.id`, `device.id`.
+//! 127.0.0.0/8 and ::1, and to a rate it never reaches), `reader.token` and `reader.id` (the
+//! read actions of issue 17, and `flows.post` to add flows), `app.id`, `device.id`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -107,11 +108,20 @@ async fn main() -> anyhow::Result<()> {
         r#"{{"deviceIds":["{}"],"allowedAddresses":["127.0.0.0/8","::1/128"],"rateLimit":{{"requests":1000000000,"perSeconds":1}}}}"#,
         device_ids[0]
     );
-    let restricted =
-        restricted_token(&store, app, user.id, TokenStatus::Active, Some(&limits)).await?;
+    let restricted = restricted_token(
+        &store,
+        app,
+        user.id,
+        TokenStatus::Active,
+        Some(&limits),
+        SCOPE,
+    )
+    .await?;
+    let (reader_id, reader) =
+        scoped_token(&store, app, user.id, TokenStatus::Active, None, READER).await?;
 
     // The rest in bulk: 500 rows per statement, one transaction per 100,000.
-    let bulk = tokens.saturating_sub(2);
+    let bulk = tokens.saturating_sub(4);
     let now = tollgate_store::now_ms();
     let mut rng = rand::rng();
     let mut done = 0;
@@ -163,6 +173,8 @@ async fn main() -> anyhow::Result<()> {
         ("valid.token", valid.expose().to_owned()),
         ("inactive.token", inactive.expose().to_owned()),
         ("restricted.token", restricted.expose().to_owned()),
+        ("reader.token", reader.expose().to_owned()),
+        ("reader.id", reader_id.to_string()),
         ("unknown.token", unknown.expose().to_owned()),
         ("malformed.token", malformed),
         ("app.id", app.to_string()),
@@ -181,22 +193,50 @@ async fn named_token(
     user: Id,
     status: TokenStatus,
 ) -> anyhow::Result<Secret> {
-    restricted_token(store, app, user, status, None).await
+    restricted_token(store, app, user, status, None, SCOPE).await
 }
 
-/// As [`named_token`], with `restrictions` (a JSON object) if given.
+/// The scope of the named tokens.
+const SCOPE: &[&str] = &["device.get", "devices.get", "device.sendState"];
+
+/// The scope of `reader.token`: the read actions answered from memory (issue 17).
+const READER: &[&str] = &[
+    "application.get",
+    "applicationApiTokens.get",
+    "applicationApiToken.get",
+    "flows.get",
+    "flows.post",
+    "devices.get",
+    "device.getState",
+    "device.getCompositeState",
+    "data.lastValueQuery",
+];
+
 async fn restricted_token(
     store: &Store,
     app: Id,
     user: Id,
     status: TokenStatus,
     restrictions: Option<&str>,
+    scope: &[&str],
 ) -> anyhow::Result<Secret> {
+    Ok(scoped_token(store, app, user, status, restrictions, scope)
+        .await?
+        .1)
+}
+
+/// As [`named_token`], with `restrictions` (a JSON object) if given and `scope`; with its id.
+async fn scoped_token(
+    store: &Store,
+    app: Id,
+    user: Id,
+    status: TokenStatus,
+    restrictions: Option<&str>,
+    scope: &[&str],
+) -> anyhow::Result<(Id, Secret)> {
     let secret = Secret::generate(SecretKind::ApplicationToken);
-    let scope: Vec<String> = ["device.get", "devices.get", "device.sendState"]
-        .map(String::from)
-        .to_vec();
-    store
+    let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+    let record = store
         .create_token(
             &Actor::operator(),
             &NewToken {
@@ -218,5 +258,5 @@ async fn restricted_token(
             },
         )
         .await?;
-    Ok(secret)
+    Ok((record.id, secret))
 }

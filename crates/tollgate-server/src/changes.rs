@@ -111,7 +111,7 @@ impl Cluster {
 /// everything that can make a credential stop working. (Device changes only refresh cached
 /// device bodies; they do not wait.)
 fn needs_confirmation(change: &Change) -> bool {
-    !matches!(change, Change::Device(_))
+    !matches!(change, Change::Device(_) | Change::Reads { .. })
 }
 
 impl Propagate for Cluster {
@@ -487,6 +487,7 @@ async fn receive(
                         tracing::debug!(user = %id, "change notice: sessions ended")
                     }
                     Change::All => tracing::info!("change notice: drop every cache"),
+                    Change::Reads { .. } => tracing::debug!(change = %change, "change notice"),
                 }
                 if let Some(state) = state {
                     state.apply_change(&change);
@@ -537,6 +538,10 @@ mod tests {
     fn device_changes_do_not_wait_for_other_nodes() {
         let id = Id::generate();
         assert!(!needs_confirmation(&Change::Device(id)));
+        assert!(!needs_confirmation(&Change::Reads {
+            application: Some(id),
+            part: tollgate_store::Part::Flows,
+        }));
         for c in [
             Change::Token {
                 id,

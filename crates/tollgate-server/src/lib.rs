@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod read_cache;
 pub mod restrict;
 pub mod routes;
 pub mod schemas;

@@ -102,6 +102,23 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     let _ = writeln!(out, "tollgate_cached_devices {}", state.devices().cached());
     let _ = writeln!(
         out,
+        "# HELP tollgate_read_answers_total Answers of the cached read actions (application, tokens, flows, devices lists), by where they came from: memory, or a database lookup."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_read_answers_total counter");
+    for part in tollgate_store::Part::ALL {
+        let (cache, database) = state.reads().counts(part);
+        for (from, v) in [("cache", cache), ("database", database)] {
+            let _ = writeln!(
+                out,
+                "tollgate_read_answers_total{{part=\"{}\",from=\"{from}\"}} {v}",
+                part.name()
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE tollgate_cached_reads gauge");
+    let _ = writeln!(out, "tollgate_cached_reads {}", state.reads().cached());
+    let _ = writeln!(
+        out,
         "# HELP tollgate_cache_lease_lapses_total Heartbeats that came back after the cache lease ran out."
     );
     let _ = writeln!(out, "# TYPE tollgate_cache_lease_lapses_total counter");

@@ -12,6 +12,7 @@ use crate::device_cache::DeviceCache;
 use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
 use crate::observe::Latencies;
+use crate::read_cache::ReadCache;
 
 /// Settings that shape behaviour (not where to listen or store).
 #[derive(Clone, Debug)]
@@ -83,6 +84,7 @@ struct Inner {
     credentials: Arc<Credentials>,
     usage: crate::auth::usage::Usage,
     devices: DeviceCache,
+    reads: ReadCache,
     responses: ResponseCounts,
     latencies: Arc<Latencies>,
     secret_key: SecretKey,
@@ -100,12 +102,14 @@ impl AppState {
         let freshness = Arc::new(Freshness::default());
         let credentials = Arc::new(Credentials::new(store.clone(), freshness.clone()));
         let devices = DeviceCache::new(store.clone(), freshness.clone());
+        let reads = ReadCache::new(freshness.clone());
         let state = AppState(Arc::new(Inner {
             store: store.clone(),
             freshness,
             credentials,
             usage: crate::auth::usage::Usage::new(settings.token_usage),
             devices,
+            reads,
             responses: ResponseCounts::default(),
             latencies: Arc::default(),
             secret_key: SecretKey::new(settings.secret_key_file.clone()),
@@ -144,12 +148,14 @@ impl AppState {
     pub fn apply_change(&self, change: &Change) {
         self.0.credentials.apply(change);
         self.0.devices.apply(change);
+        self.0.reads.apply(change);
     }
 
     /// Drop everything every cache holds.
     pub fn clear_caches(&self) {
         self.0.credentials.clear();
         self.0.devices.clear();
+        self.0.reads.clear();
     }
 
     /// The change feed went down or came back: caches stop answering at once when it goes
@@ -180,6 +186,11 @@ impl AppState {
 
     pub fn devices(&self) -> &DeviceCache {
         &self.0.devices
+    }
+
+    /// Read actions answered from memory (see `read_cache`).
+    pub fn reads(&self) -> &ReadCache {
+        &self.0.reads
     }
 
     pub fn store(&self) -> &Store {

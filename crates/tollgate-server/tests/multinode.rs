@@ -490,8 +490,112 @@ fn an_outage_never_lets_a_revoked_token_through() {
     use_token(&a.url, &app, &fresh).expect(200);
 }
 
+/// Database lookups of node `n`'s cached reads of `part` (its `/metrics`).
+fn read_lookups(n: &ServerProcess, part: &str) -> u64 {
+    crate::cached_reads::lookups_in(&http::text(&n.url, "/metrics"), part)
+}
+
+/// Reads answered from memory follow writes made through another node: after each write
+/// through A, B's answer equals A's (A answers after its own write from the database) within
+/// the bound, B's warm answer asks the database nothing, and at the end a node that had
+/// cached nothing reads the same from the database.
+fn reads_through_another_node_follow_its_writes() {
+    let db = runtime().block_on(crate::common::fresh_pg_database(&pg_server()));
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(dir.path(), &db, 2, &[]);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let session = http::admin_session(&a.url);
+    let app = http::post(
+        &a.url,
+        "/applications",
+        &session,
+        json!({ "name": "fleet" }),
+    )
+    .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("/applications/{app}");
+    let token = create_token(&a.url, &session, &app, "reader");
+    let reads = [
+        (base.clone(), "application"),
+        (format!("{base}/tokens"), "tokens"),
+        (format!("{base}/tokens/{}", token.id), "tokens"),
+        (format!("{base}/flows"), "flows"),
+        (format!("{base}/devices"), "devices"),
+    ];
+    // B answers from memory, then follows A's write within the bound.
+    let follow = |step: &str| {
+        for (path, part) in &reads {
+            let want = http::get(&a.url, path, &session).expect(200);
+            let since = Instant::now();
+            loop {
+                let got = http::get(&b.url, path, &session).expect(200);
+                if got == want {
+                    break;
+                }
+                assert!(
+                    since.elapsed() <= BOUND,
+                    "{step}: B still answered {path} with {got} after {:?}; A: {want}",
+                    since.elapsed()
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let before = read_lookups(b, part);
+            assert_eq!(http::get(&b.url, path, &session).expect(200), want);
+            assert_eq!(
+                read_lookups(b, part),
+                before,
+                "{step}: B's warm read of {path} asked the database"
+            );
+        }
+    };
+    follow("at first");
+    http::patch(&a.url, &base, &session, json!({ "name": "renamed fleet" })).expect(200);
+    follow("application renamed through A");
+    http::patch(
+        &a.url,
+        &format!("{base}/tokens/{}", token.id),
+        &session,
+        json!({ "name": "reader, renamed" }),
+    )
+    .expect(200);
+    follow("token renamed through A");
+    let other = create_token(&a.url, &session, &app, "another");
+    follow("token created through A");
+    http::delete(&a.url, &format!("{base}/tokens/{}", other.id), &session).expect(200);
+    follow("token deleted through A");
+    http::post(
+        &a.url,
+        &format!("{base}/flows"),
+        &session,
+        json!({ "name": "f", "triggers": [], "nodes": [] }),
+    )
+    .expect(201);
+    follow("flow created through A");
+    http::post(
+        &a.url,
+        &format!("{base}/devices"),
+        &session,
+        json!({ "name": "d", "attributes": [{ "name": "t", "dataType": "number" }] }),
+    )
+    .expect(201);
+    follow("device created through A");
+    // A node that has cached nothing reads the same from the database.
+    let c = ServerProcess::start(dir.path(), &db, &[]);
+    wait_cache(&c, "live", Duration::from_secs(10));
+    for (path, _) in &reads {
+        assert_eq!(
+            http::get(&c.url, path, &session).expect(200),
+            http::get(&b.url, path, &session).expect(200),
+            "{path}"
+        );
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(sync reads_through_another_node_follow_its_writes).postgres_pass(),
         case!(sync three_nodes_share_tokens_and_revocations).postgres_pass(),
         case!(sync an_outage_never_lets_a_revoked_token_through)
             .postgres_pass()

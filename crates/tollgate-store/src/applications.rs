@@ -9,7 +9,7 @@ use crate::actor::{Actor, Lock};
 use crate::audit::{self, Entry, Place};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
-use crate::notify::Change;
+use crate::notify::{Change, Part};
 use crate::{Id, Result, Store, StoreError};
 
 /// Who owns an application: a user (their sandbox) or an organization.
@@ -315,7 +315,12 @@ impl Store {
         let params = [("applicationId", id)];
         let entry = audit_entry("application.patch", 200, &params, Value::Object(body), id);
         audit::record(&mut tx, actor, entry).await?;
-        tx.commit().await?;
+        // Cached `application.get` answers (this node's now, other nodes' when they hear).
+        let change = Change::Reads {
+            application: Some(id),
+            part: Part::Application,
+        };
+        self.commit_with(tx, &[change]).await?;
         Ok(app)
     }
 

@@ -12,7 +12,7 @@ use crate::actor::{Actor, Lock};
 use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
-use crate::notify::Change;
+use crate::notify::{Change, Part};
 use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -293,7 +293,8 @@ impl Store {
         ]);
         let entry = device_entry("devices.post", 201, &device, &[], body);
         audit::record(&mut tx, actor, entry).await?;
-        tx.commit().await?;
+        self.commit_with(tx, &[devices_changed(application)])
+            .await?;
         Ok(device)
     }
 
@@ -564,7 +565,8 @@ impl Store {
         let params = [("deviceId", id)];
         let entry = device_entry("device.patch", 200, &new, &params, Value::Object(body));
         audit::record(&mut tx, actor, entry).await?;
-        self.commit_with(tx, &[Change::Device(id)]).await?;
+        self.commit_with(tx, &[Change::Device(id), devices_changed(application)])
+            .await?;
         Ok(new)
     }
 
@@ -592,7 +594,8 @@ impl Store {
             body: Value::Object(Map::new()),
         };
         audit::record(&mut tx, actor, entry).await?;
-        self.commit_with(tx, &[Change::Device(id)]).await
+        self.commit_with(tx, &[Change::Device(id), devices_changed(application)])
+            .await
     }
 
     /// Record a command sent to a device of `application`, as `actor`.
@@ -773,4 +776,12 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The notice of a change of `application`'s devices (for cached `devices.get` answers).
+fn devices_changed(application: Id) -> Change {
+    Change::Reads {
+        application: Some(application),
+        part: Part::Devices,
+    }
 }

@@ -10,6 +10,7 @@ use crate::audit::{self, Entry, Place, Target};
 use crate::devices::{json_of, json_text};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
+use crate::notify::{Change, Part};
 use crate::{Id, Result, Store, StoreError};
 
 /// Who created or last changed a flow, as recorded: `user` or `apiToken`, and its id.
@@ -161,7 +162,7 @@ impl Store {
         body.insert("flowClass".into(), flow_class.into());
         let entry = flow_entry("flows.post", 201, &flow, false, Value::Object(body));
         audit::record(&mut tx, actor, entry).await?;
-        tx.commit().await?;
+        self.commit_with(tx, &[flows_changed(application)]).await?;
         Ok(flow)
     }
 
@@ -264,7 +265,7 @@ impl Store {
         }
         let entry = flow_entry("flow.patch", 200, &flow, true, Value::Object(body));
         audit::record(&mut tx, actor, entry).await?;
-        tx.commit().await?;
+        self.commit_with(tx, &[flows_changed(application)]).await?;
         Ok(flow)
     }
 
@@ -291,6 +292,14 @@ impl Store {
             body: Value::Object(Map::new()),
         };
         audit::record(&mut tx, actor, entry).await?;
-        tx.commit().await
+        self.commit_with(tx, &[flows_changed(application)]).await
+    }
+}
+
+/// The notice of a change of `application`'s flows (for cached `flows.get` answers).
+fn flows_changed(application: Id) -> Change {
+    Change::Reads {
+        application: Some(application),
+        part: Part::Flows,
     }
 }

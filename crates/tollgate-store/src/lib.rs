@@ -55,7 +55,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use actor::{Actor, Credential, Revoked};
 pub use error::StoreError;
 pub use ids::Id;
-pub use notify::Change;
+pub use notify::{Change, Part};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

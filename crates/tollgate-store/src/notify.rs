@@ -47,6 +47,35 @@ pub enum Change {
     User(Id),
     /// Anything may have changed (bulk copy): drop every cache.
     All,
+    /// What one of an application's read actions answers changed (`None`: any application's),
+    /// without any credential changing: read caches drop it; nobody waits for other nodes.
+    Reads { application: Option<Id>, part: Part },
+}
+
+/// Which of an application's read answers a [`Change::Reads`] concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// `application.get`.
+    Application,
+    /// `applicationApiTokens.get`, `applicationApiToken.get`.
+    Tokens,
+    /// `flows.get`.
+    Flows,
+    /// `devices.get`.
+    Devices,
+}
+
+impl Part {
+    pub const ALL: [Part; 4] = [Part::Application, Part::Tokens, Part::Flows, Part::Devices];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Application => "application",
+            Part::Tokens => "tokens",
+            Part::Flows => "flows",
+            Part::Devices => "devices",
+        }
+    }
 }
 
 impl fmt::Display for Change {
@@ -58,6 +87,14 @@ impl fmt::Display for Change {
             Change::Session(d) => write!(f, "session:{d}"),
             Change::User(id) => write!(f, "user:{id}"),
             Change::All => f.write_str("all"),
+            Change::Reads {
+                application: Some(app),
+                part,
+            } => write!(f, "reads:{}:{app}", part.name()),
+            Change::Reads {
+                application: None,
+                part,
+            } => write!(f, "reads:{}:*", part.name()),
         }
     }
 }
@@ -80,6 +117,15 @@ impl FromStr for Change {
             "session" => Ok(Change::Session(arg.to_owned())),
             "user" => arg.parse().map(Change::User).map_err(|_| ()),
             "all" => Ok(Change::All),
+            "reads" => {
+                let (part, app) = arg.split_once(':').ok_or(())?;
+                let part = Part::ALL.into_iter().find(|p| p.name() == part).ok_or(())?;
+                let application = match app {
+                    "*" => None,
+                    id => Some(id.parse().map_err(|_| ())?),
+                };
+                Ok(Change::Reads { application, part })
+            }
             _ => Err(()),
         }
     }
@@ -271,9 +317,19 @@ mod tests {
             Change::Session("ab12".into()),
             Change::User(id),
             Change::All,
+            Change::Reads {
+                application: Some(id),
+                part: Part::Flows,
+            },
+            Change::Reads {
+                application: None,
+                part: Part::Tokens,
+            },
         ] {
             assert_eq!(c.to_string().parse::<Change>(), Ok(c));
         }
+        assert!("reads:nothing:*".parse::<Change>().is_err());
+        assert!("reads:devices:zz".parse::<Change>().is_err());
         assert!("bogus:1".parse::<Change>().is_err());
         assert!("token:nothex".parse::<Change>().is_err());
     }

@@ -75,7 +75,19 @@ impl Store {
     /// How many of `application`'s tokens are in each category at `now`, in [`Posture::ALL`]
     /// order (one query).
     pub async fn token_posture(&self, application: Id, now: i64) -> Result<Vec<(Posture, i64)>> {
-        let sums: Vec<String> = Posture::ALL
+        Ok(self.token_posture_until(application, now).await?.0)
+    }
+
+    /// [`Store::token_posture`], and until when (milliseconds, inclusive) the counts stay the
+    /// same unless a token changes: the first instant after `now` at which a token becomes
+    /// idle, expiring within 30 days, or expired (`i64::MAX`: never).
+    pub async fn token_posture_until(
+        &self,
+        application: Id,
+        now: i64,
+    ) -> Result<(Vec<(Posture, i64)>, i64)> {
+        let (d90, d30) = (90 * DAY_MS, 30 * DAY_MS);
+        let mut sums: Vec<String> = Posture::ALL
             .iter()
             .map(|p| {
                 format!(
@@ -84,6 +96,18 @@ impl Store {
                 )
             })
             .collect();
+        // Each category's condition, as time passes: idle once now > last_used + 90 days;
+        // expiring within 30 days once now >= expiration - 30 days; expired once now >=
+        // expiration. The last instant before the first such flip:
+        sums.push(format!(
+            "MIN(CASE WHEN last_used + {d90} >= {now} THEN last_used + {d90} END)"
+        ));
+        sums.push(format!(
+            "MIN(CASE WHEN expiration_date - {d30} > {now} THEN expiration_date - {d30} - 1 END)"
+        ));
+        sums.push(format!(
+            "MIN(CASE WHEN expiration_date > {now} THEN expiration_date - 1 END)"
+        ));
         let sql = format!(
             "SELECT {} FROM api_tokens WHERE application_id = $1",
             sums.join(", ")
@@ -93,11 +117,18 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         use sqlx::Row;
-        Posture::ALL
+        let counts = Posture::ALL
             .iter()
             .enumerate()
             .map(|(i, p)| Ok((*p, row.try_get::<i64, _>(i)?)))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let mut until = i64::MAX;
+        for i in Posture::ALL.len()..Posture::ALL.len() + 3 {
+            if let Some(t) = row.try_get::<Option<i64>, _>(i)? {
+                until = until.min(t);
+            }
+        }
+        Ok((counts, until))
     }
 
     /// One page of `application`'s tokens in `posture` at `now`.

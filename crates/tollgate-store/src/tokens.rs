@@ -9,7 +9,7 @@ use crate::actor::{Actor, Credential, Lock, Revoked};
 use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like, page_sql};
-use crate::notify::Change;
+use crate::notify::{Change, Part};
 use crate::{Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -550,7 +550,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        // Token reads show the last-used time (and the posture counts it): cached ones go.
+        let change = Change::Reads {
+            application: None,
+            part: Part::Tokens,
+        };
+        self.commit_with(tx, &[change]).await?;
         Ok(())
     }
 

@@ -1,13 +1,15 @@
 //! Applications: `applications.*`, `application.*`.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tollgate_core::Action;
-use tollgate_store::Id;
 use tollgate_store::applications::{APPLICATION_FIELDS, Application, ApplicationChange, Owner};
+use tollgate_store::{Id, Part};
 
 use crate::api::{refuse_unsupported, success, with_extra};
 use crate::auth::{AppAccess, UserAccess};
@@ -156,13 +158,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(application_json(&app))))
 }
 
-pub async fn get(State(state): State<AppState>, access: AppAccess) -> ApiResult<Json<Value>> {
-    let app = state
-        .store()
-        .application(access.application())
+/// Answered from memory while the freshness gate allows (`read_cache`): the body depends on
+/// the application's row only, which changes only with a change notice.
+pub async fn get(State(state): State<AppState>, access: AppAccess) -> ApiResult<Response> {
+    let id = access.application();
+    let store = state.store();
+    let body = state
+        .reads()
+        .get(
+            id,
+            Part::Application,
+            "",
+            |_| true,
+            |_| true,
+            || async {
+                let app = store.application(id).await?;
+                Ok::<_, tollgate_store::StoreError>(Bytes::from(application_json(&app).to_string()))
+            },
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Application"))?;
-    Ok(Json(application_json(&app)))
+    Ok(crate::api::json_bytes(Bytes::clone(&body)))
 }
 
 pub async fn patch(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use tollgate_store::devices::{
     Command, DEVICE_FIELDS, Device, DeviceFields, DeviceFilter, HistoryQuery, Tag,
 };
 use tollgate_store::states::Report;
-use tollgate_store::{Id, now_ms};
+use tollgate_store::{Id, Part, now_ms};
 
 use crate::api::{success, with_extra};
 use crate::auth::AppAccess;
@@ -313,11 +313,16 @@ pub fn tag_pair(
     Ok((key, value))
 }
 
+/// Answered from memory while the freshness gate allows (`read_cache`), by query string, for
+/// callers that see every device (a device-restricted token's answer depends on the devices'
+/// tags as well as its restriction; it is read from the database). The body depends on the
+/// application's devices and the query only, and devices change only with a change notice.
 pub async fn list(
     State(state): State<AppState>,
     access: AppAccess,
+    RawQuery(raw): RawQuery,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if query.query.as_deref().is_some_and(|q| !q.is_empty()) {
         return Err(ApiError::validation(
             "query (advanced device queries) is not supported by this server: use filterField/filter, tagFilter and deviceClass",
@@ -365,16 +370,35 @@ pub async fn list(
         // A device-restricted token lists only its devices.
         within: access.device_scope(),
     };
-    let page = state
-        .store()
-        .list_devices(access.application(), &filter, &spec)
-        .await?;
-    let items = page.items.iter().map(device_json).collect();
-    let mut out = query
-        .list
-        .envelope(&spec, &DEVICE_FIELDS, items, page.total);
-    out["applicationId"] = json!(access.application());
-    Ok(Json(out))
+    let app = access.application();
+    let store = state.store();
+    let restricted = filter.within.is_some();
+    let load = || async {
+        let page = store.list_devices(app, &filter, &spec).await?;
+        let items = page.items.iter().map(device_json).collect();
+        let mut out = query
+            .list
+            .envelope(&spec, &DEVICE_FIELDS, items, page.total);
+        out["applicationId"] = json!(app);
+        Ok::<_, ApiError>(Bytes::from(out.to_string()))
+    };
+    let body = if restricted {
+        load().await?
+    } else {
+        let cached = state
+            .reads()
+            .get(
+                app,
+                Part::Devices,
+                raw.as_deref().unwrap_or(""),
+                |_| true,
+                |_| true,
+                load,
+            )
+            .await?;
+        Bytes::clone(&cached)
+    };
+    Ok(crate::api::json_bytes(body))
 }
 
 #[derive(Deserialize)]

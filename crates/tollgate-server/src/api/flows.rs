@@ -4,12 +4,15 @@
 use std::collections::HashSet;
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tollgate_store::Id;
 use tollgate_store::flows::{FLOW_FIELDS, Flow, FlowChange};
+use tollgate_store::{Id, Part};
 
 use crate::api::success;
 use crate::auth::AppAccess;
@@ -181,11 +184,15 @@ pub struct ListQuery {
     query: Option<String>,
 }
 
+/// Answered from memory while the freshness gate allows (`read_cache`), by query string: the
+/// body depends on the application's flows and the query only, and flows change only with a
+/// change notice.
 pub async fn list(
     State(state): State<AppState>,
     access: AppAccess,
+    RawQuery(raw): RawQuery,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if query.trigger_filter.is_some() || query.query.as_deref().is_some_and(|q| !q.is_empty()) {
         return Err(ApiError::validation(
             "triggerFilter and query are not supported by this server: use filterField/filter and flowClass",
@@ -203,15 +210,27 @@ pub async fn list(
             FLOW_CLASSES.join(", ")
         )));
     }
-    let page = state
-        .store()
-        .list_flows(access.application(), &class, &spec)
+    let app = access.application();
+    let store = state.store();
+    let body = state
+        .reads()
+        .get(
+            app,
+            Part::Flows,
+            raw.as_deref().unwrap_or(""),
+            |_| true,
+            |_| true,
+            || async {
+                let page = store.list_flows(app, &class, &spec).await?;
+                let items = page.items.iter().map(flow_json).collect();
+                let mut out = query.list.envelope(&spec, &FLOW_FIELDS, items, page.total);
+                out["applicationId"] = json!(app);
+                out["flowClass"] = json!(class);
+                Ok::<_, ApiError>(Bytes::from(out.to_string()))
+            },
+        )
         .await?;
-    let items = page.items.iter().map(flow_json).collect();
-    let mut out = query.list.envelope(&spec, &FLOW_FIELDS, items, page.total);
-    out["applicationId"] = json!(access.application());
-    out["flowClass"] = json!(class);
-    Ok(Json(out))
+    Ok(crate::api::json_bytes(Bytes::clone(&body)))
 }
 
 pub async fn create(

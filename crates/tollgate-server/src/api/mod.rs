@@ -45,3 +45,13 @@ pub fn with_extra(mut out: Value, extra: &Map<String, Value>) -> Value {
     }
     out
 }
+
+/// A JSON body already rendered (what `axum::Json` would send: the same bytes and header).
+pub fn json_bytes(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}

@@ -4,10 +4,10 @@
 //! expired, inactive, or created by other tokens; `?posture=<name>` lists only those.
 
 use serde_json::{Map, Value, json};
-use tollgate_store::Id;
 use tollgate_store::list::{ListSpec, Page};
 use tollgate_store::posture::Posture;
 use tollgate_store::tokens::TokenRecord;
+use tollgate_store::{Id, Part};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -51,16 +51,41 @@ pub async fn page(
     })
 }
 
-/// `{"neverUsed": n, …}` over every token of the application.
+/// The summary, and the last instant at which it holds unless a token changes.
+struct Summary {
+    counts: Value,
+    until: i64,
+}
+
+/// `{"neverUsed": n, …}` over every token of the application. Answered from memory while the
+/// freshness gate allows (`read_cache`) and until the first instant at which a token's time
+/// moves it into another category (idle, expiring, expired); tokens change only with a
+/// change notice, last-used times included (their flush, just above, sends one).
 pub async fn summary(state: &AppState, application: Id) -> ApiResult<Value> {
     flush(state).await;
-    let counts = state
-        .store()
-        .token_posture(application, tollgate_store::now_ms())
+    let store = state.store();
+    let summary = state
+        .reads()
+        .get(
+            application,
+            Part::Tokens,
+            "posture",
+            |s: &Summary| tollgate_store::now_ms() <= s.until,
+            |_| true,
+            || async {
+                let (counts, until) = store
+                    .token_posture_until(application, tollgate_store::now_ms())
+                    .await?;
+                let map: Map<String, Value> = counts
+                    .into_iter()
+                    .map(|(p, n)| (p.name().to_owned(), json!(n)))
+                    .collect();
+                Ok::<_, ApiError>(Summary {
+                    counts: Value::Object(map),
+                    until,
+                })
+            },
+        )
         .await?;
-    let map: Map<String, Value> = counts
-        .into_iter()
-        .map(|(p, n)| (p.name().to_owned(), json!(n)))
-        .collect();
-    Ok(Value::Object(map))
+    Ok(summary.counts.clone())
 }

@@ -5,14 +5,17 @@
 //! response only.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tollgate_core::Scope;
-use tollgate_store::Id;
+
+use tollgate_store::list::Page;
 use tollgate_store::tokens::{TOKEN_FIELDS, TokenChange, TokenRecord, TokenStatus};
+use tollgate_store::{Id, Part};
 
 use crate::api::lineage::CascadeQuery;
 use crate::api::success;
@@ -144,16 +147,38 @@ pub struct ListQuery {
     posture: Option<String>,
 }
 
+/// The page of tokens is read from memory while the freshness gate allows (`read_cache`), by
+/// query string, unless it holds a token with a usage limit (its remaining uses change with
+/// every lease, on every node, without a notice) or is one posture category (whose condition
+/// moves with the time); each token is rendered per request (its lifecycle fields depend on
+/// the time, its last use on this node's memory).
 pub async fn list(
     State(state): State<AppState>,
     access: AppAccess,
+    RawQuery(raw): RawQuery,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let params = query.list;
     let spec = params.spec(&TOKEN_FIELDS)?;
     let posture = crate::api::token_posture::parse(query.posture.as_deref())?;
-    let page =
-        crate::api::token_posture::page(&state, access.application(), posture, &spec).await?;
+    let app = access.application();
+    let page = match posture {
+        None => {
+            let store = state.store();
+            state
+                .reads()
+                .get(
+                    app,
+                    Part::Tokens,
+                    &format!("list:{}", raw.as_deref().unwrap_or("")),
+                    |_| true,
+                    |p: &Page<TokenRecord>| p.items.iter().all(|t| t.unleased_uses.is_none()),
+                    || async { Ok::<_, ApiError>(store.list_tokens(app, &spec).await?) },
+                )
+                .await?
+        }
+        Some(_) => Arc::new(crate::api::token_posture::page(&state, app, posture, &spec).await?),
+    };
     let items = page.items.iter().map(|t| token_json(&state, t)).collect();
     let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page.total);
     out["ownerId"] = json!(access.application());
@@ -202,9 +227,20 @@ pub async fn get(
     access: AppAccess,
     Path((_, token_id)): Path<(Id, Id)>,
 ) -> ApiResult<Json<Value>> {
+    // From memory while the freshness gate allows (`read_cache`), unless the token has a usage
+    // limit (see `list`); rendered per request.
+    let app = access.application();
+    let store = state.store();
     let t = state
-        .store()
-        .token(access.application(), token_id)
+        .reads()
+        .get(
+            app,
+            Part::Tokens,
+            &format!("id:{token_id}"),
+            |_| true,
+            |t: &TokenRecord| t.unleased_uses.is_none(),
+            || store.token(app, token_id),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "API token"))?;
     let mut out = token_json(&state, &t);

@@ -476,7 +476,7 @@ impl Credentials {
                 write(&self.sessions).retain(|_, s| s.user_id != *user);
             }
             Change::All => self.clear(),
-            Change::Device(_) => {}
+            Change::Device(_) | Change::Reads { .. } => {}
         }
         self.freshness.bump();
     }

@@ -225,6 +225,24 @@ pub mod http {
         Ok(Reply { status, body })
     }
 
+    /// GET `path` from `base` without credentials and return the body as text (`/metrics`).
+    pub fn text(base: &str, path: &str) -> String {
+        let addr = base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the server");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+
     pub fn get(base: &str, path: &str, token: &str) -> Reply {
         call(base, "GET", path, Some(token), None)
     }

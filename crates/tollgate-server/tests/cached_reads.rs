@@ -1,0 +1,300 @@
+//! Read actions answered from memory (`read_cache`): after every write of a sequence, each
+//! cached read answers exactly what a node with nothing cached reads from the database, and
+//! a warm read asks the database nothing (counted in `/metrics`).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_store::Store;
+use tollgate_testkit::{Case, case};
+
+use crate::common::{TestApp, eventually};
+
+/// Database lookups of the cached read actions, from `/metrics`, by part.
+pub fn lookups_in(metrics: &str, part: &str) -> u64 {
+    let line = format!("tollgate_read_answers_total{{part=\"{part}\",from=\"database\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line} in the metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn lookups(t: &TestApp, part: &str) -> u64 {
+    lookups_in(&t.raw_text("/metrics", None).await.1, part)
+}
+
+/// A second node over the same database that keeps nothing between requests: its answers
+/// are the database's.
+async fn uncached_node(t: &TestApp) -> TestApp {
+    let store = Store::connect_with(&t.database_url, 2).await.unwrap();
+    TestApp::with_store(store, t.database_url.clone(), tempfile::tempdir().unwrap())
+}
+
+/// Every read (`path`, its part): answered by `t` twice, the second time from memory with no
+/// database lookup, and both the same bytes as `fresh`'s answer from the database.
+async fn same_as_database(
+    t: &TestApp,
+    fresh: &TestApp,
+    s: &str,
+    reads: &[(String, &str)],
+    step: &str,
+) {
+    for (path, part) in reads {
+        let (status, first) = t.raw_text(path, Some(s)).await;
+        assert_eq!(status, 200, "{step}: {path}: {first}");
+        let before = lookups(t, part).await;
+        let (_, warm) = t.raw_text(path, Some(s)).await;
+        assert_eq!(
+            lookups(t, part).await,
+            before,
+            "{step}: the warm read of {path} asked the database"
+        );
+        assert_eq!(first, warm, "{step}: {path}");
+        fresh.state.clear_caches();
+        let (status, db) = fresh.raw_text(path, Some(s)).await;
+        assert_eq!(status, 200, "{step}: {path}: {db}");
+        assert_eq!(
+            warm, db,
+            "{step}: the cached answer of {path} differs from the database's"
+        );
+    }
+}
+
+async fn cached_reads_equal_the_database_after_every_write() {
+    let t = TestApp::new().await;
+    let user = t.user("reader@example.com").await;
+    let s = t.session_for(user).await;
+    let app = t.app_of(user, "Plant").await;
+    let fresh = uncached_node(&t).await;
+    let base = format!("/applications/{app}");
+
+    let token = t
+        .post(&format!("{base}/tokens"), &s, json!({ "name": "first" }))
+        .await
+        .expect(201);
+    let tid = token["id"].as_str().unwrap().to_owned();
+    let secret = token["token"].as_str().unwrap().to_owned();
+
+    let mut reads: Vec<(String, &str)> = vec![
+        (base.clone(), "application"),
+        (format!("{base}/tokens"), "tokens"),
+        (
+            format!("{base}/tokens?sortField=name&sortDirection=desc&perPage=1"),
+            "tokens",
+        ),
+        (format!("{base}/tokens/{tid}"), "tokens"),
+        (format!("{base}/flows"), "flows"),
+        (
+            format!("{base}/flows?filterField=name&filter=Too*"),
+            "flows",
+        ),
+        (format!("{base}/devices"), "devices"),
+        (
+            format!("{base}/devices?filterField=name&filter=H*&perPage=5"),
+            "devices",
+        ),
+        (
+            format!("{base}/devices?tagFilter[0][key]=floor&tagFilter[0][value]=3"),
+            "devices",
+        ),
+    ];
+    same_as_database(&t, &fresh, &s, &reads, "at first").await;
+
+    t.patch(&base, &s, json!({ "name": "Renamed", "description": "d" }))
+        .await
+        .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "application renamed").await;
+
+    let second = t
+        .post(
+            &format!("{base}/tokens"),
+            &s,
+            json!({ "name": "second", "expirationDate": "2031-01-01T00:00:00.000Z" }),
+        )
+        .await
+        .expect(201);
+    let second = second["id"].as_str().unwrap().to_owned();
+    reads.push((format!("{base}/tokens/{second}"), "tokens"));
+    same_as_database(&t, &fresh, &s, &reads, "token created").await;
+
+    t.patch(
+        &format!("{base}/tokens/{tid}"),
+        &s,
+        json!({ "name": "first, renamed", "status": "inactive" }),
+    )
+    .await
+    .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "token renamed and deactivated").await;
+    t.patch(
+        &format!("{base}/tokens/{tid}"),
+        &s,
+        json!({ "status": "active" }),
+    )
+    .await
+    .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "token reactivated").await;
+
+    // A use of the token is shown once recorded: the flush is a change like any other.
+    t.get(&base, &secret).await.expect(200);
+    t.state.credentials().flush_last_used().await.unwrap();
+    let listed = t.get(&format!("{base}/tokens/{tid}"), &s).await.expect(200);
+    assert!(listed["lastUsedDate"].is_string(), "{listed}");
+    same_as_database(&t, &fresh, &s, &reads, "token used").await;
+
+    t.delete(&format!("{base}/tokens/{second}"), &s)
+        .await
+        .expect(200);
+    reads.pop();
+    same_as_database(&t, &fresh, &s, &reads, "token deleted").await;
+
+    let flow = json!({
+        "name": "Too hot",
+        "triggers": [],
+        "nodes": [{ "id": "n1", "type": "DebugNode", "config": {} }],
+    });
+    let f = t.post(&format!("{base}/flows"), &s, flow).await.expect(201);
+    let fid = f["id"].as_str().unwrap().to_owned();
+    same_as_database(&t, &fresh, &s, &reads, "flow created").await;
+    t.patch(
+        &format!("{base}/flows/{fid}"),
+        &s,
+        json!({ "name": "Too hot, really" }),
+    )
+    .await
+    .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "flow renamed").await;
+    t.delete(&format!("{base}/flows/{fid}"), &s)
+        .await
+        .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "flow deleted").await;
+
+    let device = |name: &str, floor: &str| {
+        json!({
+            "name": name,
+            "tags": [{ "key": "floor", "value": floor }],
+            "attributes": [{ "name": "temperature", "dataType": "number" }],
+        })
+    };
+    let hall = t
+        .post(&format!("{base}/devices"), &s, device("Hall", "3"))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    same_as_database(&t, &fresh, &s, &reads, "device created").await;
+    let attic = t
+        .post(&format!("{base}/devices"), &s, device("Attic", "4"))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    same_as_database(&t, &fresh, &s, &reads, "second device created").await;
+    t.patch(
+        &format!("{base}/devices/{attic}"),
+        &s,
+        json!({ "name": "Hallway", "tags": [{ "key": "floor", "value": "3" }] }),
+    )
+    .await
+    .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "device renamed and retagged").await;
+    t.delete(&format!("{base}/devices/{hall}"), &s)
+        .await
+        .expect(200);
+    same_as_database(&t, &fresh, &s, &reads, "device deleted").await;
+
+    // Deleting the application: nothing cached about it answers any more.
+    t.delete(&base, &s).await.expect(200);
+    t.get(&base, &s).await.expect(404);
+}
+
+/// The posture counts move with the time (a token expires without any write): the cached
+/// summary is good only until the first such instant.
+async fn the_posture_summary_follows_the_clock() {
+    let t = TestApp::new().await;
+    let user = t.user("clock@example.com").await;
+    let s = t.session_for(user).await;
+    let app = t.app_of(user, "Plant").await;
+    let fresh = uncached_node(&t).await;
+    let base = format!("/applications/{app}/tokens");
+    let expires = tollgate_store::now_ms() + 1500;
+    t.post(
+        &base,
+        &s,
+        json!({ "name": "soon", "expirationDate": tollgate_server::time::iso(expires) }),
+    )
+    .await
+    .expect(201);
+    let posture = |v: &Value| v["posture"].clone();
+    let before = t.get(&base, &s).await.expect(200);
+    assert_eq!(posture(&before)["expiringWithin30Days"], 1, "{before}");
+    assert_eq!(posture(&before)["expired"], 0);
+    let warm = lookups(&t, "tokens").await;
+    assert_eq!(
+        posture(&t.get(&base, &s).await.expect(200)),
+        posture(&before)
+    );
+    assert_eq!(lookups(&t, "tokens").await, warm, "warm before the expiry");
+
+    eventually("the token's expiry", Duration::from_secs(30), || async {
+        (tollgate_store::now_ms() > expires).then_some(())
+    })
+    .await;
+    let after = t.get(&base, &s).await.expect(200);
+    assert_eq!(posture(&after)["expired"], 1, "{after}");
+    assert_eq!(posture(&after)["expiringWithin30Days"], 0);
+    fresh.state.clear_caches();
+    assert_eq!(
+        t.raw_text(&base, Some(&s)).await.1,
+        fresh.raw_text(&base, Some(&s)).await.1
+    );
+}
+
+/// A token with a usage limit changes with every lease of its uses (on any node, with no
+/// notice): answers showing it are read from the database every time.
+async fn tokens_with_usage_limits_are_not_kept() {
+    let t = TestApp::new().await;
+    let user = t.user("quota@example.com").await;
+    let s = t.session_for(user).await;
+    let app = t.app_of(user, "Plant").await;
+    let base = format!("/applications/{app}/tokens");
+    let limited = t
+        .post(&base, &s, json!({ "name": "limited", "usageLimit": 100 }))
+        .await
+        .expect(201);
+    let id = limited["id"].as_str().unwrap();
+    let secret = limited["token"].as_str().unwrap().to_owned();
+    let one = format!("{base}/{id}");
+    let first = t.get(&one, &s).await.expect(200);
+    assert_eq!(first["usesRemaining"], 100, "{first}");
+    t.get(&format!("/applications/{app}"), &secret)
+        .await
+        .expect(200);
+    let before = lookups(&t, "tokens").await;
+    let again = t.get(&one, &s).await.expect(200);
+    assert_eq!(lookups(&t, "tokens").await, before + 1, "read again");
+    let fresh = uncached_node(&t).await;
+    let db = fresh.get(&one, &s).await.expect(200);
+    // This node counts the uses it leased and has not spent; another node shows them spent.
+    assert!(
+        again["usesRemaining"].as_i64() >= db["usesRemaining"].as_i64(),
+        "{again} {db}"
+    );
+    t.get(&base, &s).await.expect(200);
+    let before = lookups(&t, "tokens").await;
+    t.get(&base, &s).await.expect(200);
+    // The page holding the limited token is read again; the posture summary is kept.
+    assert_eq!(lookups(&t, "tokens").await, before + 1);
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(cached_reads_equal_the_database_after_every_write),
+        case!(the_posture_summary_follows_the_clock),
+        case!(tokens_with_usage_limits_are_not_kept),
+    ]
+}
