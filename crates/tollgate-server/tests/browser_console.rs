@@ -99,6 +99,20 @@ fn read_response(s: &mut TcpStream) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The administrator's API session token (`POST /auth/user`).
+pub(crate) fn admin_token(base: &str) -> String {
+    api_json(
+        base,
+        "POST",
+        "/auth/user",
+        None,
+        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub(crate) fn api_json(
     base: &str,
     method: &str,
@@ -980,16 +994,7 @@ async fn phone_flow() {
     let mut b = Browser::start("console_on_a_phone", dir.path()).await;
     b.resize(390, 844).await;
 
-    let admin = api_json(
-        &base,
-        "POST",
-        "/auth/user",
-        None,
-        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&base);
     let app = api_json(
         &base,
         "POST",
@@ -1101,16 +1106,7 @@ async fn read_only_flow() {
     let base = server.url.clone();
 
     // An organization with a viewer, an application and one token.
-    let admin = api_json(
-        &base,
-        "POST",
-        "/auth/user",
-        None,
-        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&base);
     let org = api_json(
         &base,
         "POST",
@@ -1314,16 +1310,7 @@ async fn account_flow() {
     assert_eq!(b.prop("#last-name", "value").await, "Hopper");
 
     // The password: a confirmation that differs, then a weak one, are refused in place.
-    let other = api_json(
-        &base,
-        "POST",
-        "/auth/user",
-        None,
-        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = admin_token(&base);
     b.type_into("#current-password", ADMIN_PASSWORD).await;
     b.type_into("#new-password", "Grace-passw0rd!").await;
     b.type_into("#confirm-password", "Grace-passw0rd?").await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tollgate_testkit::{Case, Need, case};
 
-use crate::browser_console::{Browser, api_json, server, within};
+use crate::browser_console::{Browser, admin_token, api_json, server, within};
 use crate::common::process::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
 const AGENT: &str = "lobby-screen/3.1";
@@ -61,16 +61,7 @@ async fn usage_flow() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path()).await;
     let base = server.url.clone();
-    let admin = api_json(
-        &base,
-        "POST",
-        "/auth/user",
-        None,
-        json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&base);
     let app = api_json(
         &base,
         "POST",
