@@ -42,6 +42,8 @@ pub(crate) const MAX_JOBS: usize = 128;
 /// A batch takes no more requests once it holds this many reports (a request's own reports
 /// are bounded by the server), so that one transaction stays short.
 pub(crate) const MAX_REPORTS: usize = 10_000;
+/// A request with this many reports or more commits alone ([`Store::insert_reports_of`]).
+pub const ALONE_FROM: usize = 16;
 /// Requests that may wait for the committer; more wait to be queued.
 const QUEUE: usize = 1024;
 

@@ -632,15 +632,17 @@ pub async fn send_state(
     Body(StateBody(body)): Body<StateBody>,
 ) -> ApiResult<Json<Value>> {
     let now = now_ms();
+    let count = body.as_array().map_or(1, Vec::len);
     // The reports are checked against the device as the store's transaction sees it (and
     // keeps it until commit), not against a cached copy: a PATCH that removed an attribute a
     // moment ago is seen, and one racing this report waits for it.
     state
         .store()
-        .insert_reports(
+        .insert_reports_of(
             &access.actor(),
             access.application(),
             id,
+            count,
             move |device| match &body {
                 Value::Array(items) => items
                     .iter()
