@@ -566,34 +566,7 @@ async fn toggle_save_and_delete_take_effect_on_the_next_request() {
 
 async fn members_without_edit_rights_see_the_list_read_only() {
     let t = TestApp::new().await;
-    let (_, owner) = t.login("owner@example.com").await;
-    let org = t
-        .post("/orgs", &owner, json!({ "name": "Plant" }))
-        .await
-        .expect(201);
-    let org_id = org["id"].as_str().unwrap().to_owned();
-    let viewer = t.user("viewer@example.com").await;
-    let viewer_session = t.session_for(viewer).await;
-    t.join_org(
-        &org_id,
-        &owner,
-        "viewer@example.com",
-        "view",
-        &viewer_session,
-    )
-    .await;
-    let app = t
-        .post(
-            "/applications",
-            &owner,
-            json!({ "name": "Line 3", "orgId": org_id }),
-        )
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .parse::<Id>()
-        .unwrap();
+    let (_, viewer_session, app) = t.org_app_with_viewer().await;
     let (token_id, _) = t
         .raw_token(
             app,
@@ -602,7 +575,7 @@ async fn members_without_edit_rights_see_the_list_read_only() {
             None,
         )
         .await;
-    let cookie = format!("tollgate_session={}", t.session_for(viewer).await);
+    let cookie = format!("tollgate_session={viewer_session}");
 
     let list_path = format!("/console/applications/{app}/tokens");
     let list = get(&t, &list_path, &cookie).await;

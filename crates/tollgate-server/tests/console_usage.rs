@@ -532,34 +532,7 @@ async fn the_audit_log_page_lists_entries_newest_first_a_page_at_a_time() {
 
 async fn a_viewer_sees_usage_and_posture_but_is_not_offered_a_replacement() {
     let t = TestApp::new().await;
-    let (_, owner) = t.login("owner@example.com").await;
-    let org = t
-        .post("/orgs", &owner, json!({ "name": "Plant" }))
-        .await
-        .expect(201);
-    let org_id = org["id"].as_str().unwrap().to_owned();
-    let viewer = t.user("viewer@example.com").await;
-    let viewer_session = t.session_for(viewer).await;
-    t.join_org(
-        &org_id,
-        &owner,
-        "viewer@example.com",
-        "view",
-        &viewer_session,
-    )
-    .await;
-    let app = t
-        .post(
-            "/applications",
-            &owner,
-            json!({ "name": "Line 3", "orgId": org_id }),
-        )
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .parse::<Id>()
-        .unwrap();
+    let (owner, viewer_session, app) = t.org_app_with_viewer().await;
     let made = t
         .api_token(
             &owner,

@@ -252,6 +252,40 @@ impl TestApp {
 
     /// `admin` invites `email` to `org` with `role`, and the invitee (session `member`)
     /// accepts: invitations are pending until accepted.
+    /// An organization "Plant" with application "Line 3", its owner's session, and the session
+    /// of a member with the view role: `(owner, viewer, application)`.
+    pub async fn org_app_with_viewer(&self) -> (String, String, Id) {
+        let (_, owner) = self.login("owner@example.com").await;
+        let org = self
+            .post("/orgs", &owner, json!({ "name": "Plant" }))
+            .await
+            .expect(201);
+        let org_id = org["id"].as_str().unwrap().to_owned();
+        let viewer = self.user("viewer@example.com").await;
+        let viewer_session = self.session_for(viewer).await;
+        self.join_org(
+            &org_id,
+            &owner,
+            "viewer@example.com",
+            "view",
+            &viewer_session,
+        )
+        .await;
+        let app = self
+            .post(
+                "/applications",
+                &owner,
+                json!({ "name": "Line 3", "orgId": org_id }),
+            )
+            .await
+            .expect(201)["id"]
+            .as_str()
+            .unwrap()
+            .parse::<Id>()
+            .unwrap();
+        (owner, viewer_session, app)
+    }
+
     pub async fn join_org(&self, org: &str, admin: &str, email: &str, role: &str, member: &str) {
         self.post(
             &format!("/orgs/{org}/invites"),
