@@ -9,7 +9,7 @@
 //! the session's `statement_timeout` (the same value) also stops the statement on the server,
 //! so an abandoned query does not keep a backend busy.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -19,11 +19,14 @@ use crate::state::AppState;
 pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let timeout = state.settings().db_timeout;
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // The route template, shared (an `Arc`): no copy of the path per request, and no ids in
+    // the warning.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {
-            tracing::warn!(%method, %path, timeout_ms = timeout.as_millis() as u64, "request abandoned at its deadline");
+            let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+            tracing::warn!(%method, route, timeout_ms = timeout.as_millis() as u64, "request abandoned at its deadline");
             ApiError::database_timeout(timeout).into_response()
         }
     }

@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tollgate_store::StoreError;
@@ -100,18 +98,6 @@ fn free_bytes(state: &AppState) -> Option<u64> {
 #[cfg(not(unix))]
 fn free_bytes(_: &AppState) -> Option<u64> {
     None
-}
-
-/// Middleware: tells the write check about refused (507) and successful writes.
-pub async fn track_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let res = next.run(req).await;
-    if res.status() == StatusCode::INSUFFICIENT_STORAGE {
-        state.write_check().note_full();
-    } else if writes && res.status().is_success() {
-        state.write_check().note_written();
-    }
-    res
 }
 
 pub fn router() -> Router<AppState> {

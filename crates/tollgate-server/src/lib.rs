@@ -19,6 +19,8 @@ pub mod freshness;
 pub mod health;
 pub mod health_listener;
 pub mod limits;
+pub mod log_format;
+pub mod log_writer;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
@@ -69,17 +71,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(close_if_body_unread))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            health::track_writes,
-        ))
-        .layer(axum::middleware::map_response_with_state(
-            state.clone(),
-            metrics::count_response,
-        ))
-        // One log line and one latency observation per request (route template, status,
-        // latency, credential kind and id; never a secret).
-        .layer(observe::ObserveLayer::new(state.latencies().clone()))
+        // One log line, one latency observation, one response count and the write check of
+        // /health per request (route template, status, latency, credential kind and id; never
+        // a secret).
+        .layer(observe::ObserveLayer::new(state.clone()))
         // Logs method, path and status at debug level (`RUST_LOG=tollgate_server=debug`),
         // never headers (they carry credentials) or bodies. At the default level the span is
         // disabled and costs next to nothing on the hot path.

@@ -20,6 +20,13 @@ use tollgate_store::tokens::TokenRecord;
 use tollgate_store::users::NewUser;
 use tollgate_store::{Actor, Backend, Store, StoreError, StoreOptions};
 
+/// mimalloc rather than the C library's allocator: a request allocates and frees a few dozen
+/// small blocks (headers, the route's parameters, the response), and under `device.get` load
+/// glibc's `malloc`/`free` (with `malloc_consolidate`) took about 12 % of the server's CPU
+/// (`perf`, BENCHMARKS.md); mimalloc's thread-local free lists do the same work in a fraction.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tollgate: a self-hosted IoT application server whose every API call is guarded by
 /// application API tokens. Speaks the Losant REST API, so the official clients work unchanged.
 #[derive(Parser)]
@@ -606,31 +613,32 @@ async fn copy_database(from: &str, to: &str, replace_target: bool) -> anyhow::Re
     Ok(())
 }
 
-/// Logs go to standard error through a buffer written by a thread of its own: a request
-/// thread formats its line and hands it over, and the lines are written in batches (flushed
-/// whenever the queue runs empty), so one line per request does not cost one `write` system
-/// call per request. Nothing is dropped: past 128,000 queued lines, loggers wait. Keep the
-/// guard until exit: dropping it writes what is left.
-fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to standard error in batches written by a thread of its own (see
+/// `tollgate_server::log_writer`): a request thread formats its line and appends it to a
+/// buffer, so one line per request costs no system call of its own. Keep the guard until
+/// exit: dropping it writes what is left.
+fn init_logs(format: LogFormat) -> anyhow::Result<tollgate_server::log_writer::Guard> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tollgate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = tollgate_server::log_writer::batched(std::io::stderr())
+        .context("starting the log writer thread")?;
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(terminal)
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Colours for a person at a terminal; the cheaper plain format of the same shape for
+        // files and collectors (one line per request is formatted at full load).
+        LogFormat::Text if terminal => builder.init(),
+        LogFormat::Text => builder
+            .event_format(tollgate_server::log_format::PlainText)
+            .fmt_fields(tollgate_server::log_format::PlainFields)
+            .init(),
     }
-    guard
+    Ok(guard)
 }
 
 /// One line of standard input, without its line ending.
@@ -891,7 +899,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let _logs = init_logs(args.log_format);
+            let _logs = init_logs(args.log_format)?;
             let metrics_token = match &args.metrics_token_file {
                 None => None,
                 Some(path) => {
@@ -990,7 +998,7 @@ async fn main() -> anyhow::Result<()> {
             serve(store, settings, options).await
         }
         Command::Db(DbCommand::Check { db }) => {
-            let logs = init_logs(LogFormat::Text);
+            let logs = init_logs(LogFormat::Text)?;
             if check_database(&db).await? {
                 Ok(())
             } else {
@@ -1003,23 +1011,23 @@ async fn main() -> anyhow::Result<()> {
             to,
             replace_target,
         }) => {
-            let _logs = init_logs(LogFormat::Text);
+            let _logs = init_logs(LogFormat::Text)?;
             copy_database(&from, &to, replace_target).await
         }
         Command::Db(DbCommand::Backup { to, db }) => {
-            let _logs = init_logs(LogFormat::Text);
+            let _logs = init_logs(LogFormat::Text)?;
             backup_database(&to, &db).await
         }
         Command::Db(DbCommand::Restore { from, db }) => {
-            let _logs = init_logs(LogFormat::Text);
+            let _logs = init_logs(LogFormat::Text)?;
             restore_database(&from, &db).await
         }
         Command::User(command) => {
-            let _logs = init_logs(LogFormat::Text);
+            let _logs = init_logs(LogFormat::Text)?;
             user_command(command).await
         }
         Command::Tokens(command) => {
-            let _logs = init_logs(LogFormat::Text);
+            let _logs = init_logs(LogFormat::Text)?;
             tokens_command(command).await
         }
     }

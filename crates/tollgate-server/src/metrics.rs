@@ -19,7 +19,7 @@ use crate::state::AppState;
 pub struct ResponseCounts([AtomicU64; 5]);
 
 impl ResponseCounts {
-    fn count(&self, status: u16) {
+    pub(crate) fn count(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.0[class].fetch_add(1, Ordering::Relaxed);
     }
@@ -27,12 +27,6 @@ impl ResponseCounts {
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
-}
-
-/// Counts every response by status class (a `map_response` layer: no boxing per request).
-pub async fn count_response(State(state): State<AppState>, response: Response) -> Response {
-    state.responses().count(response.status().as_u16());
-    response
 }
 
 async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {

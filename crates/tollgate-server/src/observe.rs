@@ -9,6 +9,12 @@
 //! * **Latency histograms** for `/metrics`: per registry action (and `other` for the console,
 //!   health, metrics and unmatched paths) and status class, in fixed buckets of atomic
 //!   counters: no lock and no allocation per request.
+//! * **Response counts** by status (`/metrics`) and the **write check** of `/health` (a
+//!   successful write clears "disk full", a 507 sets it; see `health.rs`).
+//!
+//! These were one middleware each; one layer with one future per request costs less than
+//! four boxed ones (each `axum::middleware::from_fn` boxes its future and the rest of the
+//! stack), and the request log is the one place that sees every response anyway.
 //!
 //! The authorization guard tells this layer which action and credential a request had by
 //! putting a [`Seen`] into the response's extensions; handlers' errors put their detail there
@@ -16,16 +22,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use axum::http::{Method, Request, Response};
+use axum::http::{Method, Request, Response, StatusCode};
 use tollgate_core::{Action, REGISTRY};
 use tollgate_store::Id;
 use tower::{Layer, Service};
+
+use crate::state::AppState;
 
 /// Who a request came from, as far as the log may say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,12 +149,12 @@ impl Latencies {
 /// The layer (see the module's documentation).
 #[derive(Clone)]
 pub struct ObserveLayer {
-    latencies: Arc<Latencies>,
+    state: AppState,
 }
 
 impl ObserveLayer {
-    pub fn new(latencies: Arc<Latencies>) -> ObserveLayer {
-        ObserveLayer { latencies }
+    pub fn new(state: AppState) -> ObserveLayer {
+        ObserveLayer { state }
     }
 }
 
@@ -156,7 +163,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            latencies: self.latencies.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -164,7 +171,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    latencies: Arc<Latencies>,
+    state: AppState,
 }
 
 impl<S, B, RB> Service<Request<B>> for Observe<S>
@@ -188,7 +195,7 @@ where
             started,
             method,
             route,
-            latencies: self.latencies.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -200,7 +207,7 @@ pin_project_lite::pin_project! {
         started: Instant,
         method: Method,
         route: Option<MatchedPath>,
-        latencies: Arc<Latencies>,
+        state: AppState,
     }
 }
 
@@ -217,7 +224,17 @@ where
             let us = u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let seen = res.extensions().get::<Seen>().copied();
             let status = res.status().as_u16();
-            this.latencies.observe(seen.map(|s| s.action), status, us);
+            let state = &*this.state;
+            state
+                .latencies()
+                .observe(seen.map(|s| s.action), status, us);
+            state.responses().count(status);
+            let writes = !matches!(*this.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if status == StatusCode::INSUFFICIENT_STORAGE.as_u16() {
+                state.write_check().note_full();
+            } else if writes && res.status().is_success() {
+                state.write_check().note_written();
+            }
             log(
                 this.method,
                 this.route
