@@ -330,6 +330,18 @@ impl Store {
         })
     }
 
+    /// The applications of organization `org`, by id.
+    pub async fn org_application_ids(&self, org: Id) -> Result<Vec<Id>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM applications WHERE owner_type = 'organization' AND owner_id = $1 \
+             ORDER BY id",
+        )
+        .bind(org.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|i| from_db(i)).collect()
+    }
+
     /// Organization `org`'s default policy (all unset when it has none).
     pub async fn org_policy(&self, org: Id) -> Result<PolicyFields> {
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")

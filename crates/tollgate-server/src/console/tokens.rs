@@ -218,7 +218,9 @@ async fn render_list(
             state_label: Life::of(t, now).label(),
             ended: matches!(Life::of(t, now), Life::Expired | Life::Retired),
             expires_in: lifecycle::expires_in(t.expiration_date, now),
-            expiring_soon: lifecycle::expiring_soon(t.expiration_date, now),
+            expiring_soon: state
+                .leads()
+                .expiring_soon(t.application_id, t.expiration_date, now),
             status_href: format!("{}/status", token_href(app, t.id)),
             delete_href: format!("{}/delete", token_href(app, t.id)),
         })
