@@ -56,6 +56,7 @@ mod sessions;
 mod storage_faults;
 mod token_authority;
 mod token_matrix;
+mod token_policy;
 mod token_usage;
 mod wire_format;
 
@@ -120,6 +121,7 @@ fn main() -> std::process::ExitCode {
             token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),
+            token_policy::cases(),
             token_usage::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],
