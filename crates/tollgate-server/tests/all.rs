@@ -22,6 +22,7 @@ mod api_foundation;
 mod api_tokens;
 mod backup_restore;
 mod browser_console;
+mod browser_policy;
 mod browser_usage;
 mod cached_reads;
 mod cli_operations;
@@ -87,6 +88,7 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             backup_restore::cases(),
             browser_console::cases(),
+            browser_policy::cases(),
             browser_usage::cases(),
             cached_reads::cases(),
             cli_operations::cases(),
