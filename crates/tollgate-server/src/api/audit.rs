@@ -145,10 +145,11 @@ fn filter(q: Option<FilterQuery>) -> Result<AuditFilter, ApiError> {
     })
 }
 
-/// The actor types the store records for the `tollgate` command and for a leak report
-/// (someone without credentials): the reference has no such actors, so such entries carry no
-/// `actorType` (and no `actorId`); `actorName` is `operator` or `leak report`.
-const NOT_IN_REFERENCE: [&str; 2] = ["Operator", "Anonymous"];
+/// The actor types the store records for the `tollgate` command, for a leak report (someone
+/// without credentials) and for the background jobs: the reference has no such actors, so
+/// such entries carry no `actorType` (and no `actorId`); `actorName` is `operator`, `leak
+/// report` or `tollgate`.
+const NOT_IN_REFERENCE: [&str; 3] = ["Operator", "Anonymous", "System"];
 
 /// An entry as the API shows it: the reference `auditLog` fields, and Tollgate's extras
 /// `applicationId` and `clientAddress`.
