@@ -294,8 +294,7 @@ fn token_entry(action: &'static str, id: Id, application: Id, name: &str, body: 
 impl Store {
     /// Application `app`'s policy: its own fields and its organization's default.
     pub async fn application_policy(&self, app: Id) -> Result<ApplicationPolicy> {
-        let sql = format!(
-            "SELECT a.owner_type, a.owner_id, ap.application_id AS a_present, \
+        let sql = "SELECT a.owner_type, a.owner_id, ap.application_id AS a_present, \
              ap.max_lifetime_ms AS a_max_lifetime_ms, ap.expiry_required AS a_expiry_required, \
              ap.idle_deactivation_ms AS a_idle_deactivation_ms, \
              ap.warning_leads_ms AS a_warning_leads_ms, op.org_id AS o_org_id, \
@@ -305,9 +304,8 @@ impl Store {
              FROM applications a \
              LEFT JOIN application_token_policies ap ON ap.application_id = a.id \
              LEFT JOIN org_token_policies op ON a.owner_type = 'organization' AND op.org_id = a.owner_id \
-             WHERE a.id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+             WHERE a.id = $1";
+        let row = sqlx::query(sql)
             .bind(app.to_hex())
             .fetch_optional(&self.pool)
             .await?
@@ -349,14 +347,13 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         exists.ok_or(StoreError::NotFound)?;
-        let sql = format!(
+        let row = sqlx::query(
             "SELECT max_lifetime_ms, expiry_required, idle_deactivation_ms, warning_leads_ms \
-             FROM org_token_policies WHERE org_id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org.to_hex())
-            .fetch_optional(&self.pool)
-            .await?;
+             FROM org_token_policies WHERE org_id = $1",
+        )
+        .bind(org.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map_or(Ok(PolicyFields::default()), |r| fields_from_row(&r, ""))
     }
 

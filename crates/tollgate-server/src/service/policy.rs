@@ -259,7 +259,7 @@ pub async fn application_json(
         found
             .iter()
             .take(MAX_VIOLATORS_LISTED)
-            .map(|v| violator_json(v))
+            .map(violator_json)
             .collect(),
     );
     Ok(out)
