@@ -91,6 +91,10 @@ pub const EXTENSIONS: &[&str] = &[
     "applicationAuditLogs.get",
     "applicationApiToken.usage",
     "applicationApiToken.descendants",
+    "applicationTokenPolicy.get",
+    "applicationTokenPolicy.patch",
+    "orgTokenPolicy.get",
+    "orgTokenPolicy.patch",
 ];
 
 impl ActionDef {
@@ -245,6 +249,14 @@ registry! {
         Organization, read_only: true, min_role: Admin, 200,
         body: None, response: "auditLog",
         "Retrieves information on an audit log";
+    OrgTokenPolicyGet: "orgTokenPolicy.get" Get "/orgs/{orgId}/token-policy",
+        Organization, read_only: true, min_role: View, 200,
+        body: None, response: "orgTokenPolicy",
+        "Retrieves the organization's default token policy for its applications (maxLifetimeDays, expiryRequired, idleDeactivationDays, warningLeadDays; null: the built-in default) (extension: not in the reference API)";
+    OrgTokenPolicyPatch: "orgTokenPolicy.patch" Patch "/orgs/{orgId}/token-policy",
+        Organization, read_only: false, min_role: Admin, 200,
+        body: Some("tokenPolicyPatch"), response: "orgTokenPolicy",
+        "Changes the organization's default token policy (fields given only; null unsets one); no existing token is changed, the answer lists the tokens of its applications that break the new policy (extension: not in the reference API)";
     ApplicationsGet: "applications.get" Get "/applications",
         Organization, read_only: true, min_role: View, 200,
         body: None, response: "applications",
@@ -304,6 +316,14 @@ registry! {
         Application, read_only: true, min_role: View, 200,
         body: None, response: "auditLogs",
         "Returns the audit log of one application, with the query parameters of auditLogs.get (extension: not in the reference API; how the owner of a sandbox application, which has no organization, reads its log)";
+    ApplicationTokenPolicyGet: "applicationTokenPolicy.get" Get "/applications/{applicationId}/token-policy",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenPolicy",
+        "Retrieves the application's effective token policy (its own fields over its organization's default over the built-in defaults, each with its source) and the tokens that break it (extension: not in the reference API)";
+    ApplicationTokenPolicyPatch: "applicationTokenPolicy.patch" Patch "/applications/{applicationId}/token-policy",
+        Application, read_only: false, min_role: Admin, 200,
+        body: Some("tokenPolicyPatch"), response: "tokenPolicy",
+        "Changes the application's own token policy (fields given only; null unsets one, so the organization's default applies): new tokens, rolls included, must satisfy it; no existing token is changed, the answer lists those that break it (extension: not in the reference API)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",

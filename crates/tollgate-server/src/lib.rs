@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod catalog;
 pub mod changes;
 pub mod confirm;

@@ -36,6 +36,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant (the server's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -274,6 +276,13 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     audit_retention_days: u64,
+    /// How often the background jobs run, in milliseconds (50 to 3600000): idle deactivation,
+    /// expiry warnings, expiry and retirement announcements (by token policy), and hourly
+    /// audit pruning. With several nodes only one runs them at a time, holding a lease in the
+    /// database for three intervals; another takes over when it stops renewing.
+    #[arg(long, env = "TOLLGATE_BACKGROUND_INTERVAL_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(50..=3_600_000))]
+    background_interval_ms: u64,
     /// Count each application token's requests per action and day (authorized and refused)
     /// and keep its last 100 requests, for `applicationApiToken.usage` (`on` or `off`).
     #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on", action = ArgAction::Set,
@@ -990,6 +999,7 @@ async fn main() -> anyhow::Result<()> {
                 listen: args.listen,
                 flush_every: Duration::from_secs(args.last_used_flush_secs.max(1)),
                 audit_retention: Duration::from_secs(args.audit_retention_days * 86_400),
+                background_interval: Duration::from_millis(args.background_interval_ms),
                 limits,
                 listener_url: args.listener_database_url,
                 local,

@@ -12,8 +12,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
 use crate::api::{
-    applications, audit, data, devices, flows, lifecycle, lineage, login, me, orgs, token_usage,
-    tokens,
+    applications, audit, data, devices, flows, lifecycle, lineage, login, me, orgs, policy,
+    token_usage, tokens,
 };
 use crate::auth;
 use crate::error::ApiError;
@@ -51,6 +51,8 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         OrgRemoveMember => on(m, orgs::remove_member),
         AuditLogsGet => on(m, audit::org_list),
         AuditLogGet => on(m, audit::org_get),
+        OrgTokenPolicyGet => on(m, policy::org_get),
+        OrgTokenPolicyPatch => on(m, policy::org_patch),
         ApplicationsGet => on(m, applications::list),
         ApplicationsPost => on(m, applications::create),
         ApplicationGet => on(m, applications::get),
@@ -65,6 +67,8 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationAuditLogsGet => on(m, audit::application_list),
         ApplicationApiTokenRoll => on(m, lifecycle::roll),
         ApplicationApiTokenDescendants => on(m, lineage::descendants),
+        ApplicationTokenPolicyGet => on(m, policy::application_get),
+        ApplicationTokenPolicyPatch => on(m, policy::application_patch),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

@@ -83,12 +83,21 @@ pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
     ),
     ("apiTokenRoll", include_str!("../schemas/apiTokenRoll.json")),
     (
+        "orgTokenPolicy",
+        include_str!("../schemas/orgTokenPolicy.json"),
+    ),
+    (
         "tokenLeakReport",
         include_str!("../schemas/tokenLeakReport.json"),
     ),
     (
         "tokenLeakReportAccepted",
         include_str!("../schemas/tokenLeakReportAccepted.json"),
+    ),
+    ("tokenPolicy", include_str!("../schemas/tokenPolicy.json")),
+    (
+        "tokenPolicyPatch",
+        include_str!("../schemas/tokenPolicyPatch.json"),
     ),
     ("tokenUsage", include_str!("../schemas/tokenUsage.json")),
 ];

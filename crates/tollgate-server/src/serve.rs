@@ -140,6 +140,8 @@ pub struct ServeOptions {
     pub flush_every: Duration,
     /// How long audit log entries are kept.
     pub audit_retention: Duration,
+    /// How often the background jobs run (on the node holding their lease).
+    pub background_interval: Duration,
     /// Bounds on client connections.
     pub limits: ConnectionLimits,
     /// PostgreSQL: the database URL for the change listener's own connection (default: the
@@ -160,6 +162,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         listen,
         flush_every,
         audit_retention,
+        background_interval,
         limits,
         listener_url,
         local,
@@ -203,7 +206,13 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         }
     }
     spawn_background(&state, flush_every);
-    crate::api::audit::spawn_pruning(state.clone(), audit_retention);
+    let background = crate::background::spawn(
+        &state,
+        crate::background::Options {
+            interval: background_interval,
+            audit_retention,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -232,6 +241,7 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
         }
     })
     .await?;
+    background.stop().await;
     state.credentials().flush_last_used().await.ok();
     if let Err(e) = state.usage().flush(state.store()).await {
         tracing::warn!(error = %e, "could not record token usage at shutdown");

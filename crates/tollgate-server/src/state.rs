@@ -95,6 +95,8 @@ struct Inner {
     /// This node's part in a PostgreSQL cluster, once it has joined.
     cluster: OnceLock<Arc<Cluster>>,
     write_check: crate::health::WriteCheck,
+    /// Each application's first warning lead time (token policies).
+    leads: crate::service::policy::Leads,
 }
 
 impl AppState {
@@ -127,6 +129,7 @@ impl AppState {
             settings,
             cluster: OnceLock::new(),
             write_check: Default::default(),
+            leads: Default::default(),
         }));
         // Writes made through this store update this node's caches before they return. A weak
         // reference: the store would otherwise keep the state (and itself) alive forever.
@@ -229,6 +232,11 @@ impl AppState {
     /// This node's part in a PostgreSQL cluster, if it has one.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.0.cluster.get()
+    }
+
+    /// Each application's first warning lead time, from the token policies.
+    pub fn leads(&self) -> &crate::service::policy::Leads {
+        &self.0.leads
     }
 
     /// The last check of whether the database takes writes (for `/health`).

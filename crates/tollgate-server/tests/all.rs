@@ -22,6 +22,7 @@ mod api_foundation;
 mod api_tokens;
 mod backup_restore;
 mod browser_console;
+mod browser_policy;
 mod browser_usage;
 mod cached_reads;
 mod cli_operations;
@@ -56,6 +57,7 @@ mod sessions;
 mod storage_faults;
 mod token_authority;
 mod token_matrix;
+mod token_policy;
 mod token_usage;
 mod wire_format;
 
@@ -86,6 +88,7 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             backup_restore::cases(),
             browser_console::cases(),
+            browser_policy::cases(),
             browser_usage::cases(),
             cached_reads::cases(),
             cli_operations::cases(),
@@ -120,6 +123,7 @@ fn main() -> std::process::ExitCode {
             token_authority::cases(),
             storage_faults::cases(),
             token_matrix::cases(),
+            token_policy::cases(),
             token_usage::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],

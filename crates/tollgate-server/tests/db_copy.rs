@@ -120,6 +120,21 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
     )
     .expect(200);
     let app = id(&personal);
+    // Token policies: one for the application, a default for the organization.
+    http::patch(
+        &url,
+        &format!("/applications/{app}/token-policy"),
+        &admin,
+        json!({ "warningLeadDays": [14, 2] }),
+    )
+    .expect(200);
+    http::patch(
+        &url,
+        &format!("/orgs/{org}/token-policy"),
+        &admin,
+        json!({ "idleDeactivationDays": 365 }),
+    )
+    .expect(200);
     let tokens_path = format!("/applications/{app}/tokens");
     let active = http::post(&url, &tokens_path, &admin, json!({ "name": "active" })).expect(201);
     let inactive = http::post(
@@ -305,6 +320,8 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         ("orgs", 1),
         ("org_members", 2),
         ("applications", 2),
+        ("application_token_policies", 1),
+        ("org_token_policies", 1),
         ("member_application_roles", 1),
         ("api_tokens", 4),
         ("token_quotas", 1),

@@ -34,7 +34,12 @@ async fn run_all(lang: &str, ext: &str, interpreter: impl Fn(&Path) -> Command) 
     for script in scripts(lang, ext) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::common::fresh_database_url(dir.path()).await;
-        let server = ServerProcess::start(dir.path(), &db, &[]);
+        // Background jobs every 200 ms: the policy scenario waits for an idle deactivation.
+        let server = ServerProcess::start(
+            dir.path(),
+            &db,
+            &[("TOLLGATE_BACKGROUND_INTERVAL_MS", "200")],
+        );
         let out = interpreter(&script)
             .arg(&script)
             .env("TOLLGATE_URL", &server.url)

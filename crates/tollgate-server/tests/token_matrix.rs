@@ -60,9 +60,16 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
         | OrgRemoveMember
         | AuditLogsGet
         | AuditLogGet
+        | OrgTokenPolicyGet
+        | OrgTokenPolicyPatch
         | ApplicationsGet
         | ApplicationsPost => return None,
         ApplicationAuditLogsGet => (format!("{base}/audit-logs"), None),
+        ApplicationTokenPolicyGet => (format!("{base}/token-policy"), None),
+        ApplicationTokenPolicyPatch => (
+            format!("{base}/token-policy"),
+            Some(json!({ "warningLeadDays": [14] })),
+        ),
         ApplicationGet | ApplicationDelete => (base, None),
         ApplicationApiTokensGet => (format!("{base}/tokens"), None),
         ApplicationPatch => (base, Some(json!({ "name": "renamed" }))),

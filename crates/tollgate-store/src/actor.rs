@@ -48,6 +48,9 @@ pub enum Credential {
     /// Someone without credentials, by the only write open to them: a leak report
     /// (`tokens.revoke`). Nothing to re-check; recorded with the client's address.
     Anonymous,
+    /// Tollgate itself: the background jobs (idle deactivation, expiry and retirement
+    /// announcements) on the node holding their lease. Nothing to re-check.
+    System,
 }
 
 impl Actor {
@@ -68,6 +71,14 @@ impl Actor {
     pub fn operator() -> Actor {
         Actor {
             credential: Credential::Operator,
+            client: None,
+        }
+    }
+
+    /// Tollgate's own background work.
+    pub fn system() -> Actor {
+        Actor {
+            credential: Credential::System,
             client: None,
         }
     }
@@ -103,6 +114,7 @@ impl Actor {
             Credential::UserSession { .. } => "user",
             Credential::Operator => "operator",
             Credential::Anonymous => "anonymous",
+            Credential::System => "system",
         }
     }
 
@@ -111,7 +123,7 @@ impl Actor {
         match self.credential {
             Credential::ApiToken { id, .. } => Some(id),
             Credential::UserSession { user, .. } => Some(user),
-            Credential::Operator | Credential::Anonymous => None,
+            Credential::Operator | Credential::Anonymous | Credential::System => None,
         }
     }
 
@@ -193,7 +205,7 @@ pub(crate) async fn check(tx: &mut WriteTx, actor: &Actor, app_lock: Lock) -> Re
     let backend = tx.backend;
     let now = crate::now_ms();
     match actor.credential {
-        Credential::Operator | Credential::Anonymous => Ok(()),
+        Credential::Operator | Credential::Anonymous | Credential::System => Ok(()),
         Credential::ApiToken { id, application } => {
             // One statement: the CTE locks the application first (it must produce its row
             // before the join can produce the token's, which is locked last).

@@ -119,6 +119,8 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
         Credential::Operator => ("Operator", None, Some("operator".to_owned())),
         // The reference has no actor type for someone without credentials.
         Credential::Anonymous => ("Anonymous", None, Some("leak report".to_owned())),
+        // Nor for the server's own background work.
+        Credential::System => ("System", None, Some("tollgate".to_owned())),
     };
     let (resource, verb) = entry
         .action

@@ -35,6 +35,8 @@ pub const TABLES: &[&str] = &[
     "orgs",
     "org_members",
     "applications",
+    "application_token_policies",
+    "org_token_policies",
     "member_application_roles",
     "api_tokens",
     "token_usage",
@@ -57,7 +59,7 @@ const MIGRATIONS_TABLE: &str = "tollgate_migrations";
 
 /// Tables of running nodes' state (which nodes serve the database), not of the deployment:
 /// never copied, never cleared.
-pub const RUNTIME_TABLES: &[&str] = &["cluster_nodes"];
+pub const RUNTIME_TABLES: &[&str] = &["cluster_nodes", "leases"];
 
 /// Most bound parameters in one INSERT (SQLite allows 32766, PostgreSQL 65535).
 const MAX_PARAMS: usize = 10_000;

@@ -38,6 +38,7 @@ pub mod list;
 mod migrate;
 pub mod notify;
 pub mod orgs;
+pub mod policy;
 pub mod posture;
 pub mod states;
 pub mod tokens;

@@ -78,6 +78,9 @@ pub struct Lifecycle {
     pub rolled_from: Option<Id>,
     /// Why the token was switched off, when something other than a plain PATCH did it.
     pub deactivation_reason: Option<String>,
+    /// When the token was last switched on again after being inactive (idleness counts
+    /// from the latest of creation, last use and this).
+    pub activated_at: Option<i64>,
 }
 
 /// What verifying a token needs, and nothing more (the credential cache holds one per token,
@@ -155,7 +158,7 @@ pub const TOKEN_FIELDS: Fields = Fields {
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, digest, application_id, name, description, scope, status, \
     expiration_date, creator_type, creator_id, creator_name, creation_date, last_updated, last_used, \
-    retires_at, rolled_from_id, deactivation_reason, restrictions, \
+    retires_at, rolled_from_id, deactivation_reason, activated_at, restrictions, \
     (SELECT q.quota - q.leased FROM token_quotas q WHERE q.token_id = api_tokens.id) AS unleased";
 
 fn creator_kind(s: &str) -> Result<&'static str> {
@@ -202,6 +205,7 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
                 .map(|s| from_db(&s))
                 .transpose()?,
             deactivation_reason: row.try_get("deactivation_reason")?,
+            activated_at: row.try_get("activated_at")?,
         },
     })
 }
@@ -443,6 +447,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let current = lock_for_change(&mut tx, actor, application, id).await?;
         authorize(&current)?;
+        let current_status = current.status;
         let mut record = current;
         if let Some(n) = &change.name {
             record.name = n.clone();
@@ -458,10 +463,14 @@ impl Store {
         // it was read.
         if record.status == TokenStatus::Active {
             record.life.deactivation_reason = None;
+            if current_status == TokenStatus::Inactive {
+                record.life.activated_at = Some(record.last_updated);
+            }
         }
         sqlx::query(
             "UPDATE api_tokens SET name = $2, description = $3, status = $4, last_updated = $5, \
-             deactivation_reason = CASE WHEN $4 = 'active' THEN NULL ELSE deactivation_reason END \
+             deactivation_reason = CASE WHEN $4 = 'active' THEN NULL ELSE deactivation_reason END, \
+             activated_at = CASE WHEN $4 = 'active' AND status <> 'active' THEN $5 ELSE activated_at END \
              WHERE id = $1",
         )
         .bind(id.to_hex())

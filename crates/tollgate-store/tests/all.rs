@@ -7,6 +7,7 @@ mod concurrency;
 mod group_commit;
 mod lifecycle;
 mod lineage;
+mod policy;
 mod statement_timeout;
 mod storage_faults;
 mod support;
@@ -30,6 +31,7 @@ fn main() -> std::process::ExitCode {
     cases.extend(group_commit::cases());
     cases.extend(lifecycle::cases());
     cases.extend(lineage::cases());
+    cases.extend(policy::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

@@ -6,7 +6,6 @@
 //! period.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -146,10 +145,11 @@ fn filter(q: Option<FilterQuery>) -> Result<AuditFilter, ApiError> {
     })
 }
 
-/// The actor types the store records for the `tollgate` command and for a leak report
-/// (someone without credentials): the reference has no such actors, so such entries carry no
-/// `actorType` (and no `actorId`); `actorName` is `operator` or `leak report`.
-const NOT_IN_REFERENCE: [&str; 2] = ["Operator", "Anonymous"];
+/// The actor types the store records for the `tollgate` command, for a leak report (someone
+/// without credentials) and for the background jobs: the reference has no such actors, so
+/// such entries carry no `actorType` (and no `actorId`); `actorName` is `operator`, `leak
+/// report` or `tollgate`.
+const NOT_IN_REFERENCE: [&str; 3] = ["Operator", "Anonymous", "System"];
 
 /// An entry as the API shows it: the reference `auditLog` fields, and Tollgate's extras
 /// `applicationId` and `clientAddress`.
@@ -243,26 +243,4 @@ pub async fn application_list(
     let mut out = list(&state, LogOf::Application(access.application()), q).await?;
     out["applicationId"] = json!(access.application());
     Ok(Json(out))
-}
-
-/// Delete audit entries older than `retention`, and token usage counts older than the 90 days
-/// reports look back, now and every hour, for as long as the server runs.
-pub fn spawn_pruning(state: AppState, retention: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            let before = tollgate_store::now_ms().saturating_sub(keep);
-            match state.store().prune_audit_logs(before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(entries = n, "pruned audit log entries past retention"),
-                Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
-            }
-            let today = tollgate_store::now_ms().div_euclid(tollgate_store::usage::DAY_MS);
-            if let Err(e) = state.store().prune_token_usage(today - 90).await {
-                tracing::warn!(error = %e, "could not prune token usage counts");
-            }
-        }
-    })
 }

@@ -11,6 +11,7 @@ pub mod lineage;
 pub mod login;
 pub mod me;
 pub mod orgs;
+pub mod policy;
 pub mod token_posture;
 pub mod token_usage;
 pub mod tokens;

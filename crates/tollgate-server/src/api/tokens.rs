@@ -94,6 +94,12 @@ fn status(s: Option<&str>) -> Result<Option<TokenStatus>, ApiError> {
 /// not spent (another node's unspent lease, at most one block, counts as used until spent).
 pub fn token_json(state: &AppState, t: &TokenRecord) -> Value {
     let mut v = record_json(t, last_used(state, t));
+    // The first warning lead time is the application's policy's.
+    v["expiringSoon"] = json!(state.leads().expiring_soon(
+        t.application_id,
+        t.expiration_date,
+        tollgate_store::now_ms()
+    ));
     if let Some(text) = &t.restrictions
         && let Ok(r) = tollgate_core::restrictions::Restrictions::from_stored(Some(text))
         && let Value::Object(map) = &mut v

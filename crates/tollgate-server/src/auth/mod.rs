@@ -126,7 +126,7 @@ async fn authorize_request(
     action: Action,
     parts: &mut Parts,
     credential: &mut Credential,
-    expires: &mut Option<i64>,
+    expires: &mut Option<(i64, i64)>,
 ) -> Result<(), ApiError> {
     if action.def().family == Family::Public {
         return Ok(());
@@ -136,7 +136,9 @@ async fn authorize_request(
     let principal = state.credentials().verify(presented).await?;
     *credential = match &principal {
         Principal::Token(t) => {
-            *expires = t.expires;
+            *expires = t
+                .expires
+                .map(|e| (e, state.leads().first(t.application_id)));
             Credential::Token(t.id)
         }
         Principal::User(s) => Credential::User(s.user_id),

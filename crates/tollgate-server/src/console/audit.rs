@@ -54,6 +54,7 @@ fn actor_kind(t: &str) -> String {
         "User" | "user" => "User".to_owned(),
         "Operator" => "Operator".to_owned(),
         "Anonymous" => "Leak report (no credentials)".to_owned(),
+        "System" => "Tollgate (background job)".to_owned(),
         other => super::view::humanize(other),
     }
 }

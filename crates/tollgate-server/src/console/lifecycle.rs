@@ -51,7 +51,9 @@ impl LifeView {
             state_label: life.label(),
             state_on: life == Life::Active,
             expires_in: lifecycle::expires_in(t.expiration_date, now),
-            expiring_soon: lifecycle::expiring_soon(t.expiration_date, now),
+            expiring_soon: state
+                .leads()
+                .expiring_soon(t.application_id, t.expiration_date, now),
             retires_at: t.life.retires_at.map(When::at),
             rolled_from: t
                 .life

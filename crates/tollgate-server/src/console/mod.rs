@@ -21,6 +21,7 @@ mod auth_pages;
 mod form;
 mod lifecycle;
 mod lineage;
+mod policy;
 mod posture;
 mod restrictions_form;
 mod session;
@@ -88,6 +89,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/applications/new", get(apps::new_page))
         .route("/console/applications/{app}", get(apps::overview))
         .route("/console/applications/{app}/audit-log", get(audit::list))
+        .route(
+            "/console/applications/{app}/token-policy",
+            get(policy::page).post(policy::save),
+        )
         .route(
             "/console/applications/{app}/tokens",
             get(tokens::list).post(tokens::create),

@@ -78,6 +78,8 @@ struct TokenRow {
     /// "Expires in 5 days".
     expires_in: Option<String>,
     expiring_soon: bool,
+    /// Why it was switched off (an idle deactivation, a leak report), if not by hand.
+    reason: Option<String>,
     status_href: String,
     delete_href: String,
 }
@@ -106,6 +108,8 @@ struct ListPage {
     /// This very list (sort, filter, page), for the toggle to come back to.
     return_href: String,
     new_href: String,
+    /// The application's token policy page.
+    policy_href: String,
     can_add: bool,
     can_toggle: bool,
     can_delete: bool,
@@ -218,7 +222,17 @@ async fn render_list(
             state_label: Life::of(t, now).label(),
             ended: matches!(Life::of(t, now), Life::Expired | Life::Retired),
             expires_in: lifecycle::expires_in(t.expiration_date, now),
-            expiring_soon: lifecycle::expiring_soon(t.expiration_date, now),
+            expiring_soon: state
+                .leads()
+                .expiring_soon(t.application_id, t.expiration_date, now),
+            reason: t
+                .life
+                .deactivation_reason
+                .as_ref()
+                .map(|r| match r.as_str() {
+                    tollgate_store::policy::IDLE => "Deactivated: idle".to_owned(),
+                    other => format!("Deactivated: {other}"),
+                }),
             status_href: format!("{}/status", token_href(app, t.id)),
             delete_href: format!("{}/delete", token_href(app, t.id)),
         })
@@ -238,6 +252,7 @@ async fn render_list(
         list_href: tokens_href(app),
         return_href: lv.href(app, lv.descending, lv.page),
         new_href: format!("{}/new", tokens_href(app)),
+        policy_href: format!("{BASE}/applications/{app}/token-policy"),
         can_add: allowed(state, session, Action::ApplicationApiTokensPost, app).await,
         can_toggle: allowed(state, session, Action::ApplicationApiTokenPatch, app).await,
         can_delete: allowed(state, session, Action::ApplicationApiTokenDelete, app).await,

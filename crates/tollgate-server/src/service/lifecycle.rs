@@ -39,12 +39,14 @@ pub const MAX_OVERLAP_SECONDS: i64 = 604_800;
 pub const MAX_REPORTED_TOKENS: usize = 1_000;
 
 /// Add [`EXPIRES_HEADER`] to a response to a request made with a token that expires at
-/// `expires`, if that is within the first warning lead time from `now` (and not past: an
-/// expired token was refused). Called by the guard with the cached token's expiry: no I/O.
-pub fn warn_of_expiry(res: &mut Response, expires: Option<i64>, now: i64) {
-    if let Some(e) = expires
+/// `expires.0`, if that is within the first warning lead time (`expires.1`, from its
+/// application's token policy) from `now` (and not past: an expired token was refused).
+/// Called by the guard with the cached token's expiry and the lead times every node keeps in
+/// memory: no I/O.
+pub fn warn_of_expiry(res: &mut Response, expires: Option<(i64, i64)>, now: i64) {
+    if let Some((e, lead)) = expires
         && e > now
-        && e - now <= FIRST_WARNING_LEAD_MS
+        && e - now <= lead
         && let Ok(v) = HeaderValue::from_str(&iso(e))
     {
         res.headers_mut().insert(EXPIRES_HEADER, v);
@@ -187,6 +189,13 @@ pub async fn roll(
     }
     let authority = Authority::of(access);
     let creator = access.creator(state).await?;
+    // The successor is a new token: the application's token policy applies to it.
+    let policy = state
+        .store()
+        .application_policy(access.application())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Application"))?
+        .effective();
     let secret = Secret::generate(SecretKind::ApplicationToken);
     let digest = secret.digest();
     let Rolled { new, old } = state
@@ -201,6 +210,9 @@ pub async fn roll(
             check_existing(&authority, old, Request::Change(&keep))?;
             // …and could have created the new one.
             let expiration_date = new_expiry(old, request.expiration_date, now);
+            if let Some(why) = crate::service::policy::refuse_new(&policy, expiration_date, now) {
+                return Err(TokenError::Other(ApiError::validation(why)));
+            }
             let scope = Scope::parse(&old.scope).map_err(TokenError::Scope)?;
             // The successor keeps the old token's restrictions (the store copies them).
             let restrictions =
@@ -315,11 +327,20 @@ mod tests {
     fn the_header_is_sent_within_the_first_lead_time_only() {
         let now = 1_000_000_000_000;
         let mut res = Response::new(axum::body::Body::empty());
-        warn_of_expiry(&mut res, Some(now + 31 * DAY_MS), now);
+        warn_of_expiry(
+            &mut res,
+            Some((now + 31 * DAY_MS, FIRST_WARNING_LEAD_MS)),
+            now,
+        );
         warn_of_expiry(&mut res, None, now);
-        warn_of_expiry(&mut res, Some(now - 1), now);
+        warn_of_expiry(&mut res, Some((now - 1, FIRST_WARNING_LEAD_MS)), now);
+        warn_of_expiry(&mut res, Some((now + 8 * DAY_MS, 7 * DAY_MS)), now);
         assert!(res.headers().get(EXPIRES_HEADER).is_none());
-        warn_of_expiry(&mut res, Some(now + 30 * DAY_MS), now);
+        warn_of_expiry(
+            &mut res,
+            Some((now + 30 * DAY_MS, FIRST_WARNING_LEAD_MS)),
+            now,
+        );
         assert_eq!(
             res.headers()[EXPIRES_HEADER],
             iso(now + 30 * DAY_MS).as_str()

@@ -4,4 +4,5 @@
 
 pub mod lifecycle;
 pub mod lineage;
+pub mod policy;
 pub mod tokens;

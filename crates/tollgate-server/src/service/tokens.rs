@@ -408,6 +408,9 @@ pub async fn create(
     if request.expiration_date.is_some_and(|at| at <= now_ms()) {
         return Err(TokenError::PastExpiry);
     }
+    // The application's token policy (maximum lifetime, expiry required).
+    crate::service::policy::check_new(state.store(), access.application(), request.expiration_date)
+        .await?;
     // A new token's scope and expiry are the request's: the rules need nothing stored.
     let authority = Authority::of(access);
     check_authority(
