@@ -13,7 +13,7 @@ use tollgate_core::{Action, Method, REGISTRY};
 
 use crate::api::{
     applications, audit, data, devices, flows, lifecycle, lineage, login, me, orgs, token_usage,
-    tokens,
+    tokens, webhooks,
 };
 use crate::auth;
 use crate::error::ApiError;
@@ -65,6 +65,13 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationAuditLogsGet => on(m, audit::application_list),
         ApplicationApiTokenRoll => on(m, lifecycle::roll),
         ApplicationApiTokenDescendants => on(m, lineage::descendants),
+        ApplicationTokenWebhooksGet => on(m, webhooks::list),
+        ApplicationTokenWebhooksPost => on(m, webhooks::create),
+        ApplicationTokenWebhookGet => on(m, webhooks::get),
+        ApplicationTokenWebhookPatch => on(m, webhooks::patch),
+        ApplicationTokenWebhookDelete => on(m, webhooks::delete),
+        ApplicationTokenWebhookDeliveries => on(m, webhooks::deliveries),
+        ApplicationTokenWebhookRetryDelivery => on(m, webhooks::retry_delivery),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

@@ -204,6 +204,11 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
     }
     spawn_background(&state, flush_every);
     crate::api::audit::spawn_pruning(state.clone(), audit_retention);
+    crate::webhooks::spawn(
+        state.clone(),
+        state.settings().webhook_interval,
+        state.settings().webhook_policy.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_restrictions.sql")),
     (8, include_str!("../migrations/0008_lifecycle.sql")),
     (9, include_str!("../migrations/0009_lineage.sql")),
+    (11, include_str!("../migrations/0011_webhooks.sql")),
 ];
 
 /// The schema version this build brings a database to.

@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod token_posture;
 pub mod token_usage;
 pub mod tokens;
+pub mod webhooks;
 
 use serde_json::{Map, Value, json};
 

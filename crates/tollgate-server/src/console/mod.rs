@@ -28,6 +28,7 @@ mod sessions;
 mod tokens;
 mod usage;
 mod view;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -88,6 +89,26 @@ pub fn router() -> Router<AppState> {
         .route("/console/applications/new", get(apps::new_page))
         .route("/console/applications/{app}", get(apps::overview))
         .route("/console/applications/{app}/audit-log", get(audit::list))
+        .route(
+            "/console/applications/{app}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}",
+            get(webhooks::detail),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/toggle",
+            post(webhooks::toggle),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/delete",
+            post(webhooks::delete),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/deliveries/{event}/retry",
+            post(webhooks::retry),
+        )
         .route(
             "/console/applications/{app}/tokens",
             get(tokens::list).post(tokens::create),

@@ -5,3 +5,4 @@
 pub mod lifecycle;
 pub mod lineage;
 pub mod tokens;
+pub mod webhooks;
