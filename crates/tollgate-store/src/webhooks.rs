@@ -249,7 +249,60 @@ pub enum Next {
     Failed,
 }
 
+/// Token events that background jobs record (no request makes them): each is an audit
+/// action, and so a webhook event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// A token expires within a warning lead time (the body says which: `leadDays`).
+    Expiring,
+    Expired,
+    /// Deactivated after a time without use.
+    IdleDeactivated,
+    /// A rolled token reached its `retiresAt`.
+    Retired,
+}
+
+impl TokenEvent {
+    /// The audit action.
+    pub fn action(self) -> &'static str {
+        match self {
+            TokenEvent::Expiring => "applicationApiToken.expiring",
+            TokenEvent::Expired => "applicationApiToken.expired",
+            TokenEvent::IdleDeactivated => "applicationApiToken.idleDeactivated",
+            TokenEvent::Retired => "applicationApiToken.retired",
+        }
+    }
+}
+
 impl Store {
+    /// Record `event` about token `token` (`name`) of `application` by `actor` (the
+    /// operator, for a background job), with `body` (its fields, never a secret): an audit
+    /// entry, and so its webhook deliveries, in one transaction. For events that change
+    /// nothing else (an expiry warning, an expiry observed); a job that also changes the
+    /// token records the entry in that change's own transaction instead.
+    pub async fn record_token_event(
+        &self,
+        actor: &Actor,
+        application: Id,
+        token: Id,
+        name: &str,
+        event: TokenEvent,
+        body: Value,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let entry = Entry {
+            place: Place::Application(application),
+            action: event.action(),
+            status: 200,
+            primary: None,
+            secondary: Some(Target::new("ApiToken", token, name)),
+            path_params: audit::path(&[("applicationId", application), ("apiTokenId", token)]),
+            body,
+        };
+        audit::record(&mut tx, actor, entry).await?;
+        self.commit_with(tx, &[]).await
+    }
+
     /// Add an endpoint to `application`, as `actor` (audited).
     pub async fn create_webhook(
         &self,
