@@ -57,6 +57,7 @@ mod storage_faults;
 mod token_authority;
 mod token_matrix;
 mod token_usage;
+mod webhooks;
 mod wire_format;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
@@ -121,6 +122,7 @@ fn main() -> std::process::ExitCode {
             storage_faults::cases(),
             token_matrix::cases(),
             token_usage::cases(),
+            webhooks::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],
         ]
