@@ -403,10 +403,97 @@ async fn two_workers_never_send_one_delivery_twice() {
     other.store().close().await;
 }
 
+/// A delivery queued while the receiver is down stays queued across a restart of the
+/// server (the queue is in the database) and is delivered, signed, by the next process.
+async fn deliveries_survive_a_restart() {
+    use crate::common::process::{ServerProcess, free_port, http};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::fresh_database_url(dir.path()).await;
+    let env = [
+        ("TOLLGATE_WEBHOOK_INTERVAL_MS", "50"),
+        ("TOLLGATE_WEBHOOK_RETRY_BASE_MS", "100"),
+    ];
+    let mut server = ServerProcess::start(dir.path(), &db, &env);
+    let base = server.url.clone();
+    let session = http::admin_session(&base);
+    let app = http::post(&base, "/applications", &session, json!({ "name": "Plant" })).expect(201);
+    let app = app["id"].as_str().unwrap().to_owned();
+    // Nothing listens there yet.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/tollgate");
+    let hook = http::post(
+        &base,
+        &format!("/applications/{app}/token-webhooks"),
+        &session,
+        json!({ "url": url, "events": ["token.created"] }),
+    )
+    .expect(201);
+    let secret = hook["signingSecret"].as_str().unwrap().to_owned();
+    let deliveries = format!(
+        "/applications/{app}/token-webhooks/{}/deliveries",
+        hook["id"].as_str().unwrap()
+    );
+    let token = http::post(
+        &base,
+        &format!("/applications/{app}/tokens"),
+        &session,
+        json!({ "name": "gateway" }),
+    )
+    .expect(201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = http::get(&base, &deliveries, &session).expect(200);
+        let d = &page["items"][0];
+        if d["attempts"].as_i64().unwrap_or(0) >= 1 {
+            assert_eq!(d["status"], "pending", "{d}");
+            assert!(d["lastError"].is_string(), "{d}");
+            assert!(d["lastStatusCode"].is_null(), "{d}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never attempted: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+
+    let r = Receiver::start_with(Duration::ZERO, Some(port)).await;
+    let server = ServerProcess::start(dir.path(), &db, &env);
+    let base = server.url.clone();
+    // A claim held by the stopped process lapses after 60 s: allow for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    while r.got().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not delivered after the restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = r.got();
+    let event = got[0].json();
+    assert_eq!(event["type"], "token.created");
+    assert_eq!(event["token"]["id"], token["id"]);
+    assert!(verify(secret.as_bytes(), &got[0].signature, &got[0].body, now_secs(), 300));
+    let session = http::admin_session(&base);
+    let delivered = eventually_blocking_delivered(&base, &deliveries, &session);
+    assert!(delivered["attempts"].as_i64().unwrap() >= 2, "{delivered}");
+    assert_eq!(delivered["lastStatusCode"], 200);
+}
+
+fn eventually_blocking_delivered(base: &str, path: &str, session: &str) -> Value {
+    use crate::common::process::http;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = http::get(base, path, session).expect(200);
+        if page["items"][0]["status"] == "delivered" {
+            return page["items"][0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         case!(signed_events_reach_the_receiver_for_create_roll_leak_and_delete),
         case!(a_failing_receiver_is_retried_until_it_answers),
         case!(two_workers_never_send_one_delivery_twice, multi_thread = 2),
+        case!(deliveries_survive_a_restart, multi_thread = 2),
     ]
 }
