@@ -23,6 +23,7 @@ mod api_tokens;
 mod backup_restore;
 mod browser_console;
 mod browser_usage;
+mod browser_webhooks;
 mod cached_reads;
 mod cli_operations;
 mod cli_tokens;
@@ -88,6 +89,7 @@ fn main() -> std::process::ExitCode {
             backup_restore::cases(),
             browser_console::cases(),
             browser_usage::cases(),
+            browser_webhooks::cases(),
             cached_reads::cases(),
             cli_operations::cases(),
             cli_tokens::cases(),
