@@ -403,6 +403,46 @@ async fn two_workers_never_send_one_delivery_twice() {
     other.store().close().await;
 }
 
+/// An `https` endpoint is spoken to in TLS (the first bytes on the wire are a TLS
+/// handshake record); a receiver that is not a TLS server fails the attempt, recorded.
+async fn https_endpoints_are_spoken_to_in_tls() {
+    use tokio::io::AsyncReadExt;
+    let t = TestApp::new().await;
+    let (admin, app) = admin_app(&t).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).await.unwrap();
+        buf
+    });
+    let hooks = format!("/applications/{app}/token-webhooks");
+    let created = t
+        .post(
+            &hooks,
+            &admin,
+            json!({ "url": format!("https://localhost:{port}/hook"), "events": ["token.created"] }),
+        )
+        .await
+        .expect(201);
+    t.api_token(&admin, app, json!({ "name": "gateway" })).await;
+    deliver_due(&t.state, &fast()).await.unwrap();
+    let record = first.await.unwrap();
+    assert_eq!(record[0], 0x16, "a TLS handshake record: {record:?}");
+    assert_eq!(record[1], 0x03, "TLS version major 3: {record:?}");
+    let page = t
+        .get(
+            &format!("{hooks}/{}/deliveries", created["id"].as_str().unwrap()),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let d = &page["items"][0];
+    assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("pending"), Some(1)), "{d}");
+    assert!(d["lastError"].is_string() && d["lastStatusCode"].is_null(), "{d}");
+}
+
 /// A delivery queued while the receiver is down stays queued across a restart of the
 /// server (the queue is in the database) and is delivered, signed, by the next process.
 async fn deliveries_survive_a_restart() {
@@ -495,5 +535,6 @@ pub fn cases() -> Vec<Case> {
         case!(a_failing_receiver_is_retried_until_it_answers),
         case!(two_workers_never_send_one_delivery_twice, multi_thread = 2),
         case!(deliveries_survive_a_restart, multi_thread = 2),
+        case!(https_endpoints_are_spoken_to_in_tls),
     ]
 }
