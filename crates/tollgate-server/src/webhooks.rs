@@ -157,17 +157,17 @@ async fn post(
     let uri: hyper::Uri = url.parse().map_err(|_| "the URL is not valid".to_owned())?;
     let request = hyper::Request::post(uri)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("Tollgate-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("Tollgate-Webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header(SIGNATURE_HEADER, signature)
         .header("Tollgate-Event-Id", event.delivery.event_id.to_hex())
         .header("Tollgate-Event-Type", &event.delivery.event_type)
         .body(body)
         .map_err(|_| "the request could not be built".to_owned())?;
     match tokio::time::timeout(timeout, client().request(request)).await {
-        Err(_) => Err(format!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        )),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         Ok(Err(e)) => {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
@@ -183,9 +183,16 @@ async fn post(
 }
 
 /// Send one claimed delivery and record the outcome. Returns whether it was delivered.
-async fn attempt(state: &AppState, policy: &DeliveryPolicy, claimed: Claimed) -> Result<bool, DeliveryError> {
+async fn attempt(
+    state: &AppState,
+    policy: &DeliveryPolicy,
+    claimed: Claimed,
+) -> Result<bool, DeliveryError> {
     let d = &claimed.delivery;
-    let sent = match state.secret_key().open(d.webhook_id, &claimed.secret_sealed) {
+    let sent = match state
+        .secret_key()
+        .open(d.webhook_id, &claimed.secret_sealed)
+    {
         Ok(secret) => {
             let t = tollgate_store::now_ms() / 1000;
             let signature = sign(&secret, t, claimed.delivery.payload.as_bytes());
@@ -208,7 +215,10 @@ async fn attempt(state: &AppState, policy: &DeliveryPolicy, claimed: Claimed) ->
     let first = d.first_attempt_at.unwrap_or(at);
     let (status_code, error) = match &sent {
         Ok(code) if (200..300).contains(code) => (Some(i64::from(*code)), None),
-        Ok(code) => (Some(i64::from(*code)), Some(format!("the receiver answered {code}"))),
+        Ok(code) => (
+            Some(i64::from(*code)),
+            Some(format!("the receiver answered {code}")),
+        ),
         Err(e) => (None, Some(e.clone())),
     };
     let delivered = error.is_none();
@@ -243,7 +253,10 @@ async fn attempt(state: &AppState, policy: &DeliveryPolicy, claimed: Claimed) ->
 /// Send every delivery due now (claiming them batch by batch); returns how many attempts
 /// were made. A thin, repeatable step: run it from a loop ([`spawn`]), a lease holder or a
 /// test.
-pub async fn deliver_due(state: &AppState, policy: &DeliveryPolicy) -> Result<usize, DeliveryError> {
+pub async fn deliver_due(
+    state: &AppState,
+    policy: &DeliveryPolicy,
+) -> Result<usize, DeliveryError> {
     let mut attempted = 0;
     loop {
         let now = tollgate_store::now_ms();
@@ -255,10 +268,9 @@ pub async fn deliver_due(state: &AppState, policy: &DeliveryPolicy) -> Result<us
         if n == 0 {
             return Ok(attempted);
         }
-        let results = futures_util::future::join_all(
-            claimed.into_iter().map(|c| attempt(state, policy, c)),
-        )
-        .await;
+        let results =
+            futures_util::future::join_all(claimed.into_iter().map(|c| attempt(state, policy, c)))
+                .await;
         for r in results {
             r?;
         }
@@ -270,7 +282,11 @@ pub async fn deliver_due(state: &AppState, policy: &DeliveryPolicy) -> Result<us
 }
 
 /// Run [`deliver_due`] every `every` in the background.
-pub fn spawn(state: AppState, every: Duration, policy: DeliveryPolicy) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    state: AppState,
+    every: Duration,
+    policy: DeliveryPolicy,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,9 +320,18 @@ mod tests {
         let header = sign(b"tgwh_k", 1_700_000_000, b"{\"a\":1}");
         assert!(header.starts_with("t=1700000000,v1="));
         assert!(verify(b"tgwh_k", &header, b"{\"a\":1}", 1_700_000_100, 300));
-        assert!(!verify(b"tgwh_k", &header, b"{\"a\":2}", 1_700_000_100, 300), "tampered body");
-        assert!(!verify(b"tgwh_x", &header, b"{\"a\":1}", 1_700_000_100, 300), "other secret");
-        assert!(!verify(b"tgwh_k", &header, b"{\"a\":1}", 1_700_000_301, 300), "too old");
+        assert!(
+            !verify(b"tgwh_k", &header, b"{\"a\":2}", 1_700_000_100, 300),
+            "tampered body"
+        );
+        assert!(
+            !verify(b"tgwh_x", &header, b"{\"a\":1}", 1_700_000_100, 300),
+            "other secret"
+        );
+        assert!(
+            !verify(b"tgwh_k", &header, b"{\"a\":1}", 1_700_000_301, 300),
+            "too old"
+        );
     }
 
     #[test]

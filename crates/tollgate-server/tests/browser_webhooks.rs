@@ -32,7 +32,13 @@ async fn flow() {
     );
     let base = server.url.clone();
     let admin = admin_token(&base);
-    let app = api_json(&base, "POST", "/applications", Some(&admin), json!({ "name": "Greenhouse" }))["id"]
+    let app = api_json(
+        &base,
+        "POST",
+        "/applications",
+        Some(&admin),
+        json!({ "name": "Greenhouse" }),
+    )["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -42,7 +48,8 @@ async fn flow() {
 
     let mut b = Browser::start("webhooks", dir.path()).await;
     b.log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
-    b.goto(&format!("{base}/console/applications/{app}/tokens")).await;
+    b.goto(&format!("{base}/console/applications/{app}/tokens"))
+        .await;
     b.nav("#nav-webhooks").await;
     assert_eq!(b.text("h1").await, "Webhooks");
     assert_eq!(b.text("#webhook-count").await, "0 webhooks");
@@ -53,18 +60,31 @@ async fn flow() {
     b.shot("webhooks-add").await;
     b.nav("#webhook-add").await;
     let secret = b.text("#webhook-secret").await;
-    assert!(secret.starts_with("tgwh_") && secret.len() == 69, "{secret}");
+    assert!(
+        secret.starts_with("tgwh_") && secret.len() == 69,
+        "{secret}"
+    );
     assert_eq!(b.text("#webhook-count").await, "1 webhook");
     assert_eq!(b.text(".webhook-url").await, r.url);
     assert!(b.text("#webhooks").await.contains("Created, Deleted"));
     b.shot("webhooks-secret-once").await;
     // Shown once: not on the next visit.
-    b.goto(&format!("{base}/console/applications/{app}/webhooks")).await;
-    assert!(!b.source().await.contains(&secret[5..]), "the secret is shown again");
+    b.goto(&format!("{base}/console/applications/{app}/webhooks"))
+        .await;
+    assert!(
+        !b.source().await.contains(&secret[5..]),
+        "the secret is shown again"
+    );
 
     // A token is created: the event arrives signed with the secret the page showed.
     let tokens = format!("/applications/{app}/tokens");
-    let t = api_json(&base, "POST", &tokens, Some(&admin), json!({ "name": "Gateway" }));
+    let t = api_json(
+        &base,
+        "POST",
+        &tokens,
+        Some(&admin),
+        json!({ "name": "Gateway" }),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while r.got().len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no retry arrived");
@@ -72,7 +92,13 @@ async fn flow() {
     }
     let got = r.got();
     let now = tollgate_store::now_ms() / 1000;
-    assert!(verify(secret.as_bytes(), &got[1].signature, &got[1].body, now, 300));
+    assert!(verify(
+        secret.as_bytes(),
+        &got[1].signature,
+        &got[1].body,
+        now,
+        300
+    ));
     assert_eq!(got[1].json()["token"]["id"], t["id"]);
 
     // The endpoint's page: the delivery, delivered on its second attempt.
@@ -85,7 +111,8 @@ async fn flow() {
         }
         assert!(std::time::Instant::now() < deadline, "still {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        b.goto(&format!("{}", b.client.current_url().await.unwrap())).await;
+        b.goto(&format!("{}", b.client.current_url().await.unwrap()))
+            .await;
     }
     assert_eq!(b.text(".delivery-attempts").await, "2");
     assert!(b.text("#deliveries").await.contains("Gateway"));
@@ -105,7 +132,13 @@ async fn flow() {
         Some(&admin),
         json!(null),
     );
-    let hooks = api_json(&base, "GET", &format!("/applications/{app}/token-webhooks"), Some(&admin), json!(null));
+    let hooks = api_json(
+        &base,
+        "GET",
+        &format!("/applications/{app}/token-webhooks"),
+        Some(&admin),
+        json!(null),
+    );
     let hook = hooks["items"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(hooks["items"][0]["enabled"], false);
     let page = api_json(
@@ -119,7 +152,13 @@ async fn flow() {
     b.shot("webhooks-disabled").await;
     b.nav(".webhook-delete").await;
     assert_eq!(b.text("#webhook-count").await, "0 webhooks");
-    let hooks = api_json(&base, "GET", &format!("/applications/{app}/token-webhooks"), Some(&admin), json!(null));
+    let hooks = api_json(
+        &base,
+        "GET",
+        &format!("/applications/{app}/token-webhooks"),
+        Some(&admin),
+        json!(null),
+    );
     assert_eq!(hooks["count"], 0);
     b.resize(390, 844).await;
     b.check_labels_and_width("webhooks page on a phone").await;

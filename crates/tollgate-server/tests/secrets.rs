@@ -146,16 +146,16 @@ async fn no_secret_in_logs_responses_or_database() {
     );
     let (s, _) = call("GET", &hook_path, Some(&session), None);
     assert_eq!(s, 200);
-    let (s, _) = call(
-        "DELETE",
-        &tokens_path,
-        Some(&session),
-        None,
-    );
+    let (s, _) = call("DELETE", &tokens_path, Some(&session), None);
     assert_eq!(s, 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let (s, page) = call("GET", &format!("{hook_path}/deliveries"), Some(&session), None);
+        let (s, page) = call(
+            "GET",
+            &format!("{hook_path}/deliveries"),
+            Some(&session),
+            None,
+        );
         assert_eq!(s, 200);
         if page["items"][0]["attempts"].as_i64().unwrap_or(0) >= 1 {
             assert_eq!(page["items"][0]["eventType"], "token.deleted");

@@ -153,9 +153,15 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
     ] {
         t.post(&hooks, &admin, bad).await.expect(400);
     }
-    let created = t.post(&hooks, &admin, json!({ "url": r.url })).await.expect(201);
+    let created = t
+        .post(&hooks, &admin, json!({ "url": r.url }))
+        .await
+        .expect(201);
     let secret = created["signingSecret"].as_str().unwrap().to_owned();
-    assert!(secret.starts_with("tgwh_") && secret.len() == 69, "{created}");
+    assert!(
+        secret.starts_with("tgwh_") && secret.len() == 69,
+        "{created}"
+    );
     assert_eq!(created["enabled"], true);
     assert_eq!(created["events"].as_array().unwrap().len(), 9);
     let hook = created["id"].as_str().unwrap().to_owned();
@@ -187,13 +193,20 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
     )
     .await
     .expect(202);
-    t.delete(&format!("{tokens}/{a_id}"), &admin).await.expect(200);
+    t.delete(&format!("{tokens}/{a_id}"), &admin)
+        .await
+        .expect(200);
 
     let got = deliver_until(&t.state, &fast(), &r, "five events", |g| g.len() >= 5).await;
     let events: Vec<Value> = got.iter().map(Received::json).collect();
     let kinds: Vec<(&str, &str)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap(), e["token"]["id"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["token"]["id"].as_str().unwrap(),
+            )
+        })
         .collect();
     for expected in [
         ("token.created", a_id.as_str()),
@@ -215,12 +228,27 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
         let mut tampered = g.body.clone();
         let at = tampered.iter().position(|b| *b == b'{').unwrap() + 1;
         tampered.insert(at, b' ');
-        assert!(!verify(secret.as_bytes(), &g.signature, &tampered, now_secs(), 300));
-        assert!(!verify(b"tgwh_other", &g.signature, &g.body, now_secs(), 300));
+        assert!(!verify(
+            secret.as_bytes(),
+            &g.signature,
+            &tampered,
+            now_secs(),
+            300
+        ));
+        assert!(!verify(
+            b"tgwh_other",
+            &g.signature,
+            &g.body,
+            now_secs(),
+            300
+        ));
         assert_eq!(g.event_id, e["id"].as_str().unwrap());
         assert_eq!(e["applicationId"], app.to_hex());
         let text = String::from_utf8_lossy(&g.body);
-        assert!(!text.contains("tgat_") && !text.contains(&b_secret[5..]), "{text}");
+        assert!(
+            !text.contains("tgat_") && !text.contains(&b_secret[5..]),
+            "{text}"
+        );
     }
     let rolled_event = events.iter().find(|e| e["type"] == "token.rolled").unwrap();
     assert_eq!(rolled_event["data"]["rolledToId"], b_id.as_str());
@@ -228,7 +256,10 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
 
     // The deliveries, as the API lists them.
     let page = t
-        .get(&format!("{hooks}/{hook}/deliveries?status=delivered"), &admin)
+        .get(
+            &format!("{hooks}/{hook}/deliveries?status=delivered"),
+            &admin,
+        )
         .await
         .expect(200);
     assert_eq!(page["totalCount"], 5, "{page}");
@@ -239,16 +270,28 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
         assert!(d["nextAttemptAt"].is_null());
     }
     let detail = t.get(&format!("{hooks}/{hook}"), &admin).await.expect(200);
-    assert_eq!(detail["deliveryCounts"], json!({ "pending": 0, "delivered": 5, "failed": 0 }));
+    assert_eq!(
+        detail["deliveryCounts"],
+        json!({ "pending": 0, "delivered": 5, "failed": 0 })
+    );
 
     // Switched off: nothing is queued; deleted: gone, and audited throughout.
-    t.patch(&format!("{hooks}/{hook}"), &admin, json!({ "enabled": false }))
+    t.patch(
+        &format!("{hooks}/{hook}"),
+        &admin,
+        json!({ "enabled": false }),
+    )
+    .await
+    .expect(200);
+    t.api_token(&admin, app, json!({ "name": "unheard" })).await;
+    let all = t
+        .get(&format!("{hooks}/{hook}/deliveries"), &admin)
         .await
         .expect(200);
-    t.api_token(&admin, app, json!({ "name": "unheard" })).await;
-    let all = t.get(&format!("{hooks}/{hook}/deliveries"), &admin).await.expect(200);
     assert_eq!(all["totalCount"], 5);
-    t.delete(&format!("{hooks}/{hook}"), &admin).await.expect(200);
+    t.delete(&format!("{hooks}/{hook}"), &admin)
+        .await
+        .expect(200);
     t.get(&format!("{hooks}/{hook}"), &admin).await.expect(404);
     let log = t
         .get(&format!("/applications/{app}/audit-logs"), &admin)
@@ -258,16 +301,28 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{}.{}", e["requestResource"].as_str().unwrap(), e["requestAction"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}.{}",
+                e["requestResource"].as_str().unwrap(),
+                e["requestAction"].as_str().unwrap()
+            )
+        })
         .collect();
     for a in [
         "applicationTokenWebhooks.post",
         "applicationTokenWebhook.patch",
         "applicationTokenWebhook.delete",
     ] {
-        assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
     }
-    assert!(!log.to_string().contains(&secret[5..]), "no secret in the audit log");
+    assert!(
+        !log.to_string().contains(&secret[5..]),
+        "no secret in the audit log"
+    );
 }
 
 async fn a_failing_receiver_is_retried_until_it_answers() {
@@ -276,7 +331,11 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
     let r = Receiver::start().await;
     let hooks = format!("/applications/{app}/token-webhooks");
     let created = t
-        .post(&hooks, &admin, json!({ "url": r.url, "events": ["token.created"] }))
+        .post(
+            &hooks,
+            &admin,
+            json!({ "url": r.url, "events": ["token.created"] }),
+        )
         .await
         .expect(201);
     let hook = created["id"].as_str().unwrap().to_owned();
@@ -288,7 +347,10 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
     };
     // The first attempt fails: pending, with the status and the next attempt.
     deliver_until(&t.state, &policy, &r, "a first attempt", |g| !g.is_empty()).await;
-    let page = t.get(&format!("{hooks}/{hook}/deliveries"), &admin).await.expect(200);
+    let page = t
+        .get(&format!("{hooks}/{hook}/deliveries"), &admin)
+        .await
+        .expect(200);
     let d = &page["items"][0];
     assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["attempts"], 1);
@@ -297,9 +359,16 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
     let got = deliver_until(&t.state, &policy, &r, "a retry", |g| g.len() >= 2).await;
     assert_eq!(got[0].body, got[1].body, "the same event");
     assert_eq!(got[0].event_id, got[1].event_id);
-    let page = t.get(&format!("{hooks}/{hook}/deliveries"), &admin).await.expect(200);
+    let page = t
+        .get(&format!("{hooks}/{hook}/deliveries"), &admin)
+        .await
+        .expect(200);
     let d = &page["items"][0];
-    assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("delivered"), Some(2)), "{d}");
+    assert_eq!(
+        (d["status"].as_str(), d["attempts"].as_i64()),
+        (Some("delivered"), Some(2)),
+        "{d}"
+    );
     assert_eq!(d["lastStatusCode"], 200);
     assert!(d["lastError"].is_null());
     // Nothing more is sent.
@@ -330,18 +399,29 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
     r.answers.lock().unwrap().clear();
     let event = failed["id"].as_str().unwrap();
     let again = t
-        .post(&format!("{hooks}/{hook}/deliveries/{event}/retry"), &admin, json!({}))
+        .post(
+            &format!("{hooks}/{hook}/deliveries/{event}/retry"),
+            &admin,
+            json!({}),
+        )
         .await
         .expect(200);
     assert_eq!(again["status"], "pending");
-    eventually("delivered after the retry", Duration::from_secs(60), || async {
-        deliver_due(&t.state, &short).await.unwrap();
-        let page = t
-            .get(&format!("{hooks}/{hook}/deliveries?status=delivered"), &admin)
-            .await
-            .expect(200);
-        (page["totalCount"] == 2).then_some(())
-    })
+    eventually(
+        "delivered after the retry",
+        Duration::from_secs(60),
+        || async {
+            deliver_due(&t.state, &short).await.unwrap();
+            let page = t
+                .get(
+                    &format!("{hooks}/{hook}/deliveries?status=delivered"),
+                    &admin,
+                )
+                .await
+                .expect(200);
+            (page["totalCount"] == 2).then_some(())
+        },
+    )
     .await;
     t.get(&format!("{hooks}/{hook}/deliveries?status=lost"), &admin)
         .await
@@ -373,10 +453,7 @@ async fn two_workers_never_send_one_delivery_twice() {
     }
     let other_store = Store::connect_with(&t.database_url, 4).await.unwrap();
     let other = AppState::new(other_store, settings);
-    let policy = DeliveryPolicy {
-        batch: 4,
-        ..fast()
-    };
+    let policy = DeliveryPolicy { batch: 4, ..fast() };
     let work = |s: AppState, p: DeliveryPolicy, r: Receiver| async move {
         let mut n = 0;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -397,7 +474,10 @@ async fn two_workers_never_send_one_delivery_twice() {
         *per_event.entry(g.event_id.clone()).or_default() += 1;
     }
     assert_eq!(per_event.len(), 40, "every event arrived");
-    assert!(per_event.values().all(|n| *n == 1), "one sent twice: {per_event:?}");
+    assert!(
+        per_event.values().all(|n| *n == 1),
+        "one sent twice: {per_event:?}"
+    );
     assert_eq!(got.len(), 40);
     assert_eq!(a + b, 40, "attempts: {a} + {b}");
     other.store().close().await;
@@ -439,8 +519,15 @@ async fn https_endpoints_are_spoken_to_in_tls() {
         .await
         .expect(200);
     let d = &page["items"][0];
-    assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("pending"), Some(1)), "{d}");
-    assert!(d["lastError"].is_string() && d["lastStatusCode"].is_null(), "{d}");
+    assert_eq!(
+        (d["status"].as_str(), d["attempts"].as_i64()),
+        (Some("pending"), Some(1)),
+        "{d}"
+    );
+    assert!(
+        d["lastError"].is_string() && d["lastStatusCode"].is_null(),
+        "{d}"
+    );
 }
 
 /// A delivery queued while the receiver is down stays queued across a restart of the
@@ -491,7 +578,10 @@ async fn deliveries_survive_a_restart() {
             assert!(d["lastStatusCode"].is_null(), "{d}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never attempted: {page}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never attempted: {page}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     server.terminate();
@@ -502,14 +592,23 @@ async fn deliveries_survive_a_restart() {
     // A claim held by the stopped process lapses after 60 s: allow for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
     while r.got().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "not delivered after the restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered after the restart"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = r.got();
     let event = got[0].json();
     assert_eq!(event["type"], "token.created");
     assert_eq!(event["token"]["id"], token["id"]);
-    assert!(verify(secret.as_bytes(), &got[0].signature, &got[0].body, now_secs(), 300));
+    assert!(verify(
+        secret.as_bytes(),
+        &got[0].signature,
+        &got[0].body,
+        now_secs(),
+        300
+    ));
     let session = http::admin_session(&base);
     let delivered = eventually_blocking_delivered(&base, &deliveries, &session);
     assert!(delivered["attempts"].as_i64().unwrap() >= 2, "{delivered}");

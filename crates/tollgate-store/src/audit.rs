@@ -134,15 +134,26 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
     let now = crate::now_ms();
     // The audit log is the event source of webhook notifications: a token event queues its
     // deliveries here, in the transaction of the change (see `crate::webhooks`).
-    if let (Some(app), Some(kind)) = (application, crate::webhooks::event_type(entry.action, &body))
-    {
+    if let (Some(app), Some(kind)) = (
+        application,
+        crate::webhooks::event_type(entry.action, &body),
+    ) {
         let who = serde_json::json!({
             "type": actor_type,
             "id": actor_id.map(Id::to_hex),
             "name": actor_name,
         });
-        crate::webhooks::fan_out(tx, app, &id, kind, now, entry.secondary.as_ref(), who, &body)
-            .await?;
+        crate::webhooks::fan_out(
+            tx,
+            app,
+            &id,
+            kind,
+            now,
+            entry.secondary.as_ref(),
+            who,
+            &body,
+        )
+        .await?;
     }
     let (p_kind, p_id, p_name) = part(&primary);
     let (s_kind, s_id, s_name) = part(&entry.secondary);

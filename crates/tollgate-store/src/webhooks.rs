@@ -351,9 +351,8 @@ impl Store {
 
     /// An endpoint of `application` (`NotFound` for another application's).
     pub async fn webhook(&self, application: Id, id: Id) -> Result<Webhook> {
-        let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND application_id = $2"
-        );
+        let sql =
+            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND application_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_hex())
             .bind(application.to_hex())
@@ -452,12 +451,13 @@ impl Store {
             .bind(page * per_page)
             .fetch_all(&self.pool)
             .await?;
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {filter}")))
-            .bind(webhook.to_hex())
-            .bind(application.to_hex())
-            .bind(status)
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {filter}")))
+                .bind(webhook.to_hex())
+                .bind(application.to_hex())
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(Page {
             items: rows.iter().map(delivery_from_row).collect::<Result<_>>()?,
             total,

@@ -103,10 +103,22 @@ async fn every_token_event_queues_one_delivery_per_subscribed_enabled_endpoint()
         .unwrap();
     assert_eq!(revoked.len(), 1);
     for (event, body) in [
-        (TokenEvent::Expiring, json!({ "leadDays": 7, "expirationDate": "2027-01-01T00:00:00.000Z" })),
-        (TokenEvent::Expired, json!({ "expirationDate": "2027-01-01T00:00:00.000Z" })),
-        (TokenEvent::IdleDeactivated, json!({ "idleDays": 90, "status": "inactive" })),
-        (TokenEvent::Retired, json!({ "rolledToId": rolled.new.id.to_hex() })),
+        (
+            TokenEvent::Expiring,
+            json!({ "leadDays": 7, "expirationDate": "2027-01-01T00:00:00.000Z" }),
+        ),
+        (
+            TokenEvent::Expired,
+            json!({ "expirationDate": "2027-01-01T00:00:00.000Z" }),
+        ),
+        (
+            TokenEvent::IdleDeactivated,
+            json!({ "idleDays": 90, "status": "inactive" }),
+        ),
+        (
+            TokenEvent::Retired,
+            json!({ "rolledToId": rolled.new.id.to_hex() }),
+        ),
     ] {
         s.record_token_event(&Actor::operator(), app, a.id, "alpha", event, body)
             .await
@@ -187,10 +199,7 @@ async fn every_token_event_queues_one_delivery_per_subscribed_enabled_endpoint()
         events_of(s, other_app, elsewhere.id).await.is_empty(),
         "another application's"
     );
-    assert_eq!(
-        s.delivery_counts(app, all.id).await.unwrap(),
-        (11, 0, 0)
-    );
+    assert_eq!(s.delivery_counts(app, all.id).await.unwrap(), (11, 0, 0));
 }
 
 async fn a_change_that_rolls_back_queues_nothing() {
@@ -216,7 +225,9 @@ async fn a_change_that_rolls_back_queues_nothing() {
         enabled: Some(false),
         ..Default::default()
     };
-    s.update_webhook(&Actor::operator(), app, h.id, &off).await.unwrap();
+    s.update_webhook(&Actor::operator(), app, h.id, &off)
+        .await
+        .unwrap();
     token(s, app, "while off", None).await;
     assert!(events_of(s, app, h.id).await.is_empty());
     let on = WebhookChange {
@@ -224,16 +235,30 @@ async fn a_change_that_rolls_back_queues_nothing() {
         events: Some(vec!["token.deleted".into()]),
         ..Default::default()
     };
-    let h2 = s.update_webhook(&Actor::operator(), app, h.id, &on).await.unwrap();
+    let h2 = s
+        .update_webhook(&Actor::operator(), app, h.id, &on)
+        .await
+        .unwrap();
     assert_eq!(h2.events, ["token.deleted"]);
     assert_eq!(h2.url, h.url, "unchanged fields stay");
     token(s, app, "not subscribed", None).await;
-    s.delete_token(&Actor::operator(), app, t.id, allow).await.unwrap();
-    let kinds: Vec<String> = events_of(s, app, h.id).await.into_iter().map(|(k, _)| k).collect();
+    s.delete_token(&Actor::operator(), app, t.id, allow)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = events_of(s, app, h.id)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(kinds, ["token.deleted"]);
     // Deleting the endpoint deletes its deliveries.
-    s.delete_webhook(&Actor::operator(), app, h.id).await.unwrap();
-    assert!(matches!(s.webhook(app, h.id).await, Err(StoreError::NotFound)));
+    s.delete_webhook(&Actor::operator(), app, h.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.webhook(app, h.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.delivery_counts(app, h.id).await.unwrap(), (0, 0, 0));
 }
 
@@ -273,12 +298,23 @@ async fn two_workers_never_hold_one_delivery() {
         }
     }
     assert_eq!(seen.len(), 30);
-    assert!(s.claim_deliveries(now, 60_000, 100).await.unwrap().is_empty());
+    assert!(
+        s.claim_deliveries(now, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A claim that lapsed (a node died mid-send) is taken again, once.
     let later = now + 61_000;
     let again = s.claim_deliveries(later, 60_000, 100).await.unwrap();
     assert_eq!(again.len(), 30);
-    assert!(other.claim_deliveries(later, 60_000, 100).await.unwrap().is_empty());
+    assert!(
+        other
+            .claim_deliveries(later, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The first claim's outcome is not written over the second's.
     assert!(!s.finish_delivery(&all[0], &delivered(later)).await.unwrap());
     let c = again
@@ -298,7 +334,10 @@ async fn two_workers_never_hold_one_delivery() {
         next: Next::RetryAt(later + 30_000),
     };
     assert!(s.finish_delivery(retry, &out).await.unwrap());
-    let d = s.delivery(app, h.id, retry.delivery.event_id).await.unwrap();
+    let d = s
+        .delivery(app, h.id, retry.delivery.event_id)
+        .await
+        .unwrap();
     assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
     assert_eq!(d.last_status_code, Some(500));
     assert_eq!(d.first_attempt_at, Some(later));

@@ -73,7 +73,11 @@ fn row(app: tollgate_store::Id, w: &Webhook) -> HookRow {
         events: if w.events.len() == EVENT_TYPES.len() {
             "All token events".to_owned()
         } else {
-            w.events.iter().map(|e| event_label(e)).collect::<Vec<_>>().join(", ")
+            w.events
+                .iter()
+                .map(|e| event_label(e))
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         enabled: w.enabled,
         created: When::at(w.creation_date),
@@ -184,8 +188,16 @@ pub async fn toggle(
     let hook = parse_id(&hook, "Webhook")?;
     let access = app_access(&state, &session, Action::ApplicationTokenWebhookPatch, app).await?;
     let on = form.get("enabled") == Some("true");
-    service::update(&state, &access.actor(), access.application(), hook, None, None, Some(on))
-        .await?;
+    service::update(
+        &state,
+        &access.actor(),
+        access.application(),
+        hook,
+        None,
+        None,
+        Some(on),
+    )
+    .await?;
     let notice = if on { "enabled" } else { "disabled" };
     Ok(see_other(&format!(
         "{BASE}/applications/{app}/webhooks?notice={notice}"
@@ -255,8 +267,13 @@ pub async fn detail(
 ) -> Result<Response, PageError> {
     let app = parse_id(&app, "Application")?;
     let hook = parse_id(&hook, "Webhook")?;
-    let access =
-        app_access(&state, &session, Action::ApplicationTokenWebhookDeliveries, app).await?;
+    let access = app_access(
+        &state,
+        &session,
+        Action::ApplicationTokenWebhookDeliveries,
+        app,
+    )
+    .await?;
     let app = access.application();
     let store = state.store();
     let w = store
@@ -305,8 +322,13 @@ pub async fn detail(
         pending,
         delivered,
         failed,
-        can_retry: allowed(&state, &session, Action::ApplicationTokenWebhookRetryDelivery, app)
-            .await,
+        can_retry: allowed(
+            &state,
+            &session,
+            Action::ApplicationTokenWebhookRetryDelivery,
+            app,
+        )
+        .await,
         back_href: format!("{BASE}/applications/{app}/webhooks"),
         notice,
     }))
@@ -322,8 +344,13 @@ pub async fn retry(
     let app = parse_id(&app, "Application")?;
     let hook = parse_id(&hook, "Webhook")?;
     let event = parse_id(&event, "Delivery")?;
-    let access =
-        app_access(&state, &session, Action::ApplicationTokenWebhookRetryDelivery, app).await?;
+    let access = app_access(
+        &state,
+        &session,
+        Action::ApplicationTokenWebhookRetryDelivery,
+        app,
+    )
+    .await?;
     state
         .store()
         .retry_delivery(&access.actor(), access.application(), hook, event)

@@ -54,7 +54,11 @@ pub fn check_url(url: &str) -> Result<String, ApiError> {
             "url must be at most {MAX_URL_LEN} characters"
         )));
     }
-    let bad = || ApiError::validation("url must be an absolute http or https URL, e.g. https://example.com/hooks/tollgate");
+    let bad = || {
+        ApiError::validation(
+            "url must be an absolute http or https URL, e.g. https://example.com/hooks/tollgate",
+        )
+    };
     let uri: Uri = url.parse().map_err(|_| bad())?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
@@ -165,7 +169,11 @@ pub async fn update(
 }
 
 /// The signing secret of an endpoint, opened with the server's key (for the worker).
-pub fn open_secret(key: &SecretKey, id: Id, sealed: &str) -> Result<Vec<u8>, crate::auth::two_factor::KeyError> {
+pub fn open_secret(
+    key: &SecretKey,
+    id: Id,
+    sealed: &str,
+) -> Result<Vec<u8>, crate::auth::two_factor::KeyError> {
     key.open(id, sealed)
 }
 
@@ -194,8 +202,15 @@ mod tests {
     #[test]
     fn events_default_to_all_and_unknown_ones_are_refused() {
         assert_eq!(check_events(None).unwrap().len(), EVENT_TYPES.len());
-        let some = vec!["token.rolled".to_owned(), "token.created".to_owned(), "token.created".to_owned()];
-        assert_eq!(check_events(Some(&some)).unwrap(), ["token.created", "token.rolled"]);
+        let some = vec![
+            "token.rolled".to_owned(),
+            "token.created".to_owned(),
+            "token.created".to_owned(),
+        ];
+        assert_eq!(
+            check_events(Some(&some)).unwrap(),
+            ["token.created", "token.rolled"]
+        );
         assert!(check_events(Some(&["token.nope".to_owned()])).is_err());
         assert!(check_events(Some(&[])).is_err());
     }
