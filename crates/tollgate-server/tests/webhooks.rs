@@ -483,6 +483,70 @@ async fn two_workers_never_send_one_delivery_twice() {
     other.store().close().await;
 }
 
+/// A member with the view role reads the endpoints and their deliveries (API and console)
+/// but cannot add, change or delete one; a read-only token likewise.
+async fn viewers_read_webhooks_but_do_not_change_them() {
+    use crate::common::console::{console_login, get as page};
+    let t = TestApp::new().await;
+    let (owner, viewer, app) = t.org_app_with_viewer().await;
+    let hooks = format!("/applications/{app}/token-webhooks");
+    let created = t
+        .post(&hooks, &owner, json!({ "url": "http://127.0.0.1:9/hook" }))
+        .await
+        .expect(201);
+    let hook = created["id"].as_str().unwrap().to_owned();
+    let listed = t.get(&hooks, &viewer).await.expect(200);
+    assert_eq!(listed["count"], 1);
+    t.get(&format!("{hooks}/{hook}/deliveries"), &viewer)
+        .await
+        .expect(200);
+    t.post(&hooks, &viewer, json!({ "url": "http://127.0.0.1:9/x" }))
+        .await
+        .expect(403);
+    t.patch(
+        &format!("{hooks}/{hook}"),
+        &viewer,
+        json!({ "enabled": false }),
+    )
+    .await
+    .expect(403);
+    t.delete(&format!("{hooks}/{hook}"), &viewer)
+        .await
+        .expect(403);
+    let reader = t
+        .api_token(
+            &owner,
+            app,
+            json!({ "name": "reader", "scope": ["all.Application.read"] }),
+        )
+        .await;
+    let reader = reader["token"].as_str().unwrap();
+    t.get(&hooks, reader).await.expect(200);
+    t.post(&hooks, reader, json!({ "url": "http://127.0.0.1:9/x" }))
+        .await
+        .expect(403);
+    // The console: the list without the forms.
+    let cookie = console_login(&t, "viewer@example.com").await;
+    let p = page(
+        &t,
+        &format!("/console/applications/{app}/webhooks"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(p.status.as_u16(), 200, "{}", p.body);
+    assert!(p.body.contains("http://127.0.0.1:9/hook"));
+    assert!(!p.body.contains("webhook-form") && !p.body.contains("webhook-delete"));
+    let p = page(
+        &t,
+        &format!("/console/applications/{app}/webhooks/{hook}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(p.status.as_u16(), 200, "{}", p.body);
+    let enabled = t.get(&format!("{hooks}/{hook}"), &owner).await.expect(200);
+    assert_eq!(enabled["enabled"], true, "nothing changed");
+}
+
 /// An `https` endpoint is spoken to in TLS (the first bytes on the wire are a TLS
 /// handshake record); a receiver that is not a TLS server fails the attempt, recorded.
 async fn https_endpoints_are_spoken_to_in_tls() {
@@ -635,5 +699,6 @@ pub fn cases() -> Vec<Case> {
         case!(two_workers_never_send_one_delivery_twice, multi_thread = 2),
         case!(deliveries_survive_a_restart, multi_thread = 2),
         case!(https_endpoints_are_spoken_to_in_tls),
+        case!(viewers_read_webhooks_but_do_not_change_them),
     ]
 }
