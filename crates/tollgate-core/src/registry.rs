@@ -95,6 +95,13 @@ pub const EXTENSIONS: &[&str] = &[
     "applicationTokenPolicy.patch",
     "orgTokenPolicy.get",
     "orgTokenPolicy.patch",
+    "applicationTokenWebhooks.get",
+    "applicationTokenWebhooks.post",
+    "applicationTokenWebhook.get",
+    "applicationTokenWebhook.patch",
+    "applicationTokenWebhook.delete",
+    "applicationTokenWebhook.deliveries",
+    "applicationTokenWebhook.retryDelivery",
 ];
 
 impl ActionDef {
@@ -324,6 +331,36 @@ registry! {
         Application, read_only: false, min_role: Admin, 200,
         body: Some("tokenPolicyPatch"), response: "tokenPolicy",
         "Changes the application's own token policy (fields given only; null unsets one, so the organization's default applies): new tokens, rolls included, must satisfy it; no existing token is changed, the answer lists those that break it (extension: not in the reference API)";
+
+    // --- token event webhooks (extensions; Losant's own `webhooks` are inbound, at /webhooks) ---
+    ApplicationTokenWebhooksGet: "applicationTokenWebhooks.get" Get "/applications/{applicationId}/token-webhooks",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenWebhooks",
+        "Returns the webhook endpoints that receive an application's token events (extension: not in the reference API)";
+    ApplicationTokenWebhooksPost: "applicationTokenWebhooks.post" Post "/applications/{applicationId}/token-webhooks",
+        Application, read_only: false, min_role: Edit, 201,
+        body: Some("tokenWebhookPost"), response: "tokenWebhookCreated",
+        "Adds a webhook endpoint for token events (created, deleted, rolled, leaked, deactivated, expiring, expired, idle-deactivated, retired); its signing secret is in this answer only (extension: not in the reference API)";
+    ApplicationTokenWebhookGet: "applicationTokenWebhook.get" Get "/applications/{applicationId}/token-webhooks/{webhookId}",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenWebhook",
+        "Retrieves a token-event webhook endpoint, with counts of its deliveries by status (extension: not in the reference API)";
+    ApplicationTokenWebhookPatch: "applicationTokenWebhook.patch" Patch "/applications/{applicationId}/token-webhooks/{webhookId}",
+        Application, read_only: false, min_role: Edit, 200,
+        body: Some("tokenWebhookPatch"), response: "tokenWebhook",
+        "Changes a token-event webhook endpoint's URL, events or enabled switch (extension: not in the reference API)";
+    ApplicationTokenWebhookDelete: "applicationTokenWebhook.delete" Delete "/applications/{applicationId}/token-webhooks/{webhookId}",
+        Application, read_only: false, min_role: Edit, 200,
+        body: None, response: "success",
+        "Deletes a token-event webhook endpoint and its queued deliveries (extension: not in the reference API)";
+    ApplicationTokenWebhookDeliveries: "applicationTokenWebhook.deliveries" Get "/applications/{applicationId}/token-webhooks/{webhookId}/deliveries",
+        Application, read_only: true, min_role: View, 200,
+        body: None, response: "tokenWebhookDeliveries",
+        "Lists a webhook endpoint's deliveries, newest first (status pending, delivered or failed; attempts; last status code or error; next attempt) (extension: not in the reference API)";
+    ApplicationTokenWebhookRetryDelivery: "applicationTokenWebhook.retryDelivery" Post "/applications/{applicationId}/token-webhooks/{webhookId}/deliveries/{deliveryId}/retry",
+        Application, read_only: false, min_role: Edit, 200,
+        body: None, response: "tokenWebhookDelivery",
+        "Queues a delivery again now, with a new 24-hour retry window (extension: not in the reference API)";
 
     // --- devices ---
     DevicesGet: "devices.get" Get "/applications/{applicationId}/devices",

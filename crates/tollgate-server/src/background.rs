@@ -36,6 +36,7 @@ pub struct Options {
 pub struct Background {
     node: Id,
     runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     state: AppState,
 }
@@ -44,6 +45,12 @@ impl Background {
     /// The id this node holds the lease by.
     pub fn node(&self) -> Id {
         self.node
+    }
+
+    /// Whether this node held the lease at its last tick: work that must run on one node at
+    /// a time outside this loop (webhook delivery) runs only while it is set.
+    pub fn holding(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.holding.clone()
     }
 
     /// How many times this node has run the jobs (holding the lease).
@@ -77,6 +84,8 @@ pub fn spawn(state: &AppState, options: Options) -> Background {
     let node = Id::generate();
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = runs.clone();
+    let holding_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = holding_flag.clone();
     let s = state.clone();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(options.interval);
@@ -86,6 +95,7 @@ pub fn spawn(state: &AppState, options: Options) -> Background {
         loop {
             tick.tick().await;
             holding = run_once(&s, node, options, &mut last_prune, holding).await;
+            flag.store(holding, std::sync::atomic::Ordering::Relaxed);
             if holding {
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -94,6 +104,7 @@ pub fn spawn(state: &AppState, options: Options) -> Background {
     Background {
         node,
         runs,
+        holding: holding_flag,
         task,
         state: state.clone(),
     }

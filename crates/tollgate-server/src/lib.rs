@@ -34,6 +34,7 @@ pub mod service;
 pub mod state;
 pub mod time;
 pub mod validate;
+pub mod webhooks;
 
 use std::pin::Pin;
 use std::sync::Arc;

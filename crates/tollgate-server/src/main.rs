@@ -288,6 +288,16 @@ struct ServeArgs {
     #[arg(long, env = "TOLLGATE_TOKEN_USAGE", default_value = "on", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     token_usage: bool,
+    /// How often the webhook worker looks for token-event deliveries that are due, in
+    /// milliseconds (10 to 3600000).
+    #[arg(long, env = "TOLLGATE_WEBHOOK_INTERVAL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    webhook_interval_ms: u64,
+    /// The wait before a failed webhook delivery is tried again, in milliseconds, doubled
+    /// after each further failure up to an hour (10 to 3600000; default 30 s).
+    #[arg(long, env = "TOLLGATE_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    webhook_retry_base_ms: u64,
     /// With several nodes on PostgreSQL: how long this node may answer from its credential
     /// cache without proof (a heartbeat through the database) that it has heard every change.
     /// The most a revocation can take to reach this node if change notices stop, in
@@ -982,6 +992,11 @@ async fn main() -> anyhow::Result<()> {
                     args.login_address_interval_secs,
                 ),
                 db_timeout: Duration::from_millis(args.db.db_timeout_ms.max(1)),
+                webhook_interval: Duration::from_millis(args.webhook_interval_ms),
+                webhook_policy: tollgate_server::webhooks::DeliveryPolicy {
+                    first_retry: Duration::from_millis(args.webhook_retry_base_ms),
+                    ..Default::default()
+                },
             };
             // A revocation waits up to a silent node's lease for it; the request deadline
             // must leave room for that, or such a revocation is saved but answered 503.

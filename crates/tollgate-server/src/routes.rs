@@ -13,7 +13,7 @@ use tollgate_core::{Action, Method, REGISTRY};
 
 use crate::api::{
     applications, audit, data, devices, flows, lifecycle, lineage, login, me, orgs, policy,
-    token_usage, tokens,
+    token_usage, tokens, webhooks,
 };
 use crate::auth;
 use crate::error::ApiError;
@@ -69,6 +69,13 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         ApplicationApiTokenDescendants => on(m, lineage::descendants),
         ApplicationTokenPolicyGet => on(m, policy::application_get),
         ApplicationTokenPolicyPatch => on(m, policy::application_patch),
+        ApplicationTokenWebhooksGet => on(m, webhooks::list),
+        ApplicationTokenWebhooksPost => on(m, webhooks::create),
+        ApplicationTokenWebhookGet => on(m, webhooks::get),
+        ApplicationTokenWebhookPatch => on(m, webhooks::patch),
+        ApplicationTokenWebhookDelete => on(m, webhooks::delete),
+        ApplicationTokenWebhookDeliveries => on(m, webhooks::deliveries),
+        ApplicationTokenWebhookRetryDelivery => on(m, webhooks::retry_delivery),
         DevicesGet => on(m, devices::list),
         DevicesPost => on(m, devices::create),
         DeviceGet => on(m, devices::get),

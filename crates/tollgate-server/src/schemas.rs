@@ -100,6 +100,31 @@ pub const EXTENSION_SCHEMAS: &[(&str, &str)] = &[
         include_str!("../schemas/tokenPolicyPatch.json"),
     ),
     ("tokenUsage", include_str!("../schemas/tokenUsage.json")),
+    (
+        "tokenWebhookPost",
+        include_str!("../schemas/tokenWebhookPost.json"),
+    ),
+    (
+        "tokenWebhookPatch",
+        include_str!("../schemas/tokenWebhookPatch.json"),
+    ),
+    ("tokenWebhook", include_str!("../schemas/tokenWebhook.json")),
+    (
+        "tokenWebhookCreated",
+        include_str!("../schemas/tokenWebhookCreated.json"),
+    ),
+    (
+        "tokenWebhooks",
+        include_str!("../schemas/tokenWebhooks.json"),
+    ),
+    (
+        "tokenWebhookDelivery",
+        include_str!("../schemas/tokenWebhookDelivery.json"),
+    ),
+    (
+        "tokenWebhookDeliveries",
+        include_str!("../schemas/tokenWebhookDeliveries.json"),
+    ),
 ];
 
 struct Compiled {

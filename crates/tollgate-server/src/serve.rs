@@ -213,6 +213,12 @@ pub async fn serve(store: Store, settings: Settings, options: ServeOptions) -> a
             audit_retention,
         },
     );
+    crate::webhooks::spawn(
+        state.clone(),
+        state.settings().webhook_interval,
+        state.settings().webhook_policy.clone(),
+        background.holding(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

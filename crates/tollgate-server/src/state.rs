@@ -44,6 +44,10 @@ pub struct Settings {
     pub db_timeout: std::time::Duration,
     /// Count each token's requests and keep its recent ones (`--token-usage`).
     pub token_usage: bool,
+    /// How often the webhook worker sends what is due (`--webhook-interval-ms`).
+    pub webhook_interval: std::time::Duration,
+    /// How webhook deliveries are attempted and retried (`--webhook-retry-base-ms`).
+    pub webhook_policy: crate::webhooks::DeliveryPolicy,
 }
 
 /// Defaults of the login throttle (see README, "Limits and hardening").
@@ -71,6 +75,8 @@ impl Default for Settings {
             login_address_rate: LOGIN_ADDRESS_RATE,
             db_timeout: std::time::Duration::from_secs(5),
             token_usage: true,
+            webhook_interval: std::time::Duration::from_secs(2),
+            webhook_policy: crate::webhooks::DeliveryPolicy::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod backup_restore;
 mod browser_console;
 mod browser_policy;
 mod browser_usage;
+mod browser_webhooks;
 mod cached_reads;
 mod cli_operations;
 mod cli_tokens;
@@ -59,6 +60,7 @@ mod token_authority;
 mod token_matrix;
 mod token_policy;
 mod token_usage;
+mod webhooks;
 mod wire_format;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
@@ -90,6 +92,7 @@ fn main() -> std::process::ExitCode {
             browser_console::cases(),
             browser_policy::cases(),
             browser_usage::cases(),
+            browser_webhooks::cases(),
             cached_reads::cases(),
             cli_operations::cases(),
             cli_tokens::cases(),
@@ -125,6 +128,7 @@ fn main() -> std::process::ExitCode {
             token_matrix::cases(),
             token_policy::cases(),
             token_usage::cases(),
+            webhooks::cases(),
             wire_format::cases(),
             vec![tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once()],
         ]

@@ -296,6 +296,35 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
             )
             .await
             .unwrap();
+        // A webhook endpoint (its secret sealed, copied as stored) and the delivery the
+        // event of a token change queued for it.
+        let app_id: tollgate_store::Id = app.parse().unwrap();
+        let events = vec!["token.expiring".to_owned()];
+        store
+            .create_webhook(
+                &tollgate_store::Actor::operator(),
+                app_id,
+                &tollgate_store::webhooks::NewWebhook {
+                    id: tollgate_store::Id::generate(),
+                    url: "http://127.0.0.1:9/hook",
+                    events: &events,
+                    enabled: true,
+                    secret_sealed: "sealed-stand-in",
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .record_token_event(
+                &tollgate_store::Actor::operator(),
+                app_id,
+                used,
+                "active",
+                tollgate_store::webhooks::TokenEvent::Expiring,
+                serde_json::json!({ "leadDays": 7 }),
+            )
+            .await
+            .unwrap();
         store.close().await;
     }
 
@@ -334,6 +363,8 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_record() {
         ("org_invites", 1),
         ("console_form_keys", 1),
         ("console_reveals", 1),
+        ("webhooks", 1),
+        ("webhook_deliveries", 1),
     ] {
         let line = printed
             .lines()

@@ -34,12 +34,14 @@ async fn run_all(lang: &str, ext: &str, interpreter: impl Fn(&Path) -> Command) 
     for script in scripts(lang, ext) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::common::fresh_database_url(dir.path()).await;
-        // Background jobs every 200 ms: the policy scenario waits for an idle deactivation.
-        let server = ServerProcess::start(
-            dir.path(),
-            &db,
-            &[("TOLLGATE_BACKGROUND_INTERVAL_MS", "200")],
-        );
+        // Background jobs every 200 ms (the policy scenario waits for an idle deactivation),
+        // and webhook deliveries and their retries within moments, for `webhooks.*`.
+        let env = [
+            ("TOLLGATE_BACKGROUND_INTERVAL_MS", "200"),
+            ("TOLLGATE_WEBHOOK_INTERVAL_MS", "50"),
+            ("TOLLGATE_WEBHOOK_RETRY_BASE_MS", "200"),
+        ];
+        let server = ServerProcess::start(dir.path(), &db, &env);
         let out = interpreter(&script)
             .arg(&script)
             .env("TOLLGATE_URL", &server.url)

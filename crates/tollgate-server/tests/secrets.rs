@@ -1,4 +1,5 @@
-//! Secrets never reach the logs, error messages, audit log entries or the database in clear.
+//! Secrets (webhook signing secrets too) never reach the logs, error messages, audit log
+//! entries or the database in clear.
 //!
 //! A real server process runs with debug logging; a user logs in, creates tokens, uses them,
 //! presents mistyped and unknown ones, and is refused in every way we know. Then the captured
@@ -14,12 +15,14 @@ use tollgate_testkit::{Case, case};
 async fn no_secret_in_logs_responses_or_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("tollgate.db").display());
-    let server = ServerProcess::start(dir.path(), &db, &[]);
+    let server = ServerProcess::start(dir.path(), &db, &[("TOLLGATE_WEBHOOK_INTERVAL_MS", "50")]);
     let url = server.url.clone();
     let mut responses = Vec::new();
+    let calls = std::cell::Cell::new(0usize);
     let mut call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
         let reply = http::call(&url, method, path, token, body.as_ref());
         responses.push(reply.body.to_string());
+        calls.set(calls.get() + 1);
         (reply.status, reply.body)
     };
 
@@ -124,6 +127,45 @@ async fn no_secret_in_logs_responses_or_database() {
         .collect();
     assert_eq!(recorded, ["patch", "post", "post", "post"], "{log}");
 
+    // A webhook endpoint: its signing secret is shown once, stored sealed, and used by the
+    // worker to sign a delivery (to a closed port: the attempt fails, and is recorded).
+    let hook_reveal = calls.get();
+    let (s, hook) = call(
+        "POST",
+        &format!("/applications/{app}/token-webhooks"),
+        Some(&session),
+        Some(json!({ "url": "http://127.0.0.1:9/hook" })),
+    );
+    assert_eq!(s, 201);
+    let hook_secret = hook["signingSecret"].as_str().unwrap().to_owned();
+    assert!(hook_secret.starts_with("tgwh_"));
+    secrets.push(hook_secret.clone());
+    let hook_path = format!(
+        "/applications/{app}/token-webhooks/{}",
+        hook["id"].as_str().unwrap()
+    );
+    let (s, _) = call("GET", &hook_path, Some(&session), None);
+    assert_eq!(s, 200);
+    let (s, _) = call("DELETE", &tokens_path, Some(&session), None);
+    assert_eq!(s, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (s, page) = call(
+            "GET",
+            &format!("{hook_path}/deliveries"),
+            Some(&session),
+            None,
+        );
+        assert_eq!(s, 200);
+        if page["items"][0]["attempts"].as_i64().unwrap_or(0) >= 1 {
+            assert_eq!(page["items"][0]["eventType"], "token.deleted");
+            assert!(page["items"][0]["lastError"].is_string(), "{page}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {page}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     // What to look for: each secret, its random part, and the password.
     let mut needles: Vec<String> = Vec::new();
     for s in &secrets {
@@ -135,7 +177,12 @@ async fn no_secret_in_logs_responses_or_database() {
 
     // Responses: only a creation response (the login, then the two token creations) may
     // carry a secret, and only its own.
-    let reveals = [(0usize, &secrets[0]), (2, &secrets[1]), (3, &secrets[2])];
+    let reveals = [
+        (0usize, &secrets[0]),
+        (2, &secrets[1]),
+        (3, &secrets[2]),
+        (hook_reveal, &hook_secret),
+    ];
     for (i, body) in responses.iter().enumerate() {
         let own = reveals
             .iter()
@@ -196,6 +243,7 @@ async fn no_secret_in_logs_responses_or_database() {
             .unwrap();
     assert!(tables.contains(&"api_tokens".to_owned()));
     assert!(tables.contains(&"audit_logs".to_owned()));
+    assert!(tables.contains(&"webhooks".to_owned()));
     for table in tables {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
             .fetch_all(store.pool())

@@ -150,6 +150,60 @@ async fn sample(t: &TestApp, cell: &Cell, action: Action) -> Option<(String, Opt
                 Some(json!({ "attribute": "temperature" })),
             )
         }
+        ApplicationTokenWebhooksGet => (format!("{base}/token-webhooks"), None),
+        ApplicationTokenWebhooksPost => (
+            format!("{base}/token-webhooks"),
+            Some(json!({ "url": "http://127.0.0.1:9/hook" })),
+        ),
+        ApplicationTokenWebhookGet
+        | ApplicationTokenWebhookPatch
+        | ApplicationTokenWebhookDelete
+        | ApplicationTokenWebhookDeliveries
+        | ApplicationTokenWebhookRetryDelivery => {
+            let events = vec!["token.created".to_owned()];
+            let hook = t
+                .store()
+                .create_webhook(
+                    &Actor::operator(),
+                    app,
+                    &tollgate_store::webhooks::NewWebhook {
+                        id: Id::generate(),
+                        url: "http://127.0.0.1:9/hook",
+                        events: &events,
+                        enabled: false,
+                        secret_sealed: "v1:sealed",
+                    },
+                )
+                .await
+                .unwrap()
+                .id;
+            let path = format!("{base}/token-webhooks/{hook}");
+            match action {
+                ApplicationTokenWebhookPatch => (path, Some(json!({ "enabled": false }))),
+                ApplicationTokenWebhookDeliveries => (format!("{path}/deliveries"), None),
+                ApplicationTokenWebhookRetryDelivery => {
+                    // Disabled endpoints queue nothing: enable it for one event.
+                    t.store()
+                        .update_webhook(
+                            &Actor::operator(),
+                            app,
+                            hook,
+                            &tollgate_store::webhooks::WebhookChange {
+                                enabled: Some(true),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    t.raw_token(app, &["application.get"], TokenStatus::Active, None)
+                        .await;
+                    let queued = t.store().deliveries(app, hook, None, 0, 1).await.unwrap();
+                    let event = queued.items[0].event_id;
+                    (format!("{path}/deliveries/{event}/retry"), None)
+                }
+                _ => (path, None),
+            }
+        }
         FlowsGet => (format!("{base}/flows"), None),
         FlowsPost => (
             format!("{base}/flows"),

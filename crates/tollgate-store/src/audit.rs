@@ -131,6 +131,32 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
             (Some(t.kind.clone()), Some(t.id.to_hex()), t.name.clone())
         })
     };
+    let body = redact(entry.body);
+    let id = Id::generate().to_hex();
+    let now = crate::now_ms();
+    // The audit log is the event source of webhook notifications: a token event queues its
+    // deliveries here, in the transaction of the change (see `crate::webhooks`).
+    if let (Some(app), Some(kind)) = (
+        application,
+        crate::webhooks::event_type(entry.action, &body),
+    ) {
+        let who = serde_json::json!({
+            "type": actor_type,
+            "id": actor_id.map(Id::to_hex),
+            "name": actor_name,
+        });
+        crate::webhooks::fan_out(
+            tx,
+            app,
+            &id,
+            kind,
+            now,
+            entry.secondary.as_ref(),
+            who,
+            &body,
+        )
+        .await?;
+    }
     let (p_kind, p_id, p_name) = part(&primary);
     let (s_kind, s_id, s_name) = part(&entry.secondary);
     sqlx::query(
@@ -141,8 +167,8 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
          request_path_params, request_body, response_status) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
-    .bind(Id::generate().to_hex())
-    .bind(crate::now_ms())
+    .bind(&id)
+    .bind(now)
     .bind(org.map(Id::to_hex))
     .bind(application.map(Id::to_hex))
     .bind(p_kind)
@@ -158,7 +184,7 @@ pub(crate) async fn record(tx: &mut WriteTx, actor: &Actor, entry: Entry) -> Res
     .bind(resource)
     .bind(verb)
     .bind(entry.path_params.to_string())
-    .bind(redact(entry.body).to_string())
+    .bind(body.to_string())
     .bind(i64::from(entry.status))
     .execute(&mut **tx)
     .await?;

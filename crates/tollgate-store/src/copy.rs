@@ -52,6 +52,8 @@ pub const TABLES: &[&str] = &[
     "console_form_keys",
     "console_reveals",
     "audit_logs",
+    "webhooks",
+    "webhook_deliveries",
 ];
 
 /// The migration runner's own table: each database keeps its own.

@@ -44,6 +44,7 @@ pub mod states;
 pub mod tokens;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_lifecycle.sql")),
     (9, include_str!("../migrations/0009_lineage.sql")),
     (10, include_str!("../migrations/0010_policy.sql")),
+    (11, include_str!("../migrations/0011_webhooks.sql")),
 ];
 
 /// The schema version this build brings a database to.

@@ -12,6 +12,7 @@ mod statement_timeout;
 mod storage_faults;
 mod support;
 mod usage;
+mod webhooks;
 
 /// With `autotests = false`, a test file that is not a module here would never be compiled.
 fn every_test_file_is_a_module_of_this_binary() {
@@ -32,6 +33,7 @@ fn main() -> std::process::ExitCode {
     cases.extend(lifecycle::cases());
     cases.extend(lineage::cases());
     cases.extend(policy::cases());
+    cases.extend(webhooks::cases());
     cases.extend(storage_faults::cases());
     cases.extend(statement_timeout::cases());
     cases.push(tollgate_testkit::case!(sync every_test_file_is_a_module_of_this_binary).once());

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod token_posture;
 pub mod token_usage;
 pub mod tokens;
+pub mod webhooks;
 
 use serde_json::{Map, Value, json};
 

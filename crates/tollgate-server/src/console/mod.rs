@@ -29,6 +29,7 @@ mod sessions;
 mod tokens;
 mod usage;
 mod view;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -92,6 +93,26 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/applications/{app}/token-policy",
             get(policy::page).post(policy::save),
+        )
+        .route(
+            "/console/applications/{app}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}",
+            get(webhooks::detail),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/toggle",
+            post(webhooks::toggle),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/delete",
+            post(webhooks::delete),
+        )
+        .route(
+            "/console/applications/{app}/webhooks/{hook}/deliveries/{event}/retry",
+            post(webhooks::retry),
         )
         .route(
             "/console/applications/{app}/tokens",

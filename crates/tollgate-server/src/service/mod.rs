@@ -6,3 +6,4 @@ pub mod lifecycle;
 pub mod lineage;
 pub mod policy;
 pub mod tokens;
+pub mod webhooks;
