@@ -527,10 +527,21 @@ async fn token_answers_follow_uses_and_lineage_without_reloading() {
     let list = t.get(&base, &s).await.expect(200);
     assert_eq!(list["posture"]["neverUsed"], 1, "{list}");
     assert!(list["items"][0].get("lastUsedDate").is_none(), "{list}");
-    // A use: shown on the cached page from memory, before any flush.
+    let one = format!("{base}/{pid}");
+    let detail = t.get(&one, &s).await.expect(200);
+    assert!(detail.get("lastUsedDate").is_none(), "{detail}");
+    // A use: shown on the cached page and detail from memory, before any flush.
     t.get(&format!("/applications/{app}"), &psecret)
         .await
         .expect(200);
+    let before = lookups(&t, "tokens").await;
+    let detail = t.get(&one, &s).await.expect(200);
+    assert!(detail["lastUsedDate"].is_string(), "{detail}");
+    assert_eq!(
+        lookups(&t, "tokens").await,
+        before,
+        "the detail, rendered again"
+    );
     let before = lookups(&t, "tokens").await;
     let list = t.get(&base, &s).await.expect(200);
     assert!(list["items"][0]["lastUsedDate"].is_string(), "{list}");
@@ -552,7 +563,6 @@ async fn token_answers_follow_uses_and_lineage_without_reloading() {
     assert_eq!(lookups(&t, "tokens").await, before, "warm");
 
     // Lineage: the detail counts the children created through the token.
-    let one = format!("{base}/{pid}");
     let detail = t.get(&one, &s).await.expect(200);
     assert_eq!(detail["lineage"]["childCount"], 0, "{detail}");
     let before = lookups(&t, "tokens").await;

@@ -291,44 +291,67 @@ pub async fn create(
     Ok(res)
 }
 
+/// A token's detail as read (the record and its lineage), and its body once rendered.
+pub struct TokenDetail {
+    record: TokenRecord,
+    lineage: Value,
+    rendered: Mutex<Option<Rendered>>,
+}
+
 pub async fn get(
     State(state): State<AppState>,
     access: AppAccess,
     Path((_, token_id)): Path<(Id, Id)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     // From memory while the freshness gate allows (`read_cache`), unless the token has a usage
-    // limit (see `list`); rendered per request (one token). Its lineage (counts of the
-    // tokens created through it, whether its parent exists) is kept under the same part:
-    // every token created, changed or deleted drops it.
+    // limit (see `list`): the record with its lineage (counts of the tokens created through
+    // it, whether its parent exists; every token created, changed or deleted drops it), and
+    // the body rendered once, served again while this node's last-used times and the token's
+    // time-dependent fields stay as they are (see `list`).
     let app = access.application();
     let store = state.store();
-    let t = state
+    let detail = state
         .reads()
         .get(
             app,
             Part::Tokens,
             &format!("id:{token_id}"),
             |_| true,
-            |t: &TokenRecord| t.unleased_uses.is_none(),
-            || store.token(app, token_id),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "API token"))?;
-    let mut out = token_json(&state, &t);
-    // The detail's extension: its parent, its descendants, and what happens to them.
-    let lineage = state
-        .reads()
-        .get(
-            app,
-            Part::Tokens,
-            &format!("lineage:{token_id}"),
-            |_| true,
-            |_| true,
-            || crate::service::lineage::lineage_json(&state, &t),
+            |d: &TokenDetail| d.record.unleased_uses.is_none(),
+            || async {
+                let record = store
+                    .token(app, token_id)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "API token"))?;
+                // The detail's extension: its parent, its descendants, and what happens to
+                // them.
+                let lineage = crate::service::lineage::lineage_json(&state, &record).await?;
+                Ok::<_, ApiError>(TokenDetail {
+                    record,
+                    lineage,
+                    rendered: Mutex::new(None),
+                })
+            },
         )
         .await?;
-    out["lineage"] = (*lineage).clone();
-    Ok(Json(out))
+    let (shown_uses, now) = (state.credentials().shown_uses(), tollgate_store::now_ms());
+    if let Some(r) = &*lock(&detail.rendered)
+        && r.shown_uses == shown_uses
+        && now < r.until
+    {
+        return Ok(json_body(r.body.clone()));
+    }
+    let t = &detail.record;
+    let mut out = token_json(&state, t);
+    out["lineage"] = detail.lineage.clone();
+    let body = Bytes::from(out.to_string());
+    *lock(&detail.rendered) = Some(Rendered {
+        shown_uses,
+        flushes: 0,
+        until: crate::service::lifecycle::next_change(t.expiration_date, t.life.retires_at, now),
+        body: body.clone(),
+    });
+    Ok(json_body(body))
 }
 
 pub async fn patch(
