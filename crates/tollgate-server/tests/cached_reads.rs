@@ -501,6 +501,81 @@ async fn cached_state_follows_concurrent_reports() {
     }
 }
 
+/// A cached state answer is still behind the token check: once a token is deactivated or
+/// deleted, the state it read a moment ago from memory is refused to it.
+async fn cached_state_is_refused_once_the_token_is_revoked() {
+    let t = TestApp::new().await;
+    let user = t.user("revoked@example.com").await;
+    let s = t.session_for(user).await;
+    let app = t.app_of(user, "Plant").await;
+    let base = format!("/applications/{app}");
+    let dev = t
+        .post(
+            &format!("{base}/devices"),
+            &s,
+            json!({ "name": "d", "attributes": [{ "name": "n", "dataType": "number" }] }),
+        )
+        .await
+        .expect(201);
+    let device = dev["id"].as_str().unwrap().to_owned();
+    let dev = format!("{base}/devices/{device}");
+    t.post(&format!("{dev}/state"), &s, json!({ "data": { "n": 1 } }))
+        .await
+        .expect(200);
+    let mut tokens = Vec::new();
+    for name in ["deactivated", "deleted"] {
+        let tok = t
+            .post(
+                &format!("{base}/tokens"),
+                &s,
+                json!({ "name": name, "scope": ["device.getState", "device.getCompositeState", "data.lastValueQuery"] }),
+            )
+            .await
+            .expect(201);
+        tokens.push((
+            tok["id"].as_str().unwrap().to_owned(),
+            tok["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let lvq = format!("{base}/data/last-value-query");
+    let q = json!({ "attribute": "n", "deviceIds": [device] });
+    for (_, secret) in &tokens {
+        for _ in 0..2 {
+            t.get(&format!("{dev}/state"), secret).await.expect(200);
+            t.get(&format!("{dev}/compositeState"), secret)
+                .await
+                .expect(200);
+            t.post(&lvq, secret, q.clone()).await.expect(200);
+        }
+    }
+    let before = lookups(&t, "state").await;
+    t.get(&format!("{dev}/state"), &tokens[0].1)
+        .await
+        .expect(200);
+    assert_eq!(lookups(&t, "state").await, before, "answered from memory");
+    t.patch(
+        &format!("{base}/tokens/{}", tokens[0].0),
+        &s,
+        json!({ "status": "inactive" }),
+    )
+    .await
+    .expect(200);
+    t.delete(&format!("{base}/tokens/{}", tokens[1].0), &s)
+        .await
+        .expect(200);
+    for (_, secret) in &tokens {
+        t.get(&format!("{dev}/state"), secret).await.expect(401);
+        t.get(&format!("{dev}/compositeState"), secret)
+            .await
+            .expect(401);
+        t.post(&lvq, secret, q.clone()).await.expect(401);
+    }
+    // The answers are still kept for everyone else.
+    let before = lookups(&t, "state").await;
+    t.get(&format!("{dev}/state"), &s).await.expect(200);
+    assert_eq!(lookups(&t, "state").await, before);
+}
+
 /// Token answers and last-used times: a flush of uses this node holds in memory does not
 /// reload the cached page (its answers already show them) but does reload the posture
 /// counts, and a use shows on the cached page at once; a token's lineage, kept with it,
@@ -600,6 +675,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(cached_state_equals_the_database_after_every_write),
         case!(cached_state_follows_concurrent_reports),
+        case!(cached_state_is_refused_once_the_token_is_revoked),
         case!(token_answers_follow_uses_and_lineage_without_reloading),
         case!(cached_reads_equal_the_database_after_every_write),
         case!(the_posture_summary_follows_the_clock),
