@@ -150,6 +150,12 @@ impl AppState {
 
     /// Apply a change (made here, or announced by another node) to every cache.
     pub fn apply_change(&self, change: &Change) {
+        // State reports concern the state cache only (and must not move the shared epoch:
+        // see `state_cache`).
+        if let Change::State(_) = change {
+            self.0.states.apply(change);
+            return;
+        }
         self.0.credentials.apply(change);
         self.0.devices.apply(change);
         self.0.reads.apply(change);

@@ -11,7 +11,10 @@
 //!   application deleted, anything ([`Change::All`]). Each is applied on this node before the
 //!   write answers, and on other nodes when its notice arrives;
 //! * a load from the database is kept only if no change was applied while it ran (the epoch,
-//!   checked again under the write lock);
+//!   checked again under the write lock). State reports are far more frequent than any other
+//!   write (a fleet reports all day), so they do not move the shared epoch, which would stop
+//!   every other cache from keeping what it loads: they move one of [`STRIPES`] counters
+//!   chosen by the device, which a load of that device's state checks too;
 //! * while the change feed is down or the lease has run out, nothing here answers.
 //!
 //! Answers also depend on the clock: a report may be up to a day ahead of it, and becomes part
@@ -43,6 +46,8 @@ pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 /// `device.getState` answers of more reports than this are not kept.
 pub const MAX_KEPT_REPORTS: i64 = 100;
+/// Counters moved by state reports, by device (see the module's comment).
+pub const STRIPES: usize = 1024;
 
 /// The declared attributes an answer was read for, in the device's order.
 pub type Types = Vec<(String, DataType)>;
@@ -134,6 +139,9 @@ pub struct StateCache {
     devices: RwLock<Devices>,
     bytes: AtomicUsize,
     answers: AtomicUsize,
+    /// Moved by every state report of a device hashed to the stripe.
+    stripes: Box<[AtomicU64]>,
+    hasher: foldhash::fast::RandomState,
     /// Answers `[from cache, from the database]`.
     counts: [AtomicU64; 2],
 }
@@ -145,8 +153,15 @@ impl StateCache {
             devices: RwLock::default(),
             bytes: AtomicUsize::new(0),
             answers: AtomicUsize::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             counts: Default::default(),
         }
+    }
+
+    fn stripe(&self, device: Id) -> &AtomicU64 {
+        use std::hash::BuildHasher;
+        &self.stripes[(self.hasher.hash_one(device) as usize) % STRIPES]
     }
 
     /// The answer kept for `what` of `device` (of `application`) if the gate allows it and
@@ -176,13 +191,17 @@ impl StateCache {
             return Ok(found);
         }
         self.counts[1].fetch_add(1, Ordering::Relaxed);
+        let stripe = self.stripe(device);
+        let reports = stripe.load(Ordering::Acquire);
         let epoch = self.freshness.epoch();
         let loaded = Arc::new(load().await?);
         let weight = loaded.weight();
-        if keep && weight <= MAX_ANSWER_BYTES && self.freshness.may_keep(epoch) {
+        let unchanged =
+            || self.freshness.may_keep(epoch) && stripe.load(Ordering::Acquire) == reports;
+        if keep && weight <= MAX_ANSWER_BYTES && unchanged() {
             let mut devices = write(&self.devices);
             // Checked again under the lock: a change applied meanwhile wins.
-            if self.freshness.may_keep(epoch) {
+            if unchanged() {
                 if self.bytes.load(Ordering::Relaxed) + weight > MAX_BYTES {
                     self.clear_locked(&mut devices);
                 }
@@ -208,11 +227,21 @@ impl StateCache {
 
     /// Apply a change made by this node or announced by another.
     pub fn apply(&self, change: &Change) {
+        if let Change::State(id) = change {
+            // Only this device's stripe moves (see the module's comment).
+            let stripe = self.stripe(*id);
+            stripe.fetch_add(1, Ordering::AcqRel);
+            if let Some(gone) = write(&self.devices).remove(id) {
+                self.forget(&gone);
+            }
+            stripe.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
         self.freshness.bump();
         {
             let mut devices = write(&self.devices);
             match change {
-                Change::State(id) | Change::Device(id) => {
+                Change::Device(id) => {
                     if let Some(gone) = devices.remove(id) {
                         self.forget(&gone);
                     }
@@ -226,8 +255,9 @@ impl StateCache {
                 }),
                 Change::All => self.clear_locked(&mut devices),
                 // Tokens, sessions, users and the other read answers are no part of a
-                // device's state.
-                Change::Token { .. }
+                // device's state (and reports were handled above).
+                Change::State(_)
+                | Change::Token { .. }
                 | Change::Session(_)
                 | Change::User(_)
                 | Change::Reads { .. } => {}
@@ -365,6 +395,13 @@ mod tests {
             c.cached().0,
             0,
             "a load that raced with a report is not kept"
+        );
+        let epoch = f.epoch();
+        c.apply(&Change::State(Id::generate()));
+        assert_eq!(
+            f.epoch(),
+            epoch,
+            "reports leave the other caches' epoch alone"
         );
         get(&c, app, dev, 1.0).await;
         f.set_trusted(false);
