@@ -263,8 +263,12 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
                     .requests
                     .fetch_add(accepted.len() as u64, Ordering::Relaxed);
             }
-            // Cached state answers of these devices go before any request is answered.
-            let changed: Vec<Change> = accepted.iter().map(|a| Change::State(a.device)).collect();
+            // Cached state answers of these devices go before any request is answered (once
+            // per device: a batch often holds many reports of one).
+            let mut devices: Vec<Id> = accepted.iter().map(|a| a.device).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            let changed: Vec<Change> = devices.into_iter().map(Change::State).collect();
             store.applied(&changed);
             for a in accepted {
                 let _ = a.reply.send(Ok(a.reports.len()));
