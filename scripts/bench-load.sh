@@ -4,6 +4,8 @@
 #
 #   scripts/bench-load.sh                  # everything (about 12 minutes on 2 cores)
 #   DUR=5s RUNS=1 scripts/bench-load.sh    # a quick look
+#   CASES="i j l m n" scripts/bench-load.sh   # only these cases (by letter; g always runs;
+#                                             # the start-up with --preload-tokens is skipped)
 #
 # 1. seeds a data directory with TOKENS application tokens (1,000,000) over APPS applications
 #    (1,000) and DEVICES devices (10,000), straight into the store (bench_seed example);
@@ -50,6 +52,9 @@ DEVICES=${DEVICES:-10000}
 PORT=${PORT:-18480}
 LIMIT_PORT=${LIMIT_PORT:-18481}
 QUIET_WAIT=${QUIET_WAIT:-120}
+CASES=${CASES:-}
+# wanted NAME: whether case NAME (its letter before the first _) is selected.
+wanted() { [ -z "$CASES" ] || [ "${1%%_*}" = g ] || [[ " $CASES " == *" ${1%%_*} "* ]]; }
 LIMIT_SRC=${LIMIT_SRC:-$ROOT/../shared/bench/limit}
 SEED=${SEED:-target/bench-load/seed-$TOKENS-$APPS-$DEVICES}
 OUT=${OUT:-target/bench-load/$(date +%Y%m%dT%H%M%S)}
@@ -124,6 +129,8 @@ start_tollgate() {
 }
 
 # --- start-up and memory with everything preloaded (the worst case for memory) ----------------
+PRELOAD_MS=-; WARM_MS=-; PRELOAD_RSS=-; PRELOADED=-
+if [ -z "$CASES" ]; then
 log "== start-up with --preload-tokens"
 start_tollgate preload --preload-tokens
 PRELOAD_MS=$STARTUP_MS
@@ -134,6 +141,7 @@ PRELOAD_RSS=$(rss_mb "$SERVER_PID")
 PRELOADED=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^tollgate_cached_tokens /{print $2}')
 log "  ready in ${PRELOAD_MS} ms; every token in memory after ${WARM_MS} ms; RSS ${PRELOAD_RSS} MiB, ${PRELOADED} tokens cached"
 stop_server
+fi
 
 # --- the measured server: default configuration ----------------------------------------------
 log "== start-up as configured by default"
@@ -184,6 +192,7 @@ declare -A RPS P50 P99 OTHER DBQ
 # run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms).
 run_case() {
   local name=$1 pid=$2; shift 2
+  wanted "$name" || return 0
   local rps=() p50=() p99=() others=() n
   for n in $(seq 1 "$RUNS"); do
     local f=$OUT/wrk-$name-$n.txt
@@ -267,6 +276,7 @@ G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
   echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
   echo "|---|---|---|---|---|---|---|---|"
   for k in a_device_get a2_device_get_restricted b_devices_get b2_devices_get_filtered h_application_get i_tokens_get j_token_get k_flows_get l_get_state m_get_composite_state n_last_value_query c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
+    [ -n "${RPS[$k]:-}" ] || continue
     awk -v k="$k" -v r="${RPS[$k]}" -v p="${P50[$k]}" -v q="${P99[$k]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$k]:-}" -v o="${OTHER[$k]}" \
       'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %s | %s |\n", k, r, p, q, r/g, q/gq, d, o}'
   done

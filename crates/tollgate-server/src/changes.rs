@@ -111,7 +111,10 @@ impl Cluster {
 /// everything that can make a credential stop working. (Device changes only refresh cached
 /// device bodies; they do not wait.)
 fn needs_confirmation(change: &Change) -> bool {
-    !matches!(change, Change::Device(_) | Change::Reads { .. })
+    !matches!(
+        change,
+        Change::Device(_) | Change::State(_) | Change::Reads { .. }
+    )
 }
 
 impl Propagate for Cluster {
@@ -481,6 +484,7 @@ async fn receive(
                         tracing::debug!(application = %id, "change notice")
                     }
                     Change::Device(id) => tracing::debug!(device = %id, "change notice"),
+                    Change::State(id) => tracing::trace!(device = %id, "change notice: state"),
                     // A session digest is not a secret, but there is no need to log it.
                     Change::Session(_) => tracing::debug!("change notice: a session ended"),
                     Change::User(id) => {
@@ -538,6 +542,7 @@ mod tests {
     fn device_changes_do_not_wait_for_other_nodes() {
         let id = Id::generate();
         assert!(!needs_confirmation(&Change::Device(id)));
+        assert!(!needs_confirmation(&Change::State(id)));
         assert!(!needs_confirmation(&Change::Reads {
             application: Some(id),
             part: tollgate_store::Part::Flows,

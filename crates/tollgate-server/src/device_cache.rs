@@ -89,7 +89,11 @@ impl DeviceCache {
                 write(&self.devices).retain(|_, d| d.application_id != *app);
             }
             Change::All => self.clear(),
-            Change::Token { .. } | Change::Session(_) | Change::User(_) | Change::Reads { .. } => {}
+            Change::Token { .. }
+            | Change::Session(_)
+            | Change::User(_)
+            | Change::State(_)
+            | Change::Reads { .. } => {}
         }
         self.freshness.bump();
     }

@@ -32,6 +32,7 @@ pub mod schemas;
 pub mod serve;
 pub mod service;
 pub mod state;
+pub mod state_cache;
 pub mod time;
 pub mod validate;
 pub mod webhooks;

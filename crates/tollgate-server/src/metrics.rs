@@ -96,7 +96,7 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     let _ = writeln!(out, "tollgate_cached_devices {}", state.devices().cached());
     let _ = writeln!(
         out,
-        "# HELP tollgate_read_answers_total Answers of the cached read actions (application, tokens, flows, devices lists), by where they came from: memory, or a database lookup."
+        "# HELP tollgate_read_answers_total Answers of the cached read actions (application, tokens, flows, devices lists, device state), by where they came from: memory, or a database lookup."
     );
     let _ = writeln!(out, "# TYPE tollgate_read_answers_total counter");
     for part in tollgate_store::Part::ALL {
@@ -109,6 +109,18 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
             );
         }
     }
+    let (cache, database) = state.states().counts();
+    for (from, v) in [("cache", cache), ("database", database)] {
+        let _ = writeln!(
+            out,
+            "tollgate_read_answers_total{{part=\"state\",from=\"{from}\"}} {v}"
+        );
+    }
+    let _ = writeln!(out, "# TYPE tollgate_cached_states gauge");
+    let (answers, bytes) = state.states().cached();
+    let _ = writeln!(out, "tollgate_cached_states {answers}");
+    let _ = writeln!(out, "# TYPE tollgate_cached_state_bytes gauge");
+    let _ = writeln!(out, "tollgate_cached_state_bytes {bytes}");
     let _ = writeln!(out, "# TYPE tollgate_cached_reads gauge");
     let _ = writeln!(out, "tollgate_cached_reads {}", state.reads().cached());
     let _ = writeln!(

@@ -138,9 +138,9 @@ impl ReadCache {
                 Change::Token { .. } => retain(entries, len, |k| k.1 != Part::Tokens),
                 Change::Application(app) => retain(entries, len, |k| k.0 != *app),
                 Change::All => retain(entries, len, |_| false),
-                // Device lists change with their own `Reads` notice; sessions and users are
-                // not part of any answer kept here.
-                Change::Device(_) | Change::Session(_) | Change::User(_) => {}
+                // Device lists change with their own `Reads` notice; state (`state_cache`),
+                // sessions and users are not part of any answer kept here.
+                Change::Device(_) | Change::State(_) | Change::Session(_) | Change::User(_) => {}
             }
         }
         self.freshness.bump();

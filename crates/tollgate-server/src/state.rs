@@ -13,6 +13,7 @@ use crate::freshness::Freshness;
 use crate::metrics::ResponseCounts;
 use crate::observe::Latencies;
 use crate::read_cache::ReadCache;
+use crate::state_cache::StateCache;
 
 /// Settings that shape behaviour (not where to listen or store).
 #[derive(Clone, Debug)]
@@ -91,6 +92,7 @@ struct Inner {
     usage: crate::auth::usage::Usage,
     devices: DeviceCache,
     reads: ReadCache,
+    states: StateCache,
     responses: ResponseCounts,
     latencies: Arc<Latencies>,
     secret_key: SecretKey,
@@ -111,6 +113,7 @@ impl AppState {
         let credentials = Arc::new(Credentials::new(store.clone(), freshness.clone()));
         let devices = DeviceCache::new(store.clone(), freshness.clone());
         let reads = ReadCache::new(freshness.clone());
+        let states = StateCache::new(freshness.clone());
         let state = AppState(Arc::new(Inner {
             store: store.clone(),
             freshness,
@@ -118,6 +121,7 @@ impl AppState {
             usage: crate::auth::usage::Usage::new(settings.token_usage),
             devices,
             reads,
+            states,
             responses: ResponseCounts::default(),
             latencies: Arc::default(),
             secret_key: SecretKey::new(settings.secret_key_file.clone()),
@@ -155,9 +159,16 @@ impl AppState {
 
     /// Apply a change (made here, or announced by another node) to every cache.
     pub fn apply_change(&self, change: &Change) {
+        // State reports concern the state cache only (and must not move the shared epoch:
+        // see `state_cache`).
+        if let Change::State(_) = change {
+            self.0.states.apply(change);
+            return;
+        }
         self.0.credentials.apply(change);
         self.0.devices.apply(change);
         self.0.reads.apply(change);
+        self.0.states.apply(change);
     }
 
     /// Drop everything every cache holds.
@@ -165,6 +176,7 @@ impl AppState {
         self.0.credentials.clear();
         self.0.devices.clear();
         self.0.reads.clear();
+        self.0.states.clear();
     }
 
     /// The change feed went down or came back: caches stop answering at once when it goes
@@ -200,6 +212,11 @@ impl AppState {
     /// Read actions answered from memory (see `read_cache`).
     pub fn reads(&self) -> &ReadCache {
         &self.0.reads
+    }
+
+    /// Device state answered from memory (see `state_cache`).
+    pub fn states(&self) -> &StateCache {
+        &self.0.states
     }
 
     pub fn store(&self) -> &Store {

@@ -517,7 +517,7 @@ fn reads_through_another_node_follow_its_writes() {
         .to_owned();
     let base = format!("/applications/{app}");
     let token = create_token(&a.url, &session, &app, "reader");
-    let reads = [
+    let mut reads = vec![
         (base.clone(), "application"),
         (format!("{base}/tokens"), "tokens"),
         (format!("{base}/tokens/{}", token.id), "tokens"),
@@ -525,8 +525,8 @@ fn reads_through_another_node_follow_its_writes() {
         (format!("{base}/devices"), "devices"),
     ];
     // B answers from memory, then follows A's write within the bound.
-    let follow = |step: &str| {
-        for (path, part) in &reads {
+    let follow = |reads: &[(String, &str)], step: &str| {
+        for (path, part) in reads {
             let want = http::get(&a.url, path, &session).expect(200);
             let since = Instant::now();
             loop {
@@ -550,9 +550,9 @@ fn reads_through_another_node_follow_its_writes() {
             );
         }
     };
-    follow("at first");
+    follow(&reads, "at first");
     http::patch(&a.url, &base, &session, json!({ "name": "renamed fleet" })).expect(200);
-    follow("application renamed through A");
+    follow(&reads, "application renamed through A");
     http::patch(
         &a.url,
         &format!("{base}/tokens/{}", token.id),
@@ -560,11 +560,11 @@ fn reads_through_another_node_follow_its_writes() {
         json!({ "name": "reader, renamed" }),
     )
     .expect(200);
-    follow("token renamed through A");
+    follow(&reads, "token renamed through A");
     let other = create_token(&a.url, &session, &app, "another");
-    follow("token created through A");
+    follow(&reads, "token created through A");
     http::delete(&a.url, &format!("{base}/tokens/{}", other.id), &session).expect(200);
-    follow("token deleted through A");
+    follow(&reads, "token deleted through A");
     http::post(
         &a.url,
         &format!("{base}/flows"),
@@ -572,15 +572,89 @@ fn reads_through_another_node_follow_its_writes() {
         json!({ "name": "f", "triggers": [], "nodes": [] }),
     )
     .expect(201);
-    follow("flow created through A");
-    http::post(
+    follow(&reads, "flow created through A");
+    let device = http::post(
         &a.url,
         &format!("{base}/devices"),
         &session,
         json!({ "name": "d", "attributes": [{ "name": "t", "dataType": "number" }] }),
     )
-    .expect(201);
-    follow("device created through A");
+    .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dev = format!("{base}/devices/{device}");
+    reads.extend([
+        (format!("{dev}/state"), "state"),
+        (format!("{dev}/state?limit=3&sortDirection=asc"), "state"),
+        (format!("{dev}/compositeState"), "state"),
+    ]);
+    follow(&reads, "device created through A");
+    // Device state: reports through A are seen by B's cached state reads within the bound,
+    // and by its last-value query (a POST: compared the same way).
+    let last_value = |step: &str, attribute: &str| {
+        let body = json!({ "attribute": attribute, "deviceIds": [device] });
+        let path = format!("{base}/data/last-value-query");
+        let want = http::post(&a.url, &path, &session, body.clone()).expect(200);
+        let since = Instant::now();
+        loop {
+            let got = http::post(&b.url, &path, &session, body.clone()).expect(200);
+            if got == want {
+                break;
+            }
+            assert!(
+                since.elapsed() <= BOUND,
+                "{step}: B's last value is still {got} after {:?}; A: {want}",
+                since.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let before = read_lookups(b, "state");
+        assert_eq!(http::post(&b.url, &path, &session, body).expect(200), want);
+        assert_eq!(
+            read_lookups(b, "state"),
+            before,
+            "{step}: B asked the database"
+        );
+        want
+    };
+    last_value("no state yet", "t");
+    for (n, v) in [(1, 20.5), (2, 21.5)] {
+        http::post(
+            &a.url,
+            &format!("{dev}/state"),
+            &session,
+            json!({ "data": { "t": v } }),
+        )
+        .expect(200);
+        follow(&reads, &format!("state report {n} through A"));
+        let lv = last_value(&format!("state report {n} through A"), "t");
+        assert_eq!(lv[&device]["data"]["t"], json!(v), "{lv}");
+    }
+    // A batch (written alone, not in a group) and a retyped attribute (its points deleted).
+    let batch: Vec<_> = (0..20)
+        .map(|i| json!({ "data": { "t": i }, "time": tollgate_store::now_ms() - 60_000 + i }))
+        .collect();
+    http::post(&a.url, &format!("{dev}/state"), &session, json!(batch)).expect(200);
+    follow(&reads, "a batch of reports through A");
+    http::patch(
+        &a.url,
+        &dev,
+        &session,
+        json!({ "attributes": [{ "name": "t", "dataType": "string" }] }),
+    )
+    .expect(200);
+    follow(&reads, "attribute retyped through A");
+    assert_eq!(last_value("attribute retyped through A", "t"), json!({}));
+    http::post(
+        &a.url,
+        &format!("{dev}/state"),
+        &session,
+        json!({ "data": { "t": "warm" } }),
+    )
+    .expect(200);
+    follow(&reads, "a text report through A");
+    last_value("a text report through A", "t");
     // A node that has cached nothing reads the same from the database.
     let c = ServerProcess::start(dir.path(), &db, &[]);
     wait_cache(&c, "live", Duration::from_secs(10));

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::{Actor, Credential, Lock};
 use crate::devices::{Device, device_for_write, devices_in_tx};
 use crate::states::{Report, write_reports};
-use crate::{Id, Store, StoreError, WriteTurn, check_in_application};
+use crate::{Change, Id, Store, StoreError, WriteTurn, check_in_application};
 
 /// Most requests committed together.
 pub(crate) const MAX_JOBS: usize = 128;
@@ -263,6 +263,13 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
                     .requests
                     .fetch_add(accepted.len() as u64, Ordering::Relaxed);
             }
+            // Cached state answers of these devices go before any request is answered (once
+            // per device: a batch often holds many reports of one).
+            let mut devices: Vec<Id> = accepted.iter().map(|a| a.device).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            let changed: Vec<Change> = devices.into_iter().map(Change::State).collect();
+            store.applied(&changed);
             for a in accepted {
                 let _ = a.reply.send(Ok(a.reports.len()));
             }
@@ -300,6 +307,9 @@ async fn alone(store: &Store, accepted: Vec<Accepted>, turn: Option<WriteTurn>) 
                 Err(e)
             }
         };
+        if result.is_ok() {
+            store.applied(&[Change::State(a.device)]);
+        }
         let _ = a
             .reply
             .send(result.map(|()| a.reports.len()).map_err(Failure::Store));

@@ -561,6 +561,18 @@ impl Store {
         self.propagate(changes).await
     }
 
+    /// Tell this node's hook of `changes` committed without [`Store::commit_with`] (the group
+    /// commit of state reports, which commits many requests in one transaction). Only for
+    /// changes nobody else waits for: nothing is announced to other nodes or propagated.
+    pub(crate) fn applied(&self, changes: &[Change]) {
+        let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            for change in changes {
+                hook(change);
+            }
+        }
+    }
+
     /// Wait until `changes`, already committed, are in effect wherever they matter (the
     /// [`Propagate`] set with [`Store::set_propagation`]; nothing to wait for without one).
     pub async fn propagate(&self, changes: &[Change]) -> Result<()> {

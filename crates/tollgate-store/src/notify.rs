@@ -41,6 +41,9 @@ pub enum Change {
     Application(Id),
     /// A device was changed or deleted.
     Device(Id),
+    /// State reports of a device were stored (`device.sendState`): cached state answers of
+    /// that device go; nobody waits for other nodes.
+    State(Id),
     /// A login session ended (logout); carried as the hex digest of its secret.
     Session(String),
     /// Every session of this user may have ended (a disabled user, a new password).
@@ -84,6 +87,7 @@ impl fmt::Display for Change {
             Change::Token { id, digest } => write!(f, "token:{id}:{}", crate::users::hex(digest)),
             Change::Application(id) => write!(f, "application:{id}"),
             Change::Device(id) => write!(f, "device:{id}"),
+            Change::State(id) => write!(f, "state:{id}"),
             Change::Session(d) => write!(f, "session:{d}"),
             Change::User(id) => write!(f, "user:{id}"),
             Change::All => f.write_str("all"),
@@ -114,6 +118,7 @@ impl FromStr for Change {
             }
             "application" => arg.parse().map(Change::Application).map_err(|_| ()),
             "device" => arg.parse().map(Change::Device).map_err(|_| ()),
+            "state" => arg.parse().map(Change::State).map_err(|_| ()),
             "session" => Ok(Change::Session(arg.to_owned())),
             "user" => arg.parse().map(Change::User).map_err(|_| ()),
             "all" => Ok(Change::All),
@@ -314,6 +319,7 @@ mod tests {
             },
             Change::Application(id),
             Change::Device(id),
+            Change::State(id),
             Change::Session("ab12".into()),
             Change::User(id),
             Change::All,

@@ -13,7 +13,7 @@ use tollgate_core::timeseries::{Buckets, Partial};
 
 use crate::actor::{Actor, Lock};
 use crate::devices::{Device, HistoryQuery, device_for_write, json_of, json_text, placeholders};
-use crate::{Id, Result, Store, StoreError};
+use crate::{Change, Id, Result, Store, StoreError};
 
 /// One validated state report.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,7 +109,9 @@ impl Store {
         let current = device_for_write(&mut tx, application, device).await?;
         let reports = check(&current)?;
         write_reports(&mut tx, &[(device, &reports)]).await?;
-        tx.commit().await?;
+        // Cached state answers of the device go (on PostgreSQL, on every node when the
+        // notice arrives).
+        self.commit_with(tx, &[Change::State(device)]).await?;
         Ok(reports.len())
     }
 
@@ -209,6 +211,35 @@ impl Store {
             ))
         })
         .transpose()
+    }
+
+    /// The latest value of each of `attributes` of `device` at a time up to `end` (the
+    /// attributes without one are left out).
+    pub async fn last_values(
+        &self,
+        device: Id,
+        attributes: &[&str],
+        end: i64,
+    ) -> Result<Vec<(String, i64, Stored)>> {
+        let mut out = Vec::with_capacity(attributes.len());
+        for a in attributes {
+            if let Some((time, v)) = self.last_value(device, a, i64::MIN, end).await? {
+                out.push(((*a).to_owned(), time, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest report of `device` later than `after`, if any (a report may be up to a
+    /// day ahead of the clock: an answer read at `after` holds until then).
+    pub async fn next_report_after(&self, device: Id, after: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(time) FROM device_reports WHERE device_id = $1 AND time > $2",
+        )
+        .bind(device.to_hex())
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Per-bucket count, sum, min and max of the numeric points of one series, computed by

@@ -542,6 +542,19 @@ impl Store {
     /// Record when tokens were last used, in one transaction. Never moves a time backwards
     /// (several nodes flush their own observations).
     pub async fn record_last_used(&self, uses: &[(Id, i64)]) -> Result<()> {
+        self.record_last_used_unless(uses, || false).await
+    }
+
+    /// [`Store::record_last_used`], by a node whose cached token answers may already show
+    /// these times: once committed, `shown_here` says whether they do (it holds them in
+    /// memory). If so the change is announced to the other nodes, whose answers go, but not
+    /// applied on this one. (On PostgreSQL this node's listener hears the notice too, and
+    /// drops them then.)
+    pub async fn record_last_used_unless(
+        &self,
+        uses: &[(Id, i64)],
+        shown_here: impl FnOnce() -> bool,
+    ) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
@@ -564,7 +577,12 @@ impl Store {
             application: None,
             part: Part::Tokens,
         };
-        self.commit_with(tx, &[change]).await?;
+        crate::notify::send(self.backend(), &mut tx, &change).await?;
+        tx.commit().await?;
+        if !shown_here() {
+            self.applied(std::slice::from_ref(&change));
+        }
+        // (Read answers are nobody's to wait for: there is nothing to propagate.)
         Ok(())
     }
 

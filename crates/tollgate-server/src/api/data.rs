@@ -22,6 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, RequestBody};
 use crate::limits;
 use crate::state::AppState;
+use crate::state_cache::Held;
 use crate::time::{iso, relative_ms};
 
 /// Most devices one query may cover.
@@ -344,6 +345,10 @@ pub async fn time_series_query(
     })))
 }
 
+/// For devices named by id only, with nothing else narrowing them (no tags, no device
+/// restriction on the caller) and no `end`, devices come from the device cache and their
+/// latest values from memory (`state_cache`), under the freshness gate; otherwise from the
+/// database.
 pub async fn last_value_query(
     State(state): State<AppState>,
     access: AppAccess,
@@ -351,9 +356,53 @@ pub async fn last_value_query(
 ) -> ApiResult<Json<Value>> {
     let _ = &q.device_query; // refused in precheck
     let attribute = q.attribute.unwrap_or_default();
-    let end = relative_ms(whole(q.end, "end")?.unwrap_or(0), now_ms());
-    let devices = select_devices(&state, &access, q.device_ids, q.device_tags).await?;
+    let now = now_ms();
+    let given_end = whole(q.end, "end")?.unwrap_or(0);
+    let end = relative_ms(given_end, now);
+    let by_ids_only = given_end == 0
+        && access.device_scope().is_none()
+        && q.device_tags.as_ref().is_none_or(Vec::is_empty)
+        && q.device_ids.as_ref().is_some_and(|ids| !ids.is_empty());
     let mut out = Map::new();
+    if by_ids_only {
+        let mut ids: Vec<Id> = q
+            .device_ids
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ApiError::validation("deviceIds: ids are 24 hexadecimal characters")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let device = match state.devices().get(access.application(), id).await {
+                Ok(d) => d,
+                Err(tollgate_store::StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(ty) = device.attribute_type(&attribute) else {
+                continue;
+            };
+            let types = device.attribute_types();
+            let latest =
+                crate::api::devices::latest_values(&state, access.application(), id, &types, now)
+                    .await?;
+            if let Held::Latest(values) = &latest.held
+                && let Some((_, time, v)) =
+                    values.iter().find(|(n, t, _)| *n == attribute && *t >= 0)
+            {
+                out.insert(
+                    id.to_string(),
+                    json!({ "time": iso(*time), "data": { attribute.as_str(): value_json(ty, v) } }),
+                );
+            }
+        }
+        return Ok(Json(Value::Object(out)));
+    }
+    let devices = select_devices(&state, &access, q.device_ids, q.device_tags).await?;
     for device in &devices {
         let Some(ty) = device.attribute_type(&attribute) else {
             continue;

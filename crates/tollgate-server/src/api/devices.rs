@@ -17,7 +17,7 @@ use tollgate_core::attribute::{DataType, Reported, Stored, convert};
 use tollgate_store::devices::{
     Command, DEVICE_FIELDS, Device, DeviceFields, DeviceFilter, HistoryQuery, Tag,
 };
-use tollgate_store::states::Report;
+use tollgate_store::states::{Report, StoredReport};
 use tollgate_store::{Id, Part, now_ms};
 
 use crate::api::{success, with_extra};
@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult, Refusal};
 use crate::extract::{Body, ListParams, Path, Query, RequestBody};
 use crate::limits;
 use crate::state::AppState;
+use crate::state_cache::{Held, MAX_KEPT_REPORTS, StateAnswer, Types};
 use crate::time::{iso, relative_ms, report_time};
 
 /// Most reports one `device.sendState` request may carry.
@@ -680,6 +681,13 @@ fn int_param(v: &Option<String>, name: &str) -> Result<Option<i64>, ApiError> {
 }
 
 impl HistoryParams {
+    /// Whether the request names a time range (otherwise: every report up to now).
+    fn has_range(&self) -> bool {
+        [&self.since, &self.duration, &self.start, &self.end]
+            .into_iter()
+            .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()))
+    }
+
     fn resolve(&self, now: i64) -> Result<HistoryQuery, ApiError> {
         let limit = match self
             .limit
@@ -733,27 +741,17 @@ impl HistoryParams {
     }
 }
 
-pub async fn get_state(
-    State(state): State<AppState>,
-    access: AppAccess,
-    Path((_, id)): Path<(Id, Id)>,
-    Query(params): Query<HistoryParams>,
-) -> ApiResult<Json<Value>> {
-    let q = params.resolve(now_ms())?;
-    let device = load(&state, &access, id).await?;
-    let types = device.attribute_types();
-    let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
-    let reports = state.store().states(id, &names, &q).await?;
+/// `device.getState`'s answer: the reports, each with the values of the declared attributes.
+fn states_json<'a>(
+    types: impl Iterator<Item = (&'a str, DataType)> + Clone,
+    reports: &[StoredReport],
+) -> Value {
     let out: Vec<Value> = reports
         .iter()
         .map(|r| {
             let data: Map<String, Value> = types
-                .iter()
-                .filter_map(|(n, ty)| {
-                    r.values
-                        .get(*n)
-                        .map(|v| ((*n).to_owned(), value_json(*ty, v)))
-                })
+                .clone()
+                .filter_map(|(n, ty)| r.values.get(n).map(|v| (n.to_owned(), value_json(ty, v))))
                 .collect();
             let mut item = json!({ "time": iso(r.time), "data": data });
             if let Some(m) = &r.meta {
@@ -762,7 +760,65 @@ pub async fn get_state(
             item
         })
         .collect();
-    Ok(Json(Value::Array(out)))
+    Value::Array(out)
+}
+
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The attributes an answer is read for, owned (to keep with it).
+fn owned_types(types: &[(&str, DataType)]) -> Types {
+    types.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect()
+}
+
+/// Without a time range (the newest reports, the common dashboard read), the answer comes
+/// from memory while the freshness gate allows (`state_cache`), rendered once.
+pub async fn get_state(
+    State(state): State<AppState>,
+    access: AppAccess,
+    Path((_, id)): Path<(Id, Id)>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult<Response> {
+    let now = now_ms();
+    let q = params.resolve(now)?;
+    let device = load(&state, &access, id).await?;
+    let types = device.attribute_types();
+    let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
+    if params.has_range() || q.limit > MAX_KEPT_REPORTS {
+        let reports = state.store().states(id, &names, &q).await?;
+        let body = states_json(types.iter().copied(), &reports);
+        return Ok(Json(body).into_response());
+    }
+    let store = state.store();
+    let answer = state
+        .states()
+        .get(
+            access.application(),
+            id,
+            &format!("reports:{}:{}", q.limit, q.descending),
+            |a| a.holds_at(now, &types),
+            true,
+            || async {
+                let reports = store.states(id, &names, &q).await?;
+                let until = store.next_report_after(id, now).await?;
+                Ok::<_, ApiError>(StateAnswer::new(
+                    owned_types(&types),
+                    Held::Reports(reports),
+                    until,
+                ))
+            },
+        )
+        .await?;
+    Ok(json_response(answer.rendered(render_reports)))
+}
+
+fn render_reports(a: &StateAnswer) -> Bytes {
+    let Held::Reports(reports) = &a.held else {
+        return Bytes::from_static(b"[]");
+    };
+    let types = a.types.iter().map(|(n, t)| (n.as_str(), *t));
+    Bytes::from(states_json(types, reports).to_string())
 }
 
 #[derive(Deserialize)]
@@ -772,15 +828,69 @@ pub struct CompositeParams {
     attributes: Option<String>,
 }
 
+/// The latest value of each declared attribute, read for this device up to now: from memory
+/// while the freshness gate allows (`state_cache`).
+pub async fn latest_values(
+    state: &AppState,
+    application: Id,
+    id: Id,
+    types: &[(&str, DataType)],
+    now: i64,
+) -> Result<Arc<StateAnswer>, ApiError> {
+    let store = state.store();
+    let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
+    state
+        .states()
+        .get(
+            application,
+            id,
+            "latest",
+            |a| a.holds_at(now, types),
+            true,
+            || async {
+                let values = store.last_values(id, &names, now).await?;
+                let until = store.next_report_after(id, now).await?;
+                Ok::<_, ApiError>(StateAnswer::new(
+                    owned_types(types),
+                    Held::Latest(values),
+                    until,
+                ))
+            },
+        )
+        .await
+}
+
+/// `device.getCompositeState`'s answer from the latest values: those at or after `start` of
+/// the attributes `wanted` (all without a list).
+fn composite_json(a: &StateAnswer, start: i64, wanted: Option<&[&str]>) -> Value {
+    let mut out = Map::new();
+    if let Held::Latest(values) = &a.held {
+        for (name, ty) in &a.types {
+            if wanted.is_some_and(|w| !w.contains(&name.as_str())) {
+                continue;
+            }
+            if let Some((_, time, v)) = values.iter().find(|(n, t, _)| n == name && *t >= start) {
+                out.insert(
+                    name.clone(),
+                    json!({ "value": value_json(*ty, v), "time": iso(*time) }),
+                );
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 pub async fn get_composite_state(
     State(state): State<AppState>,
     access: AppAccess,
     Path((_, id)): Path<(Id, Id)>,
     Query(params): Query<CompositeParams>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let now = now_ms();
-    let start = int_param(&params.start, "start")?.map_or(1, |s| relative_ms(s, now));
-    let end = int_param(&params.end, "end")?.map_or(now, |e| relative_ms(e, now));
+    let given_start = int_param(&params.start, "start")?;
+    let given_end = int_param(&params.end, "end")?;
+    let start = given_start.map_or(1, |s| relative_ms(s, now));
+    let end = given_end.map_or(now, |e| relative_ms(e, now));
     if start > end {
         return Err(ApiError::validation("start must not be after end"));
     }
@@ -811,6 +921,16 @@ pub async fn get_composite_state(
             )));
         }
     }
+    if given_start.is_none() && given_end.is_none() {
+        // No range: the latest values up to now (every stored time is after `start`'s 1).
+        let latest = latest_values(&state, access.application(), id, &types, now).await?;
+        return Ok(match &wanted {
+            None => json_response(
+                latest.rendered(|a| Bytes::from(composite_json(a, start, None).to_string())),
+            ),
+            Some(w) => Json(composite_json(&latest, start, Some(w))).into_response(),
+        });
+    }
     let mut out = Map::new();
     for (name, ty) in &types {
         if wanted.as_ref().is_some_and(|w| !w.contains(name)) {
@@ -823,7 +943,7 @@ pub async fn get_composite_state(
             );
         }
     }
-    Ok(Json(Value::Object(out)))
+    Ok(Json(Value::Object(out)).into_response())
 }
 
 #[derive(Deserialize)]

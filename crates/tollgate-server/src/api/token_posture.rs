@@ -25,7 +25,7 @@ pub fn parse(value: Option<&str>) -> Result<Option<Posture>, ApiError> {
 
 /// Last-used times this node holds in memory are written first, so "never used" and
 /// "idle" see them.
-async fn flush(state: &AppState) {
+pub async fn flush(state: &AppState) {
     if let Err(e) = state.credentials().flush_last_used().await {
         tracing::warn!(error = %e, "could not record last-used times before a posture query");
     }
@@ -51,10 +51,13 @@ pub async fn page(
     })
 }
 
-/// The summary, and the last instant at which it holds unless a token changes.
+/// The summary, the last instant at which it holds unless a token changes, and the
+/// last-used flushes of this node it has seen (a flush that this node's other answers need
+/// not follow changes the counts: see `Credentials::flush_last_used`).
 struct Summary {
     counts: Value,
     until: i64,
+    flushes: u64,
 }
 
 /// `{"neverUsed": n, …}` over every token of the application. Answered from memory while the
@@ -62,17 +65,25 @@ struct Summary {
 /// moves it into another category (idle, expiring, expired); tokens change only with a
 /// change notice, last-used times included (their flush, just above, sends one).
 pub async fn summary(state: &AppState, application: Id) -> ApiResult<Value> {
+    Ok(summary_until(state, application).await?.0)
+}
+
+/// [`summary`], and the last instant at which it holds unless a token changes or this node
+/// records last-used times.
+pub async fn summary_until(state: &AppState, application: Id) -> ApiResult<(Value, i64)> {
     flush(state).await;
     let store = state.store();
+    let credentials = state.credentials();
     let summary = state
         .reads()
         .get(
             application,
             Part::Tokens,
             "posture",
-            |s: &Summary| tollgate_store::now_ms() <= s.until,
+            |s: &Summary| tollgate_store::now_ms() <= s.until && s.flushes == credentials.flushes(),
             |_| true,
             || async {
+                let flushes = credentials.flushes();
                 let (counts, until) = store
                     .token_posture_until(application, tollgate_store::now_ms())
                     .await?;
@@ -83,9 +94,10 @@ pub async fn summary(state: &AppState, application: Id) -> ApiResult<Value> {
                 Ok::<_, ApiError>(Summary {
                     counts: Value::Object(map),
                     until,
+                    flushes,
                 })
             },
         )
         .await?;
-    Ok(summary.counts.clone())
+    Ok((summary.counts.clone(), summary.until))
 }

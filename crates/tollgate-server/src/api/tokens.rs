@@ -5,12 +5,13 @@
 //! response only.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tollgate_core::Scope;
 
 use tollgate_store::list::Page;
@@ -153,21 +154,40 @@ pub struct ListQuery {
     posture: Option<String>,
 }
 
+/// A page of tokens as read, and its response body once rendered.
+pub struct TokenPage {
+    page: Page<TokenRecord>,
+    rendered: Mutex<Option<Rendered>>,
+}
+
+/// A rendered body and what it holds for: this node's last-used times as they were
+/// (`Credentials::shown_uses`), its flushes (the posture counts), and the time until which
+/// every token's time-dependent fields and the posture counts stay as they are.
+struct Rendered {
+    shown_uses: u64,
+    flushes: u64,
+    until: i64,
+    body: Bytes,
+}
+
 /// The page of tokens is read from memory while the freshness gate allows (`read_cache`), by
 /// query string, unless it holds a token with a usage limit (its remaining uses change with
 /// every lease, on every node, without a notice) or is one posture category (whose condition
-/// moves with the time); each token is rendered per request (its lifecycle fields depend on
-/// the time, its last use on this node's memory).
+/// moves with the time). Its body is rendered once and served again while nothing it shows
+/// can have changed: not this node's last-used times, nor its flushes of them, nor anything
+/// that moves with the clock (each token's state and "expires in", the posture counts).
 pub async fn list(
     State(state): State<AppState>,
     access: AppAccess,
     RawQuery(raw): RawQuery,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let params = query.list;
     let spec = params.spec(&TOKEN_FIELDS)?;
     let posture = crate::api::token_posture::parse(query.posture.as_deref())?;
     let app = access.application();
+    // This node's last-used times first, so that the posture counts see them.
+    crate::api::token_posture::flush(&state).await;
     let page = match posture {
         None => {
             let store = state.store();
@@ -178,22 +198,71 @@ pub async fn list(
                     Part::Tokens,
                     &format!("list:{}", raw.as_deref().unwrap_or("")),
                     |_| true,
-                    |p: &Page<TokenRecord>| p.items.iter().all(|t| t.unleased_uses.is_none()),
-                    || async { Ok::<_, ApiError>(store.list_tokens(app, &spec).await?) },
+                    |p: &TokenPage| p.page.items.iter().all(|t| t.unleased_uses.is_none()),
+                    || async {
+                        Ok::<_, ApiError>(TokenPage {
+                            page: store.list_tokens(app, &spec).await?,
+                            rendered: Mutex::new(None),
+                        })
+                    },
                 )
                 .await?
         }
-        Some(_) => Arc::new(crate::api::token_posture::page(&state, app, posture, &spec).await?),
+        Some(_) => Arc::new(TokenPage {
+            page: crate::api::token_posture::page(&state, app, posture, &spec).await?,
+            rendered: Mutex::new(None),
+        }),
     };
-    let items = page.items.iter().map(|t| token_json(&state, t)).collect();
-    let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page.total);
+    let credentials = state.credentials();
+    let (shown_uses, flushes, now) = (
+        credentials.shown_uses(),
+        credentials.flushes(),
+        tollgate_store::now_ms(),
+    );
+    if let Some(r) = &*lock(&page.rendered)
+        && r.shown_uses == shown_uses
+        && r.flushes == flushes
+        && now < r.until
+    {
+        return Ok(json_body(r.body.clone()));
+    }
+    let page_ref = &page.page;
+    let items = page_ref
+        .items
+        .iter()
+        .map(|t| token_json(&state, t))
+        .collect();
+    let mut out = params.envelope(&spec, &TOKEN_FIELDS, items, page_ref.total);
     out["ownerId"] = json!(access.application());
     out["ownerType"] = json!("application");
-    out["posture"] = crate::api::token_posture::summary(&state, access.application()).await?;
+    let (counts, holds_until) =
+        crate::api::token_posture::summary_until(&state, access.application()).await?;
+    out["posture"] = counts;
     if let Some(p) = posture {
         out["postureFilter"] = json!(p.name());
     }
-    Ok(Json(out))
+    let body = Bytes::from(out.to_string());
+    let until = page_ref
+        .items
+        .iter()
+        .map(|t| crate::service::lifecycle::next_change(t.expiration_date, t.life.retires_at, now))
+        .fold(holds_until.saturating_add(1), i64::min);
+    *lock(&page.rendered) = Some(Rendered {
+        shown_uses,
+        flushes,
+        until,
+        body: body.clone(),
+    });
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+// Never panics while held.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub async fn create(
@@ -228,31 +297,67 @@ pub async fn create(
     Ok(res)
 }
 
+/// A token's detail as read (the record and its lineage), and its body once rendered.
+pub struct TokenDetail {
+    record: TokenRecord,
+    lineage: Value,
+    rendered: Mutex<Option<Rendered>>,
+}
+
 pub async fn get(
     State(state): State<AppState>,
     access: AppAccess,
     Path((_, token_id)): Path<(Id, Id)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     // From memory while the freshness gate allows (`read_cache`), unless the token has a usage
-    // limit (see `list`); rendered per request.
+    // limit (see `list`): the record with its lineage (counts of the tokens created through
+    // it, whether its parent exists; every token created, changed or deleted drops it), and
+    // the body rendered once, served again while this node's last-used times and the token's
+    // time-dependent fields stay as they are (see `list`).
     let app = access.application();
     let store = state.store();
-    let t = state
+    let detail = state
         .reads()
         .get(
             app,
             Part::Tokens,
             &format!("id:{token_id}"),
             |_| true,
-            |t: &TokenRecord| t.unleased_uses.is_none(),
-            || store.token(app, token_id),
+            |d: &TokenDetail| d.record.unleased_uses.is_none(),
+            || async {
+                let record = store
+                    .token(app, token_id)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "API token"))?;
+                // The detail's extension: its parent, its descendants, and what happens to
+                // them.
+                let lineage = crate::service::lineage::lineage_json(&state, &record).await?;
+                Ok::<_, ApiError>(TokenDetail {
+                    record,
+                    lineage,
+                    rendered: Mutex::new(None),
+                })
+            },
         )
-        .await
-        .map_err(|e| ApiError::from_store(e, "API token"))?;
-    let mut out = token_json(&state, &t);
-    // The detail's extension: its parent, its descendants, and what happens to them.
-    out["lineage"] = crate::service::lineage::lineage_json(&state, &t).await?;
-    Ok(Json(out))
+        .await?;
+    let (shown_uses, now) = (state.credentials().shown_uses(), tollgate_store::now_ms());
+    if let Some(r) = &*lock(&detail.rendered)
+        && r.shown_uses == shown_uses
+        && now < r.until
+    {
+        return Ok(json_body(r.body.clone()));
+    }
+    let t = &detail.record;
+    let mut out = token_json(&state, t);
+    out["lineage"] = detail.lineage.clone();
+    let body = Bytes::from(out.to_string());
+    *lock(&detail.rendered) = Some(Rendered {
+        shown_uses,
+        flushes: 0,
+        until: crate::service::lifecycle::next_change(t.expiration_date, t.life.retires_at, now),
+        body: body.clone(),
+    });
+    Ok(json_body(body))
 }
 
 pub async fn patch(

@@ -152,8 +152,13 @@ pub struct Credentials {
     unknown: RwLock<DigestSet>,
     /// Parsed scopes, by their stored JSON text, so equal scopes are parsed and held once.
     scopes: Mutex<HashMap<String, Arc<TokenScope>>>,
-    /// Tokens seen in use since the last flush: id → minute.
-    used: Mutex<HashMap<Id, i64>>,
+    /// Tokens seen in use since the last flush: id → (minute, digest).
+    used: Mutex<HashMap<Id, (i64, Digest)>>,
+    /// Bumped whenever the last-used time this node shows for a token may have changed (a
+    /// use noted, an entry loaded): answers rendered with those times say which they saw.
+    shown_uses: AtomicU64,
+    /// Bumped after every flush that recorded last-used times.
+    flushes: AtomicU64,
     /// Sessions seen in use since the last flush: id → minute.
     used_sessions: Mutex<HashMap<Id, i64>>,
     pub counts: VerifyCounts,
@@ -172,6 +177,8 @@ impl Credentials {
             scopes: Mutex::default(),
             used: Mutex::default(),
             used_sessions: Mutex::default(),
+            shown_uses: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             counts: VerifyCounts::default(),
             counters: Arc::new(crate::restrict::Counters::new(store.clone())),
         }
@@ -321,6 +328,7 @@ impl Credentials {
             let mut cache = write(&self.tokens);
             if self.freshness.may_keep(epoch) {
                 cache.insert(entry.clone());
+                self.shown_uses.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -390,7 +398,8 @@ impl Credentials {
         let minute = now - now.rem_euclid(60_000);
         if entry.last_used.load(Ordering::Relaxed) < minute {
             entry.last_used.store(minute, Ordering::Relaxed);
-            lock(&self.used).insert(entry.id, minute);
+            lock(&self.used).insert(entry.id, (minute, entry.digest));
+            self.shown_uses.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -427,14 +436,32 @@ impl Credentials {
     /// Write the last-used times of tokens and sessions gathered since the previous flush
     /// (one transaction for each).
     pub async fn flush_last_used(&self) -> Result<(), tollgate_store::StoreError> {
-        let pending: Vec<(Id, i64)> = lock(&self.used).drain().collect();
-        if let Err(e) = self.store.record_last_used(&pending).await {
+        let pending: Vec<(Id, (i64, Digest))> = lock(&self.used).drain().collect();
+        // Cached token answers on this node show each token's time as the later of the
+        // database's and this node's memory: if, once committed, memory still holds every
+        // time flushed, the flush changes none of them (the posture counts, read from the
+        // database, follow `flushes`). Otherwise (an entry was dropped, and perhaps loaded
+        // again from the database) they go.
+        let uses: Vec<(Id, i64)> = pending.iter().map(|(id, (at, _))| (*id, *at)).collect();
+        let shown_here = || {
+            let tokens = read(&self.tokens);
+            pending.iter().all(|(id, (at, digest))| {
+                tokens
+                    .get(digest)
+                    .is_some_and(|e| e.id == *id && e.last_used.load(Ordering::Relaxed) >= *at)
+            })
+        };
+        let recorded = self.store.record_last_used_unless(&uses, shown_here).await;
+        if let Err(e) = recorded {
             // Keep them for the next attempt.
             let mut used = lock(&self.used);
             for (id, at) in pending {
                 used.entry(id).or_insert(at);
             }
             return Err(e);
+        }
+        if !uses.is_empty() {
+            self.flushes.fetch_add(1, Ordering::Release);
         }
         let pending: Vec<(Id, i64)> = lock(&self.used_sessions).drain().collect();
         if let Err(e) = self.store.record_session_last_used(&pending).await {
@@ -445,6 +472,16 @@ impl Credentials {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Changes whenever a last-used time this node shows may have changed (see `shown_uses`).
+    pub fn shown_uses(&self) -> u64 {
+        self.shown_uses.load(Ordering::Acquire)
+    }
+
+    /// How many flushes have recorded last-used times.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
     }
 
     /// When a session was last seen in use by this node (minute), if since it was loaded.
@@ -460,6 +497,7 @@ impl Credentials {
         match change {
             Change::Token { digest, .. } => {
                 write(&self.tokens).remove(digest);
+                self.shown_uses.fetch_add(1, Ordering::Release);
                 // A new token's digest may have been presented (and remembered as unknown)
                 // before it was created.
                 write(&self.unknown).remove(digest);
@@ -468,6 +506,7 @@ impl Credentials {
                 write(&self.tokens)
                     .table
                     .retain(|e| e.application_id != *app);
+                self.shown_uses.fetch_add(1, Ordering::Release);
             }
             Change::Session(hex) => {
                 write(&self.sessions).retain(|d, _| tollgate_store::users::hex(d) != *hex);
@@ -476,7 +515,7 @@ impl Credentials {
                 write(&self.sessions).retain(|_, s| s.user_id != *user);
             }
             Change::All => self.clear(),
-            Change::Device(_) | Change::Reads { .. } => {}
+            Change::Device(_) | Change::State(_) | Change::Reads { .. } => {}
         }
         self.freshness.bump();
     }
@@ -485,6 +524,7 @@ impl Credentials {
     pub fn clear(&self) {
         self.freshness.bump();
         *write(&self.tokens) = TokenCache::default();
+        self.shown_uses.fetch_add(1, Ordering::Release);
         write(&self.sessions).clear();
         write(&self.unknown).clear();
     }

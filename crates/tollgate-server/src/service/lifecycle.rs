@@ -116,6 +116,33 @@ pub fn expires_in(expires: Option<i64>, now: i64) -> Option<String> {
     Some(format!("Expires in {n} {unit}{plural}"))
 }
 
+/// The first instant after `now` at which what a token's answer shows about its time (its
+/// state, "Expires in …", `expiringSoon`) can change: a rendered answer holds until then.
+pub fn next_change(expires: Option<i64>, retires: Option<i64>, now: i64) -> i64 {
+    let mut next = i64::MAX;
+    let mut at = |x: i64| {
+        if x > now && x < next {
+            next = x;
+        }
+    };
+    if let Some(r) = retires {
+        at(r);
+    }
+    if let Some(e) = expires {
+        at(e);
+        at(e - FIRST_WARNING_LEAD_MS);
+        let left = e - now;
+        // "Expires in n units" holds while `n * unit` ms or more are left.
+        for unit in [DAY_MS, 3_600_000, 60_000] {
+            if left >= unit {
+                at(e - (left / unit) * unit + 1);
+                break;
+            }
+        }
+    }
+    next
+}
+
 /// Whether `expires` falls within the first warning lead time from `now`.
 pub fn expiring_soon(expires: Option<i64>, now: i64) -> bool {
     expires.is_some_and(|e| e > now && e - now <= FIRST_WARNING_LEAD_MS)
@@ -295,6 +322,60 @@ pub async fn report_leaks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_token_shows_about_time_holds_until_next_change() {
+        let now = 1_000_000_000_000;
+        let shown = |e: Option<i64>, r: Option<i64>, at: i64| {
+            let state = if r.is_some_and(|r| r <= at) {
+                "retired"
+            } else if e.is_some_and(|e| e <= at) {
+                "expired"
+            } else {
+                "active"
+            };
+            (state, expires_in(e, at), expiring_soon(e, at))
+        };
+        assert_eq!(next_change(None, None, now), i64::MAX);
+        let lead = FIRST_WARNING_LEAD_MS;
+        for left in [
+            1,
+            59_999,
+            60_000,
+            61_000,
+            3_600_000,
+            3_600_001,
+            DAY_MS - 1,
+            DAY_MS,
+            DAY_MS + 1,
+            5 * DAY_MS + 3_600_000,
+            lead,
+            lead + 1,
+            lead + 2 * DAY_MS + 7,
+            400 * DAY_MS,
+            -5,
+        ] {
+            for retires in [None, Some(now + 90_000), Some(now - 1)] {
+                let e = Some(now + left);
+                let next = next_change(e, retires, now);
+                assert!(next > now, "{left}");
+                let here = shown(e, retires, now);
+                // Unchanged up to the instant before, through every instant sampled.
+                for at in [now + 1, (now + next.min(now + 10 * DAY_MS)) / 2, next - 1] {
+                    if at < next && at >= now {
+                        assert_eq!(shown(e, retires, at), here, "left {left}, at +{}", at - now);
+                    }
+                }
+                if next != i64::MAX {
+                    assert_ne!(
+                        shown(e, retires, next),
+                        here,
+                        "left {left}: changes at next"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn expires_in_says_whole_units_rounded_down() {
