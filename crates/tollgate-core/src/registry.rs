@@ -328,7 +328,7 @@ registry! {
         body: None, response: "tokenPolicy",
         "Retrieves the application's effective token policy (its own fields over its organization's default over the built-in defaults, each with its source) and the tokens that break it (extension: not in the reference API)";
     ApplicationTokenPolicyPatch: "applicationTokenPolicy.patch" Patch "/applications/{applicationId}/token-policy",
-        Application, read_only: false, min_role: Admin, 200,
+        Application, read_only: false, min_role: Edit, 200,
         body: Some("tokenPolicyPatch"), response: "tokenPolicy",
         "Changes the application's own token policy (fields given only; null unsets one, so the organization's default applies): new tokens, rolls included, must satisfy it; no existing token is changed, the answer lists those that break it (extension: not in the reference API)";
 
