@@ -22,6 +22,7 @@ mod api_foundation;
 mod api_tokens;
 mod backup_restore;
 mod browser_console;
+mod browser_lineage;
 mod browser_policy;
 mod browser_usage;
 mod browser_webhooks;
@@ -90,6 +91,7 @@ fn main() -> std::process::ExitCode {
             api_tokens::cases(),
             backup_restore::cases(),
             browser_console::cases(),
+            browser_lineage::cases(),
             browser_policy::cases(),
             browser_usage::cases(),
             browser_webhooks::cases(),

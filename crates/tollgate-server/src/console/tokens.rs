@@ -911,13 +911,21 @@ pub async fn save(
         description: Some(description.clone()),
         status,
     };
-    match service::change(&state, &access, token, &change)
-        .await
-        .map_err(TokenError::into_api)
-    {
-        Ok(t) => Ok(see_other(&format!(
+    // "Also switch off the tokens it created": `PATCH …?cascade=true`'s service call.
+    let cascade = form.get("cascade") == Some("on") && status == Some(TokenStatus::Inactive);
+    let result = if cascade {
+        crate::service::lineage::cascade_change(&state, &access, token, &change)
+            .await
+            .map(|_| token)
+    } else {
+        service::change(&state, &access, token, &change)
+            .await
+            .map(|t| t.id)
+    };
+    match result.map_err(TokenError::into_api) {
+        Ok(id) => Ok(see_other(&format!(
             "{}?notice=saved",
-            token_href(access.application(), t.id)
+            token_href(access.application(), id)
         ))),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             let message = if name.is_empty() {
@@ -1091,6 +1099,8 @@ struct DeletePage {
     name: String,
     form_href: String,
     cancel_href: String,
+    /// Tokens descending from this one: the page offers to delete them too.
+    descendants: i64,
 }
 
 pub async fn delete_page(
@@ -1107,6 +1117,9 @@ pub async fn delete_page(
         .token(app, token)
         .await
         .map_err(|e| ApiError::from_store(e, "API token"))?;
+    let descendants = super::lineage::LineageView::of(&state, &t)
+        .await
+        .descendant_count;
     Ok(render(&DeletePage {
         user: Some(session.bar()),
         title: format!("Delete {}", t.name),
@@ -1115,6 +1128,7 @@ pub async fn delete_page(
         name: t.name,
         form_href: format!("{}/delete", token_href(app, token)),
         cancel_href: token_href(app, token),
+        descendants,
     }))
 }
 
@@ -1128,7 +1142,15 @@ pub async fn delete(
     let app = parse_id(&app, "Application")?;
     let token = parse_id(&token, "API token")?;
     let access = app_access(&state, &session, Action::ApplicationApiTokenDelete, app).await?;
-    service::delete(&state, &access, token).await?;
+    // The same service call as `DELETE …?cascade=true`: the subtree in one transaction, each
+    // token audited, refused whole if the user could not have created one of them.
+    if form.get("cascade") == Some("on") {
+        crate::service::lineage::cascade_delete(&state, &access, token)
+            .await
+            .map_err(TokenError::into_api)?;
+    } else {
+        service::delete(&state, &access, token).await?;
+    }
     Ok(see_other(&format!(
         "{}?notice=deleted",
         tokens_href(access.application())
