@@ -12,9 +12,9 @@
 //! * **Response counts** by status (`/metrics`) and the **write check** of `/health` (a
 //!   successful write clears "disk full", a 507 sets it; see `health.rs`).
 //!
-//! These were one middleware each; one layer with one future per request costs less than
-//! four boxed ones (each `axum::middleware::from_fn` boxes its future and the rest of the
-//! stack), and the request log is the one place that sees every response anyway.
+//! These were two more middlewares (a `from_fn` and a `map_response`, each boxing its future
+//! per request); here they cost a few atomic additions in a future that exists anyway, and
+//! this layer is the one place that sees every response.
 //!
 //! The authorization guard tells this layer which action and credential a request had by
 //! putting a [`Seen`] into the response's extensions; handlers' errors put their detail there
