@@ -9,29 +9,15 @@ use tollgate_server::time::{iso, parse_iso};
 use tollgate_store::{Id, now_ms};
 use tollgate_testkit::{Case, case};
 
-use crate::common::{TestApp, eventually, unknown_token};
+use crate::common::{TestApp, eventually, id, secret, unknown_token};
 
 const DAY: i64 = 86_400_000;
-
-async fn admin_app(t: &TestApp) -> (String, Id) {
-    let (user, session) = t.login("admin@example.com").await;
-    let app = t.app_of(user, "Plant").await;
-    (session, app)
-}
-
-fn secret(created: &Value) -> String {
-    created["token"].as_str().unwrap().to_owned()
-}
-
-fn id(created: &Value) -> String {
-    created["id"].as_str().unwrap().to_owned()
-}
 
 /// A token expiring within the first lead time (30 days) says so on every response; the
 /// API's token objects say "Expires in 5 days"; an expired token is `expired`, never active.
 async fn expiry_is_announced_and_expired_tokens_are_shown_as_expired() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let soon_at = now_ms() + 5 * DAY + 3_600_000;
     let soon = t
         .api_token(
@@ -130,7 +116,7 @@ async fn expiry_is_announced_and_expired_tokens_are_shown_as_expired() {
 /// store's check of the acting credential alike.
 async fn a_rolled_token_works_until_it_retires_then_stops() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let created_at = now_ms();
     let old = t
         .api_token(
@@ -252,7 +238,7 @@ async fn a_rolled_token_works_until_it_retires_then_stops() {
 /// old one at once; an explicit expiry is honoured; bad overlaps and dates are refused.
 async fn roll_options_and_bounds() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let forever = t.api_token(&admin, app, json!({ "name": "forever" })).await;
     let path = format!("/applications/{app}/tokens/{}/roll", id(&forever));
     for (body, needle) in [
@@ -324,7 +310,7 @@ async fn roll_options_and_bounds() {
 /// create; a token may roll itself within its bounds; viewers cannot roll.
 async fn a_token_rolls_only_tokens_it_could_have_created() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let broad = t.api_token(&admin, app, json!({ "name": "broad" })).await;
     let roller = t
         .api_token(
@@ -409,7 +395,7 @@ async fn a_token_rolls_only_tokens_it_could_have_created() {
 /// reason "reported as leaked"; the answer is the same whatever was named.
 async fn a_leak_report_deactivates_live_tokens_and_always_answers_the_same() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let leaked = t.api_token(&admin, app, json!({ "name": "leaked" })).await;
     let kept = t.api_token(&admin, app, json!({ "name": "kept" })).await;
     let app_path = format!("/applications/{app}");
@@ -493,7 +479,7 @@ async fn a_leak_report_deactivates_live_tokens_and_always_answers_the_same() {
 /// Leak reports are limited per client address: 10 in a row, then 429 with Retry-After.
 async fn leak_reports_are_rate_limited() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let token = t.api_token(&admin, app, json!({ "name": "a" })).await;
     let mut statuses = Vec::new();
     for _ in 0..11 {

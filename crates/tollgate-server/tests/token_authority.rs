@@ -2,31 +2,17 @@
 //! have created itself (the target's scope within its own, its expiry no later than its own);
 //! users keep their role rules. Both passes (SQLite and PostgreSQL).
 
-use crate::common::TestApp;
+use crate::common::{TestApp, id, secret};
 use serde_json::{Value, json};
 use tollgate_store::Id;
 use tollgate_testkit::{Case, case};
-
-async fn admin_app(t: &TestApp) -> (String, Id) {
-    let (user, session) = t.login("admin@example.com").await;
-    let app = t.app_of(user, "Plant").await;
-    (session, app)
-}
-
-fn secret(created: &Value) -> String {
-    created["token"].as_str().unwrap().to_owned()
-}
-
-fn id(created: &Value) -> String {
-    created["id"].as_str().unwrap().to_owned()
-}
 
 /// The attack of issue 11: a stolen all-permissions token mints a token holding only
 /// `applicationApiToken.patch`; an administrator switches the stolen token off; the minted one
 /// must not switch it back on.
 async fn a_patch_only_token_cannot_reactivate_an_all_permissions_token() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let stolen = t.api_token(&admin, app, json!({ "name": "stolen" })).await;
     let minted = t
         .api_token(
@@ -73,7 +59,7 @@ async fn a_patch_only_token_cannot_reactivate_an_all_permissions_token() {
 
 async fn a_narrow_token_cannot_delete_a_broad_one() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let broad = t
         .api_token(
             &admin,
@@ -109,7 +95,7 @@ async fn a_narrow_token_cannot_delete_a_broad_one() {
 /// expires later), and may act on one that expires no later.
 async fn a_token_cannot_change_a_token_that_outlives_it() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let mortal = t
         .api_token(
             &admin,
@@ -181,7 +167,7 @@ async fn a_token_cannot_change_a_token_that_outlives_it() {
 /// and deletes one it created, and one an administrator created with the same reach.
 async fn a_token_manages_tokens_within_its_bounds() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let manager = t
         .api_token(
             &admin,

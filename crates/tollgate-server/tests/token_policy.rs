@@ -12,26 +12,12 @@ use serde_json::{Value, json};
 use tollgate_server::background::{self, Background, Options};
 use tollgate_server::time::iso;
 use tollgate_server::{AppState, Settings};
-use tollgate_store::{Id, Store, now_ms};
+use tollgate_store::{Store, now_ms};
 use tollgate_testkit::{Case, case, eventually};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, id, secret};
 
 const DAY: i64 = 86_400_000;
-
-async fn admin_app(t: &TestApp) -> (String, Id) {
-    let (user, session) = t.login("admin@example.com").await;
-    let app = t.app_of(user, "Plant").await;
-    (session, app)
-}
-
-fn secret(created: &Value) -> String {
-    created["token"].as_str().unwrap().to_owned()
-}
-
-fn id(created: &Value) -> String {
-    created["id"].as_str().unwrap().to_owned()
-}
 
 /// Audit entries with `action` about token `token`.
 async fn entries(store: &Store, action: &str, token: &str) -> Vec<Value> {
@@ -70,7 +56,7 @@ fn jobs(state: &AppState, interval_ms: u64) -> Background {
 /// and writes nothing; a change is audited.
 async fn a_policy_applies_to_new_tokens_and_rolls() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let path = format!("/applications/{app}/token-policy");
     let before = t.get(&path, &admin).await.expect(200);
     assert_eq!(before["maxLifetimeDays"], Value::Null);
@@ -194,7 +180,7 @@ async fn a_policy_applies_to_new_tokens_and_rolls() {
 /// A stricter policy changes no token: the answer lists those that break it, with the rules.
 async fn tokens_that_break_a_new_policy_are_listed_not_changed() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let never = t.api_token(&admin, app, json!({ "name": "never" })).await;
     let long = t
         .api_token(
@@ -355,7 +341,7 @@ async fn the_organization_default_applies_under_the_application_fields() {
 /// reason shown, refused at once, audited; the ordinary PATCH switches it on again.
 async fn idle_tokens_are_switched_off_and_back_on() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let path = format!("/applications/{app}/token-policy");
     // 3 seconds, in days.
     t.patch(
@@ -420,7 +406,7 @@ async fn idle_tokens_are_switched_off_and_back_on() {
 /// announced when one starts (catch-up).
 async fn expiry_events_are_announced_once_and_caught_up() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let in5 = t
         .api_token(
             &admin,
@@ -531,7 +517,7 @@ async fn expiry_events_are_announced_once_and_caught_up() {
 /// and does what is due, once.
 async fn the_jobs_run_on_one_node_and_another_takes_over() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let store_b = Store::connect_with(&t.database_url, 4).await.unwrap();
     let b = AppState::new(store_b, Settings::default());
     let runner_a = jobs(&t.state, 100);

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tollgate_server::webhooks::{DeliveryPolicy, deliver_due, verify};
 use tollgate_server::{AppState, Settings};
+use tollgate_store::Store;
 use tollgate_store::tokens::TokenStatus;
-use tollgate_store::{Id, Store};
 use tollgate_testkit::{Case, case};
 
 use crate::common::{TestApp, eventually};
@@ -114,12 +114,6 @@ fn fast() -> DeliveryPolicy {
     }
 }
 
-async fn admin_app(t: &TestApp) -> (String, Id) {
-    let (user, session) = t.login("admin@example.com").await;
-    let app = t.app_of(user, "Plant").await;
-    (session, app)
-}
-
 /// Run the worker until `done` holds of what the receiver got.
 async fn deliver_until(
     state: &AppState,
@@ -142,7 +136,7 @@ fn now_secs() -> i64 {
 
 async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let r = Receiver::start().await;
     let hooks = format!("/applications/{app}/token-webhooks");
     // Only http(s) URLs, without credentials; only known events.
@@ -327,7 +321,7 @@ async fn signed_events_reach_the_receiver_for_create_roll_leak_and_delete() {
 
 async fn a_failing_receiver_is_retried_until_it_answers() {
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let r = Receiver::start().await;
     let hooks = format!("/applications/{app}/token-webhooks");
     let created = t
@@ -438,7 +432,7 @@ async fn two_workers_never_send_one_delivery_twice() {
         ..Settings::default()
     };
     let t = TestApp::with_settings(settings.clone()).await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let r = Receiver::start_with(Duration::from_millis(20), None).await;
     t.post(
         &format!("/applications/{app}/token-webhooks"),
@@ -552,7 +546,7 @@ async fn viewers_read_webhooks_but_do_not_change_them() {
 async fn https_endpoints_are_spoken_to_in_tls() {
     use tokio::io::AsyncReadExt;
     let t = TestApp::new().await;
-    let (admin, app) = admin_app(&t).await;
+    let (admin, app) = t.admin_app().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let first = tokio::spawn(async move {

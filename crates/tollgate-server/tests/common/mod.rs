@@ -235,6 +235,13 @@ impl TestApp {
         secret.expose().to_owned()
     }
 
+    /// The seeded administrator's session and an application ("Plant") they own.
+    pub async fn admin_app(&self) -> (String, Id) {
+        let (user, session) = self.login("admin@example.com").await;
+        let app = self.app_of(user, "Plant").await;
+        (session, app)
+    }
+
     /// An application owned by `user`, created directly in the store.
     pub async fn app_of(&self, user: Id, name: &str) -> Id {
         self.store()
@@ -371,6 +378,16 @@ pub fn item_names(list: &Value) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// The secret of a token in a creation answer (`token`).
+pub fn secret(created: &serde_json::Value) -> String {
+    created["token"].as_str().unwrap().to_owned()
+}
+
+/// The id in a creation answer.
+pub fn id(created: &serde_json::Value) -> String {
+    created["id"].as_str().unwrap().to_owned()
 }
 
 /// A well-formed (right prefix, length and checksum) token that was never issued.
