@@ -197,6 +197,20 @@ impl Lock {
     }
 }
 
+/// Whether a token holds at `now`, from its row as read inside the write's transaction
+/// (`None`: no such token in that application, or no such application): its status and
+/// expiration date.
+pub(crate) fn token_holds(row: Option<(&str, Option<i64>)>, now: i64) -> Result<()> {
+    match row {
+        None => Err(StoreError::Revoked(Revoked::TokenDeleted)),
+        Some((status, _)) if status != "active" => Err(StoreError::Revoked(Revoked::TokenInactive)),
+        Some((_, Some(expires))) if expires <= now => {
+            Err(StoreError::Revoked(Revoked::TokenExpired))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// Check, inside `tx`, that `actor`'s credential still holds, and keep it locked until the
 /// transaction ends. A token's application is locked before the token (with `app_lock` when
 /// the write goes on to change the application row itself: taking the strong lock first, not
@@ -221,16 +235,7 @@ pub(crate) async fn check(tx: &mut WriteTx, actor: &Actor, app_lock: Lock) -> Re
                 .bind(application.to_hex())
                 .fetch_optional(&mut **tx)
                 .await?;
-            match row {
-                None => Err(StoreError::Revoked(Revoked::TokenDeleted)),
-                Some((status, _)) if status != "active" => {
-                    Err(StoreError::Revoked(Revoked::TokenInactive))
-                }
-                Some((_, Some(expires))) if expires <= now => {
-                    Err(StoreError::Revoked(Revoked::TokenExpired))
-                }
-                Some(_) => Ok(()),
-            }
+            token_holds(row.as_ref().map(|(s, e)| (s.as_str(), *e)), now)
         }
         Credential::UserSession { user, digest } => {
             let sql = format!(

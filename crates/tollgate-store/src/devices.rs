@@ -704,31 +704,63 @@ async fn lock_devices(
     Ok(found)
 }
 
-/// The devices among `ids` (any applications), read in `tx` without locks: for SQLite's
-/// group commit, whose transaction holds the only turn to write, so what it reads stays true
-/// until it commits. A few statements of fixed sizes (one per chunk) rather than one per id.
-pub(crate) async fn devices_in_tx(
+/// What a group commit of state reports reads before it checks its requests (SQLite, in
+/// its transaction, which holds the turn to write): the devices named, by id, and the API
+/// tokens acting, by id, each with its application, status and expiration date (a token
+/// whose application is gone is left out, as if deleted).
+pub(crate) struct BatchReads {
+    pub devices: std::collections::HashMap<Id, Device>,
+    pub tokens: std::collections::HashMap<Id, (Id, String, Option<i64>)>,
+}
+
+/// [`BatchReads`] in one round trip to SQLite's connection thread: two statements of fixed
+/// text (the ids go as one JSON array each, so the statements stay prepared whatever a
+/// batch holds), run together by sqlx's SQLite driver. Rows of the second are told apart
+/// by their `token_id` column.
+pub(crate) async fn batch_reads(
     tx: &mut WriteTx,
-    ids: &[Id],
-) -> Result<std::collections::HashMap<Id, Device>> {
-    let ids: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
-    let mut found = std::collections::HashMap::with_capacity(ids.len());
-    for chunk in crate::states::chunks(&ids) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id.clone());
-        }
-        for row in q.fetch_all(&mut **tx).await? {
+    devices: &[Id],
+    tokens: &[Id],
+) -> Result<BatchReads> {
+    let hex = |ids: &[Id]| {
+        serde_json::Value::Array(
+            ids.iter()
+                .map(|i| serde_json::Value::String(i.to_hex()))
+                .collect(),
+        )
+        .to_string()
+    };
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN (SELECT value FROM json_each($1));\n\
+         SELECT t.id AS token_id, t.application_id AS token_application, t.status, \
+         t.expiration_date FROM api_tokens t JOIN applications a ON a.id = t.application_id \
+         WHERE t.id IN (SELECT value FROM json_each($2))"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(hex(devices))
+        .bind(hex(tokens))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut out = BatchReads {
+        devices: std::collections::HashMap::with_capacity(devices.len()),
+        tokens: std::collections::HashMap::with_capacity(tokens.len()),
+    };
+    for row in rows {
+        if row.try_column("token_id").is_ok() {
+            out.tokens.insert(
+                from_db(&row.try_get::<String, _>("token_id")?)?,
+                (
+                    from_db(&row.try_get::<String, _>("token_application")?)?,
+                    row.try_get("status")?,
+                    row.try_get("expiration_date")?,
+                ),
+            );
+        } else {
             let d = device_from_row(&row)?;
-            found.insert(d.id, d);
+            out.devices.insert(d.id, d);
         }
     }
-    Ok(found)
+    Ok(out)
 }
 
 /// A device of `application`, locked `FOR KEY SHARE` until the transaction ends: it cannot be

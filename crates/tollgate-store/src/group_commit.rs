@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Actor, Credential, Lock};
-use crate::devices::{Device, device_for_write, devices_in_tx};
+use crate::actor::{Actor, Credential, Lock, token_holds};
+use crate::devices::{Device, batch_reads, device_for_write};
 use crate::states::{Report, write_reports};
 use crate::{Change, Id, Store, StoreError, WriteTurn, check_in_application};
 
@@ -190,12 +190,25 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
         }
     };
     // The batch holds the only turn to write from here to its commit, so a check's answer
-    // cannot change within it: the devices of the requests are read together, and each
-    // credential is checked once however many of its requests the batch holds (a fleet's
-    // gateways often share one token). Before, two statements per request, each a round
-    // trip to SQLite's thread, made the batch's length and so every request's wait.
-    let wanted: Vec<Id> = pending.iter().take(MAX_JOBS).map(|j| j.device).collect();
-    let known = devices_in_tx(&mut tx, &wanted).await.ok();
+    // cannot change within it: the devices of the requests and the tokens acting are read
+    // together, in one round trip to SQLite's thread, and any other credential is checked
+    // once however many of its requests the batch holds (a fleet's gateways often share one
+    // token). Every statement is such a round trip, and the batch's round trips made its
+    // length and so every request's wait (BENCHMARKS.md).
+    let window = pending.len().min(MAX_JOBS);
+    let wanted: Vec<Id> = pending.iter().take(window).map(|j| j.device).collect();
+    let mut tokens: Vec<Id> = pending
+        .iter()
+        .take(window)
+        .filter_map(|j| match j.actor.credential() {
+            Credential::ApiToken { id, application } if *application == j.application => Some(*id),
+            _ => None,
+        })
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let read = batch_reads(&mut tx, &wanted, &tokens).await.ok();
+    let now = crate::now_ms();
     let mut passed: Vec<(Credential, Id)> = Vec::new();
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut held = 0usize;
@@ -208,14 +221,31 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
         if job.reply.is_closed() {
             continue;
         }
-        let credential = (job.actor.credential().clone(), job.application);
         let checked = async {
-            if !passed.contains(&credential) {
-                check_in_application(&mut tx, &job.actor, job.application, Lock::KeyShare).await?;
-                passed.push(credential);
+            match (job.actor.credential(), read.as_ref()) {
+                // As `check_in_application` would, from the row read above.
+                (Credential::ApiToken { id, application }, Some(read))
+                    if *application == job.application =>
+                {
+                    token_holds(
+                        read.tokens
+                            .get(id)
+                            .filter(|(app, _, _)| app == application)
+                            .map(|(_, status, expires)| (status.as_str(), *expires)),
+                        now,
+                    )?;
+                }
+                (credential, _) => {
+                    let credential = (credential.clone(), job.application);
+                    if !passed.contains(&credential) {
+                        check_in_application(&mut tx, &job.actor, job.application, Lock::KeyShare)
+                            .await?;
+                        passed.push(credential);
+                    }
+                }
             }
-            match known.as_ref() {
-                Some(known) => match known.get(&job.device) {
+            match read.as_ref() {
+                Some(read) => match read.devices.get(&job.device) {
                     Some(d) if d.application_id == job.application => Ok(d.clone()),
                     _ => Err(StoreError::NotFound),
                 },

@@ -334,79 +334,155 @@ impl Store {
     }
 }
 
+/// One multi-row statement of a write: the rows of one table (and, for points, one value
+/// column).
+enum Part<'a> {
+    Reports(&'a [(String, i64, Option<String>)]),
+    Points {
+        column: &'static str,
+        other: &'static str,
+        rows: &'a [((&'a str, &'a str, i64), &'a Stored)],
+    },
+}
+
+impl Part<'_> {
+    /// The statement, with placeholders numbered from `$first`.
+    fn sql(&self, first: usize) -> String {
+        let (width, rows) = match self {
+            Part::Reports(rows) => (3, rows.len()),
+            Part::Points { rows, .. } => (4, rows.len()),
+        };
+        let mut values = String::with_capacity(rows * 6 * width);
+        for i in 0..rows {
+            if i > 0 {
+                values.push_str(", ");
+            }
+            values.push('(');
+            for k in 0..width {
+                if k > 0 {
+                    values.push_str(", ");
+                }
+                values.push('$');
+                values.push_str(&(first + width * i + k).to_string());
+            }
+            values.push(')');
+        }
+        match self {
+            Part::Reports(_) => format!(
+                "INSERT INTO device_reports (device_id, time, meta) VALUES {values} \
+                 ON CONFLICT (device_id, time) DO UPDATE \
+                 SET meta = COALESCE(excluded.meta, device_reports.meta)"
+            ),
+            Part::Points { column, other, .. } => format!(
+                "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {values} \
+                 ON CONFLICT (device_id, attribute, time) DO UPDATE \
+                 SET {column} = excluded.{column}, {other} = NULL"
+            ),
+        }
+    }
+
+    fn params(&self) -> usize {
+        match self {
+            Part::Reports(rows) => 3 * rows.len(),
+            Part::Points { rows, .. } => 4 * rows.len(),
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        match self {
+            Part::Reports(rows) => {
+                for (d, t, m) in rows.iter() {
+                    q = q.bind(d.clone()).bind(*t).bind(m.clone());
+                }
+            }
+            Part::Points { rows, .. } => {
+                for ((d, attr, t), v) in rows.iter() {
+                    q = q.bind((*d).to_owned()).bind((*attr).to_owned()).bind(*t);
+                    q = match v {
+                        Stored::Num(n) => q.bind(*n),
+                        Stored::Txt(s) => q.bind(s.clone()),
+                    };
+                }
+            }
+        }
+        q
+    }
+}
+
 /// Write the reports of several devices in `tx` (not committed): a handful of multi-row
-/// statements whatever their number. Reports (or values) of one device at the same time
-/// merge; the later one wins.
+/// statements whatever their number, and on SQLite all of them in one query. Reports (or
+/// values) of one device at the same time merge; the later one wins.
+///
+/// On SQLite every statement is a round trip to the connection's thread (a message each way
+/// and two thread wake-ups), which made a group commit's length (BENCHMARKS.md): so the
+/// statements go as one query text, which sqlx's SQLite driver runs statement by statement
+/// on its thread, each binding its own `$N` from the query's one list of values. (A query of
+/// several statements cannot be prepared on PostgreSQL: there each is sent on its own.)
 pub(crate) async fn write_reports(
     tx: &mut crate::WriteTx,
     items: &[(Id, &[Report])],
 ) -> Result<()> {
     // Merge first: one multi-row upsert must not touch the same key twice (PostgreSQL
     // refuses that).
-    let mut times: BTreeMap<(String, i64), Option<&serde_json::Value>> = BTreeMap::new();
-    let mut points: BTreeMap<(String, &str, i64), &Stored> = BTreeMap::new();
-    for (device, reports) in items {
-        let dev = device.to_hex();
+    let devices: Vec<String> = items.iter().map(|(d, _)| d.to_hex()).collect();
+    let mut times: BTreeMap<(&str, i64), Option<&serde_json::Value>> = BTreeMap::new();
+    let mut points: BTreeMap<(&str, &str, i64), &Stored> = BTreeMap::new();
+    for ((_, reports), dev) in items.iter().zip(&devices) {
         for r in reports.iter() {
-            let meta = times.entry((dev.clone(), r.time)).or_default();
+            let meta = times.entry((dev.as_str(), r.time)).or_default();
             if r.meta.is_some() {
                 *meta = r.meta.as_ref();
             }
             for (attr, v) in &r.values {
-                points.insert((dev.clone(), attr.as_str(), r.time), v);
+                points.insert((dev.as_str(), attr.as_str(), r.time), v);
             }
         }
     }
     let times: Vec<(String, i64, Option<String>)> = times
         .into_iter()
-        .map(|((d, t), m)| Ok((d, t, m.map(json_text).transpose()?)))
+        .map(|((d, t), m)| Ok((d.to_owned(), t, m.map(json_text).transpose()?)))
         .collect::<Result<_>>()?;
-    for chunk in chunks(&times) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", 1 + 3 * i, 2 + 3 * i, 3 + 3 * i))
-            .collect();
-        let sql = format!(
-            "INSERT INTO device_reports (device_id, time, meta) VALUES {} \
-             ON CONFLICT (device_id, time) DO UPDATE \
-             SET meta = COALESCE(excluded.meta, device_reports.meta)",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (d, t, m) in chunk {
-            q = q.bind(d.clone()).bind(*t).bind(m.clone());
-        }
-        q.execute(&mut **tx).await?;
-    }
     // Numbers and texts go in separate statements so that no value parameter is ever
     // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
     // statement prepared with that type then rejects the next call's real `f64` there.
     let (nums, txts): (Vec<_>, Vec<_>) = points
         .into_iter()
         .partition(|(_, v)| matches!(v, Stored::Num(_)));
-    for (column, other, rows) in [("num", "txt", nums), ("txt", "num", txts)] {
-        for chunk in chunks(&rows) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = 4 * i;
-                    format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO device_points (device_id, attribute, time, {column}) VALUES {} \
-                 ON CONFLICT (device_id, attribute, time) DO UPDATE \
-                 SET {column} = excluded.{column}, {other} = NULL",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for ((d, attr, t), v) in chunk {
-                q = q.bind(d.clone()).bind(attr.to_string()).bind(*t);
-                q = match v {
-                    Stored::Num(n) => q.bind(*n),
-                    Stored::Txt(s) => q.bind(s.clone()),
-                };
-            }
-            q.execute(&mut **tx).await?;
+    let mut parts: Vec<Part<'_>> = chunks(&times).into_iter().map(Part::Reports).collect();
+    for (column, other, rows) in [("num", "txt", &nums), ("txt", "num", &txts)] {
+        parts.extend(chunks(rows).into_iter().map(|rows| Part::Points {
+            column,
+            other,
+            rows,
+        }));
+    }
+    if tx.backend == crate::Backend::Sqlite {
+        if parts.is_empty() {
+            return Ok(());
         }
+        let mut sql = String::new();
+        let mut first = 1;
+        for part in &parts {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            sql.push_str(&part.sql(first));
+            first += part.params();
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for part in &parts {
+            q = part.bind(q);
+        }
+        q.execute(&mut **tx).await?;
+        return Ok(());
+    }
+    for part in &parts {
+        part.bind(sqlx::query(sqlx::AssertSqlSafe(part.sql(1))))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
