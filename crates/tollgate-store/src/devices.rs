@@ -45,10 +45,13 @@ impl Device {
 
     /// The declared type of `name`, if it is an attribute of this device.
     pub fn attribute_type(&self, name: &str) -> Option<DataType> {
-        self.attribute_types()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
+        // Once per reported value: a scan, without collecting every attribute first.
+        self.attributes.iter().find_map(|a| {
+            if a.get("name")?.as_str()? != name {
+                return None;
+            }
+            DataType::parse(a.get("dataType")?.as_str()?)
+        })
     }
 }
 

@@ -541,37 +541,51 @@ impl RequestBody for StateBody {
             )),
         }
     }
+
+    // Each half of the `oneOf` was validated above: the whole schema would validate the
+    // body again (and, being a `oneOf`, against both halves).
+    const PRECHECK_VALIDATES: bool = true;
+
+    fn from_valid(value: Value) -> Result<Self, serde_json::Error> {
+        Ok(StateBody(value))
+    }
 }
 
 /// Check one report against the device's attributes and convert its values.
 fn check_report(
     device: &Device,
     report: &Value,
-    label: &str,
+    at: Option<usize>,
     now: i64,
 ) -> Result<Report, ApiError> {
+    // Where the report is in the body, for messages only (`/3/` in an array, nothing for a
+    // lone report): made only when a message needs it.
+    let label = || at.map_or(String::new(), |i| format!("/{i}/"));
     let time = match report.get("time") {
         None | Some(Value::Null) => now,
         Some(t) => report_time(t, now).ok_or_else(|| {
             ApiError::validation(format!(
-                "{label}time cannot be read: use milliseconds or seconds since the epoch, an ISO 8601 date, or {{\"$date\": \"<ISO date>\"}}"
+                "{}time cannot be read: use milliseconds or seconds since the epoch, an ISO 8601 date, or {{\"$date\": \"<ISO date>\"}}",
+                label()
             ))
         })?,
     };
     if time < now - MAX_AGE_MS {
         return Err(ApiError::validation(format!(
-            "{label}time is more than 30 days in the past: such state is not recorded"
+            "{}time is more than 30 days in the past: such state is not recorded",
+            label()
         )));
     }
     if time > now + MAX_AHEAD_MS {
         return Err(ApiError::validation(format!(
-            "{label}time is more than a day in the future: such state is not recorded"
+            "{}time is more than a day in the future: such state is not recorded",
+            label()
         )));
     }
     let data = report
         .get("data")
         .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::validation(format!("{label}data must be an object")))?;
+        .ok_or_else(|| ApiError::validation(format!("{}data must be an object", label())))?;
     let mut values = Vec::new();
     let mut unknown = Vec::new();
     for (name, raw) in data {
@@ -585,12 +599,13 @@ fn check_report(
             Value::Bool(b) => Reported::Bool(*b),
             _ => {
                 return Err(ApiError::validation(format!(
-                    "{label}data.{name}: values are numbers, strings or booleans"
+                    "{}data.{name}: values are numbers, strings or booleans",
+                    label()
                 )));
             }
         };
         let stored = convert(ty, &reported).map_err(|e| {
-            ApiError::validation(format!("{label}data.{name} is a {ty} attribute: {e}"))
+            ApiError::validation(format!("{}data.{name} is a {ty} attribute: {e}", label()))
         })?;
         values.push((name.clone(), stored));
     }
@@ -616,7 +631,8 @@ fn check_report(
             )
         };
         return Err(ApiError::validation(format!(
-            "{label}nothing to record: {got}; {declared}"
+            "{}nothing to record: {got}; {declared}",
+            label()
         )));
     }
     Ok(Report {
@@ -648,10 +664,10 @@ pub async fn send_state(
                 Value::Array(items) => items
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| check_report(device, r, &format!("/{i}/"), now))
+                    .map(|(i, r)| check_report(device, r, Some(i), now))
                     .collect::<Result<Vec<_>, ApiError>>()
                     .map_err(Refusal::from),
-                single => Ok(vec![check_report(device, single, "", now)?]),
+                single => Ok(vec![check_report(device, single, None, now)?]),
             },
         )
         .await
