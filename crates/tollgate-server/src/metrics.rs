@@ -121,6 +121,22 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     let _ = writeln!(out, "tollgate_cached_states {answers}");
     let _ = writeln!(out, "# TYPE tollgate_cached_state_bytes gauge");
     let _ = writeln!(out, "tollgate_cached_state_bytes {bytes}");
+    let group = state.store().group_commit_stats();
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_state_group_commits_total SQLite: transactions that committed device.sendState requests together, and the requests they held."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_state_group_commits_total counter");
+    let _ = writeln!(out, "tollgate_state_group_commits_total {}", group.batches);
+    let _ = writeln!(
+        out,
+        "# TYPE tollgate_state_group_commit_requests_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "tollgate_state_group_commit_requests_total {}",
+        group.requests
+    );
     let _ = writeln!(out, "# TYPE tollgate_cached_reads gauge");
     let _ = writeln!(out, "tollgate_cached_reads {}", state.reads().cached());
     let _ = writeln!(

@@ -1,7 +1,10 @@
 //! Acknowledged means stored: the server is killed (SIGKILL) while 16 gateways send single
-//! state reports as fast as it answers (so reports are being committed together, see the
-//! store's `group_commit`), restarted on the same database, and every report it answered
-//! 200 is there.
+//! state reports as fast as it answers (half with an application API token, half with a
+//! user session; reports are being committed together, see the store's `group_commit`, and
+//! the test waits until its metrics show batches of several requests) and two more send
+//! batches of 20 (each committed alone), restarted on the same database, and every report it
+//! answered 200 is there. Checkpoints run meanwhile in the background (the store's
+//! `checkpointer`), so the kill may land in one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,20 @@ fn every_acknowledged_report_survives_sigkill_under_group_commit() {
     let session = http::admin_session(&base);
     let app = http::post(&base, "/applications", &session, json!({ "name": "Fleet" })).expect(201);
     let app = app["id"].as_str().unwrap().to_owned();
-    let gateways = 16;
+    let token = http::post(
+        &base,
+        &format!("/applications/{app}/tokens"),
+        &session,
+        json!({ "name": "gateways", "scope": ["device.sendState"] }),
+    )
+    .expect(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Gateways 0..16 send one report per request; 16 and 17 send 20 per request.
+    let single = 16;
+    let gateways = single + 2;
+    let batch = 20i64;
     let devices: Vec<String> = (0..gateways)
         .map(|i| {
             let d = http::post(
@@ -37,8 +53,8 @@ fn every_acknowledged_report_survives_sigkill_under_group_commit() {
             d["id"].as_str().unwrap().to_owned()
         })
         .collect();
-    // Each gateway sends one report per request, each at its own time, and records the times
-    // the server acknowledged.
+    // Each gateway sends reports each at its own time, and records the times the server
+    // acknowledged.
     let t0 = tollgate_store::now_ms() - 3_600_000;
     let acked: Arc<Mutex<Vec<Vec<i64>>>> = Arc::new(Mutex::new(vec![Vec::new(); gateways]));
     let stop = Arc::new(AtomicBool::new(false));
@@ -46,34 +62,75 @@ fn every_acknowledged_report_survives_sigkill_under_group_commit() {
         .iter()
         .enumerate()
         .map(|(g, device)| {
-            let (base, session, app, device) =
-                (base.clone(), session.clone(), app.clone(), device.clone());
+            let credential = if g % 2 == 0 { &token } else { &session };
+            let (base, credential, app, device) = (
+                base.clone(),
+                credential.clone(),
+                app.clone(),
+                device.clone(),
+            );
             let (acked, stop) = (acked.clone(), stop.clone());
             std::thread::spawn(move || {
-                for k in 0..900i64 {
+                let per_request = if g < single { 1 } else { batch };
+                let mut k = 0i64;
+                while k < 900 {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let time = t0 + k;
+                    let times: Vec<i64> = (k..k + per_request).map(|i| t0 + i).collect();
+                    k += per_request;
+                    let reports: Vec<_> = times
+                        .iter()
+                        .map(|t| json!({ "time": t, "data": { "t": t - t0 } }))
+                        .collect();
+                    let body = if per_request == 1 {
+                        reports[0].clone()
+                    } else {
+                        json!(reports)
+                    };
                     let r = http::try_call(
                         &base,
                         "POST",
                         &format!("/applications/{app}/devices/{device}/state"),
-                        Some(&session),
-                        Some(&json!({ "time": time, "data": { "t": k } })),
+                        Some(&credential),
+                        Some(&body),
                     );
                     match r {
-                        Ok(r) if r.status == 200 => acked.lock().unwrap()[g].push(time),
-                        // The server is gone: the report may or may not be stored.
+                        Ok(r) if r.status == 200 => acked.lock().unwrap()[g].extend(times),
+                        // The server is gone: the reports may or may not be stored.
                         _ => return,
                     }
                 }
             })
         })
         .collect();
+    // Killed once enough is acknowledged, including batches of both batching gateways, and
+    // the group commit has committed requests together (more requests than transactions).
+    let grouped = || {
+        let metrics = http::text(&base, "/metrics");
+        let counter = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        counter("tollgate_state_group_commit_requests_total ")
+            > counter("tollgate_state_group_commits_total ")
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().iter().map(Vec::len).sum::<usize>() < 400 {
-        assert!(Instant::now() < deadline, "the gateways are too slow");
+    loop {
+        let (count, batched) = {
+            let acked = acked.lock().unwrap();
+            let count = acked.iter().map(Vec::len).sum::<usize>();
+            (count, acked[single..].iter().all(|a| !a.is_empty()))
+        };
+        if count >= 800 && batched && grouped() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateways are too slow, or never grouped"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     server.kill();
@@ -119,7 +176,7 @@ fn every_acknowledged_report_survives_sigkill_under_group_commit() {
         "acknowledged before the kill: {total}; missing after restart: {}",
         missing.len()
     );
-    assert!(total >= 400);
+    assert!(total >= 800);
     assert!(
         missing.is_empty(),
         "{} acknowledged reports are missing after SIGKILL, e.g. {:?}",
