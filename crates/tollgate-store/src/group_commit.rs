@@ -7,9 +7,11 @@
 //! takes the requests waiting (up to [`MAX_JOBS`]), and in one transaction checks each exactly
 //! as a transaction of its own would (its credential, its application, its device as this
 //! transaction sees it, its own `check` of the reports), writes every accepted report with a
-//! handful of multi-row statements and commits once. Only then is each request answered: a
-//! report is acknowledged only once it is committed, as before (`synchronous = NORMAL` in WAL
-//! mode: a committed report survives the process being killed).
+//! handful of multi-row statements sent as one query, and commits once. Only then is each
+//! request answered: a report is acknowledged only once it is committed, as before
+//! (`synchronous = NORMAL` in WAL mode: a committed report survives the process being
+//! killed). A batch is four round trips to SQLite's thread: `BEGIN`, its reads
+//! ([`batch_reads`]), its writes, `COMMIT`.
 //!
 //! Each request gets the answer it would have had alone:
 //! * a refused request (revoked credential, unknown device, a report its `check` refuses)
