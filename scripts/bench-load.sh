@@ -91,7 +91,8 @@ command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk 
 [ -d "$LIMIT_SRC" ] || { log "the limit server's sources are not at $LIMIT_SRC (set LIMIT_SRC)"; exit 1; }
 
 log "== build"
-cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
+# NO_BUILD=1: use the release binaries as they are.
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
 BIN=$ROOT/target/release/tollgate
 
 # (A seed from before restricted tokens, or before the all-features token existed, is made
@@ -197,9 +198,10 @@ if has_backend postgres; then
   pg "$PG_URL" -c "DROP DATABASE IF EXISTS tollgate_bench_run WITH (FORCE)" \
     -c "DROP DATABASE IF EXISTS tollgate_bench_seed WITH (FORCE)" -c "CREATE DATABASE tollgate_bench_seed"
   t0=$(date +%s%N)
-  "$BIN" db copy --from "sqlite://$src/tollgate.db" --to "$PG_BASE/tollgate_bench_seed" >"$OUT/db-copy.log"
+  "$BIN" db copy --from "sqlite://$src/tollgate.db" --to "$PG_BASE/tollgate_bench_seed" >"$OUT/db-copy.log" 2>&1 \
+    || { cat "$OUT/db-copy.log" >&2; exit 1; }
   COPY_S=$(awk -v n="$(( $(date +%s%N) - t0 ))" 'BEGIN{printf "%.1f", n/1e9}')
-  log "  $(tail -1 "$OUT/db-copy.log") in ${COPY_S} s"
+  log "  $(grep '^copied' "$OUT/db-copy.log") in ${COPY_S} s"
   # Frozen and analysed once: clones start with the statistics and no vacuum to do.
   pg "$PG_BASE/tollgate_bench_seed" -c "VACUUM (FREEZE, ANALYZE)"
   rm -rf "$src"
