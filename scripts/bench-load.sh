@@ -6,6 +6,18 @@
 #   DUR=5s RUNS=1 scripts/bench-load.sh    # a quick look
 #   CASES="i j l m n" scripts/bench-load.sh   # only these cases (by letter; g always runs;
 #                                             # the start-up with --preload-tokens is skipped)
+#   BACKENDS="sqlite postgres" scripts/bench-load.sh   # every case on SQLite, then on
+#                                             # PostgreSQL, with PG ÷ SQLite per case
+#   BACKENDS=postgres PG_URL=postgres://USER@HOST:PORT/postgres scripts/bench-load.sh
+#
+# BACKENDS (default sqlite): the backends to run the cases on, in this order. PostgreSQL: on
+# the server PG_URL (a role that may create databases; the script makes and drops databases
+# tollgate_bench_seed and tollgate_bench_run in it) or, without PG_URL, on a throwaway cluster
+# it starts itself (scripts/pg-throwaway.sh, fsync off, in PG_DIR on PG_PORT, default 18482)
+# and removes at the end. The SQLite seed is copied into PostgreSQL with `tollgate db copy`
+# (the same data set and secrets), once per invocation; each server starts on a fresh clone
+# of that copy (CREATE DATABASE … TEMPLATE). On the throwaway cluster the database's
+# processes count as the server's CPU (not as other processes').
 #
 # 1. seeds a data directory with TOKENS application tokens (1,000,000) over APPS applications
 #    (1,000) and DEVICES devices (10,000), straight into the store (bench_seed example);
@@ -16,6 +28,10 @@
 #      a  device.get with a custom token that holds it
 #      a2 the same with a token restricted to that device, to 127.0.0.0/8 and ::1, and to a
 #         rate it never reaches (issue 14: the restrictions' cost on the hot path)
+#      o  device.get with every feature of issues 13-15 on at once: usage recording (on by
+#         default), a token restricted as a2's plus a usage limit it never reaches, expiring
+#         inside the first warning lead time (every answer carries Tollgate-Token-Expires),
+#         in an application with a token policy of its own
 #      b  devices.get, first page
 #      b2 devices.get, a page filtered by name
 #      h  application.get
@@ -34,7 +50,9 @@
 #    copied to LIMIT_BUILD, default /tmp/tollgate-limit-bench, never into the repository) and
 #    drives its authorized GET:
 #      g  the limit server's authorized GET
-# 5. prints req/s, p50 and p99 of every case and its ratio to g; writes them to OUT.
+# 5. prints req/s, p50 and p99 of every case and its ratio to g; writes them to OUT. With
+#    PostgreSQL too: the same table for PostgreSQL, and per case PG ÷ SQLite (req/s, and the
+#    CPU per request of the server and, on a throwaway cluster, the database).
 #
 # wrk shares the machine's cores with the server, as in the limit server's own run. Before
 # each measurement the script waits (up to QUIET_WAIT s) for other processes to go quiet and
@@ -53,6 +71,14 @@ PORT=${PORT:-18480}
 LIMIT_PORT=${LIMIT_PORT:-18481}
 QUIET_WAIT=${QUIET_WAIT:-120}
 CASES=${CASES:-}
+BACKENDS=${BACKENDS:-sqlite}
+PG_URL=${PG_URL:-}
+PG_PORT=${PG_PORT:-18482}
+PG_DIR=${PG_DIR:-${TMPDIR:-/tmp}/tollgate-bench-pg-$PG_PORT}
+for b in $BACKENDS; do
+  case $b in sqlite|postgres) ;; *) echo "BACKENDS: sqlite and/or postgres, not $b" >&2; exit 2 ;; esac
+done
+has_backend() { [[ " $BACKENDS " == *" $1 "* ]]; }
 # wanted NAME: whether case NAME (its letter before the first _) is selected.
 wanted() { [ -z "$CASES" ] || [ "${1%%_*}" = g ] || [[ " $CASES " == *" ${1%%_*} "* ]]; }
 LIMIT_SRC=${LIMIT_SRC:-$ROOT/../shared/bench/limit}
@@ -65,11 +91,18 @@ command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk 
 [ -d "$LIMIT_SRC" ] || { log "the limit server's sources are not at $LIMIT_SRC (set LIMIT_SRC)"; exit 1; }
 
 log "== build"
-cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
+# NO_BUILD=1: use the release binaries as they are.
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin tollgate --example bench_seed 2>&1 | grep -Ev '^\s+(Compiling|Downloaded)' >&2 || true
 BIN=$ROOT/target/release/tollgate
 
-# (A seed from before restricted tokens existed is made again.)
-if [ ! -f "$SEED/seeded" ] || [ ! -f "$SEED/secrets/restricted.token" ] || [ ! -f "$SEED/secrets/reader.token" ]; then
+# (A seed from before restricted tokens, or before the all-features token existed, is made
+# again; so is one whose all-features token expires within a day.)
+seed_stale() {
+  [ ! -f "$SEED/seeded" ] || [ ! -f "$SEED/secrets/restricted.token" ] || [ ! -f "$SEED/secrets/reader.token" ] \
+    || [ ! -f "$SEED/secrets/allfeatures.expires" ] \
+    || [ "$(cat "$SEED/secrets/allfeatures.expires")" -lt $(( ($(date +%s) + 86400) * 1000 )) ]
+}
+if seed_stale; then
   log "== seed $TOKENS tokens, $APPS applications, $DEVICES devices into $SEED"
   rm -rf "$SEED"; mkdir -p "$SEED"
   start=$(date +%s)
@@ -83,6 +116,8 @@ VALID=$(cat "$S/valid.token"); INACTIVE=$(cat "$S/inactive.token")
 RESTRICTED=$(cat "$S/restricted.token")
 READER=$(cat "$S/reader.token"); READER_ID=$(cat "$S/reader.id")
 UNKNOWN=$(cat "$S/unknown.token"); MALFORMED=$(cat "$S/malformed.token")
+ALLF=$(cat "$S/allfeatures.token"); ALLF_ID=$(cat "$S/allfeatures.id")
+ALLF_APP=$(cat "$S/allfeatures.app"); ALLF_DEV=$(cat "$S/allfeatures.device")
 
 # --- CPU used by other processes, to know whether a measurement was disturbed ----------------
 busy_total() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
@@ -99,6 +134,7 @@ wait_quiet() {
   log "  still busy after ${QUIET_WAIT}s: measuring anyway"
 }
 
+
 SERVER_PID=
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
@@ -107,30 +143,175 @@ stop_server() {
   fi
   SERVER_PID=
 }
-trap stop_server EXIT
+# PostgreSQL: PG_STARTED when this script started the throwaway cluster (removed at the end);
+# PG_POSTMASTER its postmaster's pid (for the database's CPU); PG_BASE the server's URL
+# without the database name (set once PostgreSQL is in use).
+PG_STARTED=; PG_POSTMASTER=; PG_BASE=
+cleanup() {
+  stop_server
+  if [ -n "$PG_STARTED" ]; then
+    scripts/pg-throwaway.sh stop "$PG_DIR"
+  elif [ -n "$PG_BASE" ]; then
+    pg "$PG_URL" -c "DROP DATABASE IF EXISTS tollgate_bench_run WITH (FORCE)" \
+      -c "DROP DATABASE IF EXISTS tollgate_bench_seed WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# start_tollgate NAME [serve args...]: a fresh copy of the seeded database; sets STARTUP_MS.
+# CPU ticks of the throwaway cluster: the postmaster, its live children, and the children it
+# has reaped (a backend that exits during a run moves its time there).
+pg_ticks() {
+  local pm=$PG_POSTMASTER
+  if [ -z "$pm" ] || [ ! -r "/proc/$pm/stat" ]; then echo 0; return; fi
+  # shellcheck disable=SC2046  # one pid per word
+  echo $(( $(awk '{print $16+$17}' "/proc/$pm/stat") + $(proc_ticks "$pm" $(ps -o pid= --ppid "$pm")) ))
+}
+# server_ticks PID: the server's CPU ticks, with the database's when it is the throwaway
+# PostgreSQL cluster (it does the server's work then).
+server_ticks() {
+  if [ "$BACKEND" = postgres ]; then echo $(( $(proc_ticks "$1") + $(pg_ticks) )); else proc_ticks "$1"; fi
+}
+
+# psql, quietly (no notices for databases that do not exist yet).
+pg() { PGOPTIONS='-c client_min_messages=warning' psql -q "$@"; }
+
+BACKEND=sqlite   # the backend of the server being measured
+PREFIX=          # its results' key prefix: "" for SQLite, "pg-" for PostgreSQL
+
+if has_backend postgres; then
+  if ! command -v psql >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    log "installing postgresql"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  if [ -z "$PG_URL" ]; then
+    log "== throwaway PostgreSQL on 127.0.0.1:$PG_PORT ($PG_DIR)"
+    PG_URL=$(scripts/pg-throwaway.sh start "$PG_DIR" "$PG_PORT"); PG_STARTED=1
+    PG_POSTMASTER=$(head -1 "$PG_DIR/data/postmaster.pid")
+  fi
+  PG_BASE=${PG_URL%/*}
+  PG_RUN_URL=$PG_BASE/tollgate_bench_run
+  PG_VERSION=$(psql -tA "$PG_URL" -c 'SHOW server_version' | cut -d' ' -f1)
+  log "== copy the seed into PostgreSQL $PG_VERSION (tollgate db copy)"
+  src=$OUT/data-pgsource; rm -rf "$src"; mkdir -p "$src"
+  cp "$SEED"/tollgate.db* "$src"/   # db copy migrates its source: leave the seed as it is
+  pg "$PG_URL" -c "DROP DATABASE IF EXISTS tollgate_bench_run WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS tollgate_bench_seed WITH (FORCE)" -c "CREATE DATABASE tollgate_bench_seed"
+  t0=$(date +%s%N)
+  "$BIN" db copy --from "sqlite://$src/tollgate.db" --to "$PG_BASE/tollgate_bench_seed" >"$OUT/db-copy.log" 2>&1 \
+    || { cat "$OUT/db-copy.log" >&2; exit 1; }
+  COPY_S=$(awk -v n="$(( $(date +%s%N) - t0 ))" 'BEGIN{printf "%.1f", n/1e9}')
+  log "  $(grep '^copied' "$OUT/db-copy.log") in ${COPY_S} s"
+  # Frozen and analysed once: clones start with the statistics and no vacuum to do.
+  pg "$PG_BASE/tollgate_bench_seed" -c "VACUUM (FREEZE, ANALYZE)"
+  rm -rf "$src"
+fi
+
+# start_tollgate NAME [serve args...]: a fresh copy of the seeded database (SQLite: a copy of
+# the file; PostgreSQL: a clone of the copied seed); sets STARTUP_MS.
 start_tollgate() {
   local name=$1; shift
-  local dir=$OUT/data-$name
+  local dir=$OUT/data-$name db=()
   rm -rf "$dir"; mkdir -p "$dir"
-  cp "$SEED"/tollgate.db* "$dir"/
+  if [ "$BACKEND" = postgres ]; then
+    pg "$PG_URL" -c "DROP DATABASE IF EXISTS tollgate_bench_run WITH (FORCE)" \
+      -c "CREATE DATABASE tollgate_bench_run TEMPLATE tollgate_bench_seed"
+    db=(--database-url "$PG_RUN_URL")
+  else
+    cp "$SEED"/tollgate.db* "$dir"/
+  fi
   wait_quiet
   local t0; t0=$(date +%s%N)
   RUST_LOG=info TOLLGATE_ADMIN_PASSWORD=bench-password-1 "$BIN" serve --listen "127.0.0.1:$PORT" \
-    --data-dir "$dir" "$@" >"$OUT/server-$name.log" 2>&1 &
+    --data-dir "$dir" "${db[@]}" "$@" >"$OUT/server-$name.log" 2>&1 &
   SERVER_PID=$!
   until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server-$name.log" >&2; exit 1; }
     sleep 0.01
   done
   STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ "$BACKEND" = postgres ]; then
+    # Caches answer only once the change feed is up: measure the cached path, not the wait.
+    local n=0
+    until [[ $(curl -s "http://127.0.0.1:$PORT/health") == *'"cache":"live"'* ]]; do
+      n=$((n + 1)); [ "$n" -lt 3000 ] || { log "the cache did not go live in 30 s"; exit 1; }
+      sleep 0.01
+    done
+  fi
 }
+
+BASE=http://127.0.0.1:$PORT
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+check() { local want=$1; shift; local got; got=$(code "$@"); [ "$got" = "$want" ] || { log "sanity: expected $want, got $got for $*"; exit 1; }; }
+# Does this request's answer carry the expiry warning header?
+warns() { local h; h=$(curl -s -o /dev/null -D - "$@"); grep -qi '^tollgate-token-expires:' <<<"$h"; }
+LVQ_BODY="{\"attribute\":\"temperature\",\"deviceIds\":[\"$DEV\"]}"
+
+cat >"$OUT/state.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"data":{"temperature":21.5}}'
+LUA
+
+read_lookups() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_read_answers_total.*from="database"/{s+=$NF} END{print s+0}'; }
+cat >"$OUT/lvq.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$LVQ_BODY'
+LUA
+
+# Token checks answered by the database (only the credential line: the session checks'
+# line has the same label).
+db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total.*result="database"/{print $NF}'; }
+lease_lapses() { curl -s "$BASE/health" | grep -o '"leaseLapses":[0-9]*' | cut -d: -f2; }
+
+declare -A RPS P50 P99 OTHER DBQ CPU STARTMS RSS0 RSS1 LAPSES
+median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms) and CPU (the
+# server's CPU per request, µs; with the throwaway PostgreSQL's), under key $PREFIX$NAME.
+run_case() {
+  local name=$1 pid=$2; shift 2
+  wanted "$name" || return 0
+  local key=$PREFIX$name
+  local rps=() p50=() p99=() others=() cpu=() n
+  for n in $(seq 1 "$RUNS"); do
+    local f=$OUT/wrk-$key-$n.txt
+    wait_quiet
+    local b0 t0 s0 b1 t1 s1
+    read -r b0 t0 < <(busy_total); s0=$(server_ticks "$pid")
+    local TIMEFORMAT='%U %S'
+    { time wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "$@" >"$f" 2>&1; } 2>"$f.time"
+    read -r b1 t1 < <(busy_total); s1=$(server_ticks "$pid")
+    rps+=("$(awk '/^Requests\/sec/{print $2}' "$f")")
+    p50+=("$(awk '$1=="50%"{print $2}' "$f")")
+    p99+=("$(awk '$1=="99%"{print $2}' "$f")")
+    # Server CPU per request in µs (a tick is 10,000 µs).
+    cpu+=("$(awk -v t=$((s1 - s0)) '/requests in/{printf "%.1f", ($1 > 0 ? t * 10000 / $1 : 0)}' "$f")")
+    grep -q 'Non-2xx' "$f" && [[ $name != [cde]_* ]] && log "  $key run $n: $(grep 'Non-2xx' "$f" | xargs)"
+    # Other processes' CPU during the run, in % of one core: all busy time minus the server's
+    # and wrk's (ticks are 1/100 s on Linux; /proc/stat's total covers every core).
+    local wrk_ticks; wrk_ticks=$(awk '{printf "%d", ($1 + $2) * 100}' "$f.time")
+    # (Accurate to about ±10 %: tick rounding, and kernel work for the server's sockets is not
+    # always charged to it. Below zero means "nothing measurable".)
+    local other=$(( 100 * $(nproc) * ((b1 - b0) - (s1 - s0) - wrk_ticks) / (t1 - t0 > 0 ? t1 - t0 : 1) ))
+    others+=("$(( other < 0 ? 0 : other ))")
+  done
+  RPS[$key]=$(printf '%s\n' "${rps[@]}" | median)
+  P50[$key]=$(printf '%s\n' "${p50[@]}" | to_ms | median)
+  P99[$key]=$(printf '%s\n' "${p99[@]}" | to_ms | median)
+  CPU[$key]=$(printf '%s\n' "${cpu[@]}" | median)
+  OTHER[$key]=$(printf '%s ' "${others[@]}")
+  log "  $key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, server CPU ${CPU[$key]} µs/request (other processes used ${OTHER[$key]}% of a core)"
+}
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
+H() { echo "Authorization: Bearer $1"; }
+DEVURL=$BASE/applications/$APP/devices/$DEV
+AURL=$BASE/applications/$APP
+ALLF_URL=$BASE/applications/$ALLF_APP/devices/$ALLF_DEV
 
 # --- start-up and memory with everything preloaded (the worst case for memory) ----------------
 PRELOAD_MS=-; WARM_MS=-; PRELOAD_RSS=-; PRELOADED=-
-if [ -z "$CASES" ]; then
+if [ -z "$CASES" ] && has_backend sqlite; then
 log "== start-up with --preload-tokens"
 start_tollgate preload --preload-tokens
 PRELOAD_MS=$STARTUP_MS
@@ -143,14 +324,15 @@ log "  ready in ${PRELOAD_MS} ms; every token in memory after ${WARM_MS} ms; RSS
 stop_server
 fi
 
-# --- the measured server: default configuration ----------------------------------------------
-log "== start-up as configured by default"
-start_tollgate default
-DEFAULT_MS=$STARTUP_MS; DEFAULT_RSS=$(rss_mb "$SERVER_PID")
-log "  ready in ${DEFAULT_MS} ms, RSS ${DEFAULT_RSS} MiB"
-BASE=http://127.0.0.1:$PORT
-code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
-check() { local want=$1; shift; local got; got=$(code "$@"); [ "$got" = "$want" ] || { log "sanity: expected $want, got $got for $*"; exit 1; }; }
+# --- the measured server: default configuration, on one backend ------------------------------
+# measure_backend sqlite|postgres: start-up, sanity checks and every selected case.
+measure_backend() {
+BACKEND=$1
+if [ "$BACKEND" = postgres ]; then PREFIX=pg-; else PREFIX=; fi
+log "== start-up as configured by default ($BACKEND)"
+start_tollgate "${PREFIX}default"
+STARTMS[$BACKEND]=$STARTUP_MS; RSS0[$BACKEND]=$(rss_mb "$SERVER_PID")
+log "  ready in ${STARTUP_MS} ms, RSS ${RSS0[$BACKEND]} MiB"
 check 200 -H "Authorization: Bearer $VALID" "$BASE/applications/$APP/devices/$DEV"
 check 200 -H "Authorization: Bearer $VALID" "$BASE/applications/$APP/devices"
 check 401 -H "Authorization: Bearer $UNKNOWN" "$BASE/applications/$APP/devices/$DEV"
@@ -158,76 +340,39 @@ check 401 -H "Authorization: Bearer $MALFORMED" "$BASE/applications/$APP/devices
 check 401 -H "Authorization: Bearer $INACTIVE" "$BASE/applications/$APP/devices/$DEV"
 check 200 -X POST -H "Authorization: Bearer $VALID" -H 'Content-Type: application/json' \
   -d '{"data":{"temperature":21.5}}' "$BASE/applications/$APP/devices/$DEV/state"
+local n p
 for n in 1 2 3; do
   check 201 -X POST -H "Authorization: Bearer $READER" -H 'Content-Type: application/json' \
     -d "{\"name\":\"flow $n\",\"triggers\":[],\"nodes\":[{\"id\":\"n1\",\"type\":\"DebugNode\",\"config\":{}}]}" "$BASE/applications/$APP/flows"
 done
-LVQ_BODY="{\"attribute\":\"temperature\",\"deviceIds\":[\"$DEV\"]}"
 for p in "" /tokens "/tokens/$READER_ID" /flows "/devices?filterField=name&filter=device%201*" \
     "/devices/$DEV/state" "/devices/$DEV/compositeState"; do
   check 200 -H "Authorization: Bearer $READER" "$BASE/applications/$APP$p"
 done
 check 200 -X POST -H "Authorization: Bearer $READER" -H 'Content-Type: application/json' \
   -d "$LVQ_BODY" "$BASE/applications/$APP/data/last-value-query"
-log "sanity: 200 device.get, 200 devices.get, 401 unknown/malformed/inactive, 200 sendState, 200 for the reads: ok"
+check 200 -H "$(H "$ALLF")" "$ALLF_URL"
+warns -H "$(H "$ALLF")" "$ALLF_URL" || { log "sanity: the all-features token's answer has no Tollgate-Token-Expires"; exit 1; }
+log "sanity: 200 device.get, 200 devices.get, 401 unknown/malformed/inactive, 200 sendState, 200 for the reads, 200 with the expiry warning for the all-features token: ok"
+local lapses0; lapses0=$(lease_lapses)
 
-cat >"$OUT/state.lua" <<'EOF'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"data":{"temperature":21.5}}'
-EOF
-
-read_lookups() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_read_answers_total.*from="database"/{s+=$NF} END{print s+0}'; }
-cat >"$OUT/lvq.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '$LVQ_BODY'
-EOF
-
-# Token checks answered by the database (only the credential line: the session checks'
-# line has the same label).
-db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total.*result="database"/{print $NF}'; }
-
-declare -A RPS P50 P99 OTHER DBQ
-# run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms).
-run_case() {
-  local name=$1 pid=$2; shift 2
-  wanted "$name" || return 0
-  local rps=() p50=() p99=() others=() n
-  for n in $(seq 1 "$RUNS"); do
-    local f=$OUT/wrk-$name-$n.txt
-    wait_quiet
-    local b0 t0 s0 b1 t1 s1 w0
-    read -r b0 t0 < <(busy_total); s0=$(proc_ticks "$pid")
-    local TIMEFORMAT='%U %S'
-    { time wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "$@" >"$f" 2>&1; } 2>"$f.time"
-    read -r b1 t1 < <(busy_total); s1=$(proc_ticks "$pid")
-    rps+=("$(awk '/^Requests\/sec/{print $2}' "$f")")
-    p50+=("$(awk '$1=="50%"{print $2}' "$f")")
-    p99+=("$(awk '$1=="99%"{print $2}' "$f")")
-    # Other processes' CPU during the run, in % of one core: all busy time minus the server's
-    # and wrk's (ticks are 1/100 s on Linux; /proc/stat's total covers every core).
-    local wrk_ticks; wrk_ticks=$(awk '{printf "%d", ($1 + $2) * 100}' "$f.time")
-    # (Accurate to about ±10 %: tick rounding, and kernel work for the server's sockets is not
-    # always charged to it. Below zero means "nothing measurable".)
-    local other=$(( 100 * $(nproc) * ((b1 - b0) - (s1 - s0) - wrk_ticks) / (t1 - t0 > 0 ? t1 - t0 : 1) ))
-    others+=("$(( other < 0 ? 0 : other ))")
-  done
-  RPS[$name]=$(printf '%s\n' "${rps[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  P50[$name]=$(printf '%s\n' "${p50[@]}" | to_ms | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  P99[$name]=$(printf '%s\n' "${p99[@]}" | to_ms | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  OTHER[$name]=$(printf '%s ' "${others[@]}")
-  log "  $name: ${RPS[$name]} req/s, p50 ${P50[$name]} ms, p99 ${P99[$name]} ms (other processes used ${OTHER[$name]}% of a core)"
-}
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
-
-H() { echo "Authorization: Bearer $1"; }
-DEVURL=$BASE/applications/$APP/devices/$DEV
-log "== tollgate"
+log "== tollgate ($BACKEND)"
 run_case a_device_get "$SERVER_PID" -H "$(H "$VALID")" "$DEVURL"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "$(H "$RESTRICTED")" "$DEVURL")" = 200 ] || { log "the restricted token is refused"; exit 1; }
 run_case a2_device_get_restricted "$SERVER_PID" -H "$(H "$RESTRICTED")" "$DEVURL"
-AURL=$BASE/applications/$APP
+if wanted o_device_get_all_features; then
+  local used0 used1 sent
+  used0=$(allf_used)
+  run_case o_device_get_all_features "$SERVER_PID" -H "$(H "$ALLF")" "$ALLF_URL"
+  warns -H "$(H "$ALLF")" "$ALLF_URL" || { log "the all-features token's answer lost Tollgate-Token-Expires"; exit 1; }
+  used1=$(allf_used)
+  if [ -n "$used1" ]; then
+    sent=$(cat "$OUT/wrk-${PREFIX}o_device_get_all_features-"*.txt | awk '/requests in/{s+=$1} END{print s+0}')
+    log "    usage recording counted $(( used1 - used0 )) authorized device.get of the $sent sent (applicationApiToken.usage)"
+    (( used1 - used0 >= sent )) || { log "usage recording missed requests of case o"; exit 1; }
+  fi
+fi
+local c name tok url before
 for c in "b_devices_get|$VALID|$AURL/devices" "b2_devices_get_filtered|$VALID|$AURL/devices?filterField=name&filter=device%201*" \
     "h_application_get|$READER|$AURL" "i_tokens_get|$READER|$AURL/tokens" "j_token_get|$READER|$AURL/tokens/$READER_ID" \
     "k_flows_get|$READER|$AURL/flows" "l_get_state|$READER|$DEVURL/state" "m_get_composite_state|$READER|$DEVURL/compositeState"; do
@@ -235,20 +380,34 @@ for c in "b_devices_get|$VALID|$AURL/devices" "b2_devices_get_filtered|$VALID|$A
   curl -s -o /dev/null -H "$(H "$tok")" "$url"   # warm
   before=$(read_lookups)
   run_case "$name" "$SERVER_PID" -H "$(H "$tok")" "$url"
-  DBQ[$name]=$(( $(read_lookups) - before ))
+  DBQ[$PREFIX$name]=$(( $(read_lookups) - before ))
 done
 before=$(read_lookups)
 run_case n_last_value_query "$SERVER_PID" -s "$OUT/lvq.lua" -H "$(H "$READER")" "$AURL/data/last-value-query"
-DBQ[n_last_value_query]=$(( $(read_lookups) - before ))
+DBQ[${PREFIX}n_last_value_query]=$(( $(read_lookups) - before ))
 for c in c_unknown:$UNKNOWN d_malformed:$MALFORMED e_inactive:$INACTIVE; do
   before=$(db_checks)
   run_case "${c%%:*}" "$SERVER_PID" -H "$(H "${c#*:}")" "$DEVURL"
-  DBQ[${c%%:*}]=$(( $(db_checks) - before ))
-  log "    database lookups during it: ${DBQ[${c%%:*}]}"
+  DBQ[$PREFIX${c%%:*}]=$(( $(db_checks) - before ))
+  log "    database lookups during it: ${DBQ[$PREFIX${c%%:*}]}"
 done
 run_case f_send_state "$SERVER_PID" -s "$OUT/state.lua" -H "$(H "$VALID")" "$DEVURL/state"
-TOLLGATE_RSS_AFTER=$(rss_mb "$SERVER_PID")
+LAPSES[$BACKEND]=$(( $(lease_lapses) - lapses0 ))
+RSS1[$BACKEND]=$(rss_mb "$SERVER_PID")
 stop_server
+}
+# Authorized device.get of the all-features token so far, from its own usage report (which
+# flushes the node's counts first). Needs jq; without it, nothing (and the check is skipped).
+allf_used() {
+  command -v jq >/dev/null || return 0
+  local body; body=$(curl -s -H "$(H "$ALLF")" "$BASE/applications/$ALLF_APP/tokens/$ALLF_ID/usage")
+  jq '[.periods[0].actions[] | select(.action == "device.get") | .authorized] | add // 0' <<<"$body"
+}
+
+for b in sqlite postgres; do
+  if has_backend "$b"; then measure_backend "$b"; fi
+done
+BACKEND=sqlite; PREFIX=
 
 # --- the measuring stick ----------------------------------------------------------------------
 log "== limit server (reference)"
@@ -272,17 +431,44 @@ stop_server
 
 # --- report ---------------------------------------------------------------------------------
 G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
-{
+ALL_CASES="a_device_get a2_device_get_restricted o_device_get_all_features b_devices_get b2_devices_get_filtered h_application_get i_tokens_get j_token_get k_flows_get l_get_state m_get_composite_state n_last_value_query c_unknown d_malformed e_inactive f_send_state"
+# table PREFIX: every case of one backend against (g).
+table() {
+  local pre=$1 k r
   echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
   echo "|---|---|---|---|---|---|---|---|"
-  for k in a_device_get a2_device_get_restricted b_devices_get b2_devices_get_filtered h_application_get i_tokens_get j_token_get k_flows_get l_get_state m_get_composite_state n_last_value_query c_unknown d_malformed e_inactive f_send_state g_limit_authorized_get; do
-    [ -n "${RPS[$k]:-}" ] || continue
-    awk -v k="$k" -v r="${RPS[$k]}" -v p="${P50[$k]}" -v q="${P99[$k]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$k]:-}" -v o="${OTHER[$k]}" \
+  for k in $ALL_CASES g_limit_authorized_get; do
+    r=$pre$k; [ "$k" = g_limit_authorized_get ] && r=$k
+    [ -n "${RPS[$r]:-}" ] || continue
+    awk -v k="$k" -v r="${RPS[$r]}" -v p="${P50[$r]}" -v q="${P99[$r]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$r]:-}" -v o="${OTHER[$r]}" \
       'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %s | %s |\n", k, r, p, q, r/g, q/gq, d, o}'
   done
-  echo
-  echo "start-up to ready with $TOKENS tokens: ${DEFAULT_MS} ms (default); ${PRELOAD_MS} ms with --preload-tokens, every token in memory after ${WARM_MS} ms (${PRELOADED} cached)"
-  echo "resident memory: ${DEFAULT_RSS} MiB at start, ${TOLLGATE_RSS_AFTER} MiB after the cases (default); ${PRELOAD_RSS} MiB with every token in memory; limit server ${LIMIT_RSS} MiB with every token in memory"
+}
+{
+  if has_backend sqlite; then
+    table ""
+    echo
+    echo "start-up to ready with $TOKENS tokens: ${STARTMS[sqlite]} ms (default); ${PRELOAD_MS} ms with --preload-tokens, every token in memory after ${WARM_MS} ms (${PRELOADED} cached)"
+    echo "resident memory: ${RSS0[sqlite]} MiB at start, ${RSS1[sqlite]} MiB after the cases (default); ${PRELOAD_RSS} MiB with every token in memory; limit server ${LIMIT_RSS} MiB with every token in memory"
+  fi
+  if has_backend postgres; then
+    has_backend sqlite && echo
+    echo "PostgreSQL $PG_VERSION$([ -n "$PG_STARTED" ] && echo ' (throwaway cluster on this machine, fsync off)'), one node:"
+    echo
+    table pg-
+    echo
+    echo "start-up to ready with $TOKENS tokens on PostgreSQL: ${STARTMS[postgres]} ms (default; seed copied in by tollgate db copy in ${COPY_S} s); resident memory ${RSS0[postgres]} MiB at start, ${RSS1[postgres]} MiB after the cases; lease lapses during the cases: ${LAPSES[postgres]}"
+  fi
+  if has_backend sqlite && has_backend postgres; then
+    echo
+    echo "| case | SQLite req/s | PostgreSQL req/s | PG ÷ SQLite req/s | ≥ 0.9 | SQLite × (g) | PostgreSQL × (g) | CPU µs/request SQLite | CPU µs/request PostgreSQL$([ -n "$PG_STARTED" ] && echo ' (server + database)') |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for k in $ALL_CASES; do
+      if [ -z "${RPS[$k]:-}" ] || [ -z "${RPS[pg-$k]:-}" ]; then continue; fi
+      awk -v k="$k" -v s="${RPS[$k]}" -v p="${RPS[pg-$k]}" -v g="$G" -v cs="${CPU[$k]}" -v cp="${CPU[pg-$k]}" \
+        'BEGIN{printf "| %s | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.1f | %.1f |\n", k, s, p, p/s, (p/s >= 0.9 ? "yes" : "no"), s/g, p/g, cs, cp}'
+    done
+  fi
   echo "runs: $RUNS × $DUR, wrk -t$THREADS -c$CONNS; machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 } | tee "$OUT/result.md"
 rm -rf "$OUT"/data-*   # the database copies (hundreds of MB); logs and wrk output stay

@@ -13,7 +13,14 @@
 //! device.sendState), `inactive.token`, `unknown.token` (well-formed, never issued),
 //! `malformed.token`, `restricted.token` (the same scope, restricted to that device, to
 //! 127.0.0.0/8 and ::1, and to a rate it never reaches), `reader.token` and `reader.id` (the
-//! read actions of issue 17, and `flows.post` to add flows), `app.id`, `device.id`.
+//! read actions of issue 17, and `flows.post` to add flows), `app.id`, `device.id`, and for
+//! the case with every feature on at once (issues 13, 14 and 15): `allfeatures.token` and
+//! `allfeatures.id` (the same scope plus `applicationApiToken.usage`, restricted to one
+//! device, to 127.0.0.0/8 and ::1, to a rate and a usage limit it never reaches, expiring in
+//! [`ALL_FEATURES_EXPIRY_DAYS`] days, so inside the first warning lead time and every answer
+//! carries `Tollgate-Token-Expires`), `allfeatures.app` and `allfeatures.device` (its
+//! application, the second one, with a token policy setting every field, and a device of it),
+//! `allfeatures.expires` (its expiry, ms since the epoch: a seed is stale a day before).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +30,7 @@ use serde_json::{Map, json};
 use tollgate_core::secret::{Secret, SecretKind};
 use tollgate_store::applications::Owner;
 use tollgate_store::devices::{DeviceFields, Tag};
+use tollgate_store::policy::{DAY_MS, PolicyPatch};
 use tollgate_store::tokens::{Creator, NewToken, TokenStatus};
 use tollgate_store::users::NewUser;
 use tollgate_store::{Actor, Id, Store};
@@ -120,8 +128,48 @@ async fn main() -> anyhow::Result<()> {
     let (reader_id, reader) =
         scoped_token(&store, app, user.id, TokenStatus::Active, None, READER).await?;
 
+    // Every feature at once: the restrictions above plus a usage limit, an expiry inside the
+    // first warning lead time, in an application with a token policy of its own (the second
+    // application, so the other cases' tokens stay under no policy).
+    let all_app = app_ids[1 % apps];
+    // Device i belongs to application i % apps.
+    let all_device = device_ids[1 % apps];
+    store
+        .set_application_policy(
+            &Actor::operator(),
+            all_app,
+            &PolicyPatch {
+                max_lifetime_ms: Some(Some(90 * DAY_MS)),
+                expiry_required: Some(Some(true)),
+                idle_deactivation_ms: Some(Some(30 * DAY_MS)),
+                warning_leads_ms: Some(Some(vec![30 * DAY_MS, 7 * DAY_MS, DAY_MS])),
+            },
+        )
+        .await?;
+    let all_limits = format!(
+        r#"{{"deviceIds":["{all_device}"],"allowedAddresses":["127.0.0.0/8","::1/128"],"rateLimit":{{"requests":1000000000,"perSeconds":1}},"usageLimit":{ALL_FEATURES_USES}}}"#
+    );
+    let all_expires = tollgate_store::now_ms() + ALL_FEATURES_EXPIRY_DAYS * DAY_MS;
+    let all_scope: Vec<&str> = SCOPE
+        .iter()
+        .copied()
+        .chain(["applicationApiToken.usage"])
+        .collect();
+    let (all_id, all_features) = token_with(
+        &store,
+        all_app,
+        user.id,
+        TokenOptions {
+            restrictions: Some(&all_limits),
+            usage_limit: Some(ALL_FEATURES_USES),
+            expiration_date: Some(all_expires),
+            ..TokenOptions::plain(&all_scope)
+        },
+    )
+    .await?;
+
     // The rest in bulk: 500 rows per statement, one transaction per 100,000.
-    let bulk = tokens.saturating_sub(4);
+    let bulk = tokens.saturating_sub(5);
     let now = tollgate_store::now_ms();
     let mut rng = rand::rng();
     let mut done = 0;
@@ -179,6 +227,11 @@ async fn main() -> anyhow::Result<()> {
         ("malformed.token", malformed),
         ("app.id", app.to_string()),
         ("device.id", device_ids[0].to_string()),
+        ("allfeatures.token", all_features.expose().to_owned()),
+        ("allfeatures.id", all_id.to_string()),
+        ("allfeatures.app", all_app.to_string()),
+        ("allfeatures.device", all_device.to_string()),
+        ("allfeatures.expires", all_expires.to_string()),
     ] {
         std::fs::write(out.join(name), value)?;
     }
@@ -234,8 +287,52 @@ async fn scoped_token(
     restrictions: Option<&str>,
     scope: &[&str],
 ) -> anyhow::Result<(Id, Secret)> {
+    let options = TokenOptions {
+        status,
+        restrictions,
+        ..TokenOptions::plain(scope)
+    };
+    token_with(store, app, user, options).await
+}
+
+/// The all-features token's usage limit: the most a token may have, never reached.
+const ALL_FEATURES_USES: i64 = 1_000_000_000_000;
+
+/// The all-features token expires this many days after seeding: inside the first warning
+/// lead time (30 days), so every answer carries the expiry warning header.
+const ALL_FEATURES_EXPIRY_DAYS: i64 = 29;
+
+/// What a named token is made with.
+struct TokenOptions<'a> {
+    scope: &'a [&'a str],
+    status: TokenStatus,
+    restrictions: Option<&'a str>,
+    usage_limit: Option<i64>,
+    expiration_date: Option<i64>,
+}
+
+impl<'a> TokenOptions<'a> {
+    /// Active, with `scope`, no restriction, no expiry.
+    fn plain(scope: &'a [&'a str]) -> TokenOptions<'a> {
+        TokenOptions {
+            scope,
+            status: TokenStatus::Active,
+            restrictions: None,
+            usage_limit: None,
+            expiration_date: None,
+        }
+    }
+}
+
+/// A token whose secret the benchmark knows, through the store's own path; with its id.
+async fn token_with(
+    store: &Store,
+    app: Id,
+    user: Id,
+    options: TokenOptions<'_>,
+) -> anyhow::Result<(Id, Secret)> {
     let secret = Secret::generate(SecretKind::ApplicationToken);
-    let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+    let scope: Vec<String> = options.scope.iter().map(|s| s.to_string()).collect();
     let record = store
         .create_token(
             &Actor::operator(),
@@ -245,10 +342,10 @@ async fn scoped_token(
                 name: "bench",
                 description: "",
                 scope: &scope,
-                status,
-                expiration_date: None,
-                restrictions,
-                usage_limit: None,
+                status: options.status,
+                expiration_date: options.expiration_date,
+                restrictions: options.restrictions,
+                usage_limit: options.usage_limit,
                 carve_from: None,
                 creator: Creator {
                     kind: "user",
