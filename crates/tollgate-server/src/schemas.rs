@@ -430,7 +430,8 @@ mod tests {
     #[test]
     fn valid_bodies_pass_and_invalid_ones_are_reported_as_before() {
         // `report` answers a valid body from `is_valid` alone: the two must agree.
-        let valid = json!({ "attribute": "temperature", "deviceIds": ["0123456789abcdef01234567"] });
+        let valid =
+            json!({ "attribute": "temperature", "deviceIds": ["0123456789abcdef01234567"] });
         assert!(validate("lastValueQuery", &valid).is_ok());
         let err = validate(
             "lastValueQuery",
