@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn valid_bodies_pass_and_invalid_ones_are_reported_as_before() {
+        // `report` answers a valid body from `is_valid` alone: the two must agree.
+        let valid =
+            json!({ "attribute": "temperature", "deviceIds": ["0123456789abcdef01234567"] });
+        assert!(validate("lastValueQuery", &valid).is_ok());
+        let err = validate(
+            "lastValueQuery",
+            &json!({ "attribute": "temp erature", "deviceIds": ["xyz"], "extra": 1 }),
+        )
+        .unwrap_err();
+        for part in ["/attribute", "/deviceIds/0", "extra"] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+    }
+
+    #[test]
     fn messages_name_fields_and_never_echo_values() {
         let err = validate(
             "userCredentials",

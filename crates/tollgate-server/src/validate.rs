@@ -18,6 +18,8 @@
 //!
 //! Messages name the field, the code point and its position, never the value.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -39,6 +41,17 @@ fn code(c: char) -> String {
 
 /// A stored string that may span lines (descriptions, tag values, state values, …).
 pub fn text(field: &str, value: &str) -> Result<(), ApiError> {
+    text_with(|| field.to_owned(), value)
+}
+
+/// As [`text`], naming the field only when the value is refused (so that a valid body's
+/// object keys cost no message).
+fn text_with(field: impl FnOnce() -> String, value: &str) -> Result<(), ApiError> {
+    // Every control character this refuses is below U+00A0: plain ASCII text above U+001F
+    // other than DEL has none.
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     match value
         .chars()
         .enumerate()
@@ -46,8 +59,9 @@ pub fn text(field: &str, value: &str) -> Result<(), ApiError> {
     {
         None => Ok(()),
         Some((at, c)) => Err(ApiError::validation(format!(
-            "{field} contains a control character ({} at character {}): only tab and line \
+            "{} contains a control character ({} at character {}): only tab and line \
              breaks are allowed",
+            field(),
             code(c),
             at + 1
         ))),
@@ -141,8 +155,8 @@ fn walk(value: &Value, path: &mut String, role: Role) -> Result<(), ApiError> {
             };
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
+                // (Into the path's own buffer: no string per item.)
+                let _ = write!(path, "/{i}");
                 walk(item, path, child)?;
                 path.truncate(len);
             }
@@ -150,7 +164,7 @@ fn walk(value: &Value, path: &mut String, role: Role) -> Result<(), ApiError> {
         }
         Value::Object(map) => {
             for (key, item) in map {
-                text(&format!("A field name in {}", field_name(path)), key)?;
+                text_with(|| format!("A field name in {}", field_name(path)), key)?;
                 let len = path.len();
                 path.push('/');
                 path.push_str(key);
@@ -219,6 +233,8 @@ mod tests {
         );
         assert!(refused(json!({ "name": "d", "attributes": [{ "name": "t\u{202D}", "dataType": "number" }] })).contains("/attributes/0/name"));
         assert!(refused(json!({ "data": { "temp\u{0}": 1 } })).contains("A field name in /data"));
+        assert!(refused(json!({ "data": { "t\u{7f}": 1 } })).contains("U+007F"));
+        assert!(refused(json!({ "list": ["a", ["b", "c\u{9f}"]] })).contains("/list/1/1"));
         assert!(
             refused(json!({ "data": { "doc": { "deep": ["ok", "no\u{1b}"] } } }))
                 .contains("/data/doc/deep/1")
