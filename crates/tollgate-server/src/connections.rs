@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 /// The connection bounds (options `--header-timeout-ms`, `--idle-timeout-secs`,
@@ -105,7 +105,6 @@ struct Activity {
     idle_since: AtomicU64,
     /// 1 + when the first byte of a request head arrived; 0 when none is pending.
     head_since: AtomicU64,
-    changed: Notify,
 }
 
 impl Activity {
@@ -116,7 +115,6 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             // A new connection owes us a request head from the start.
             head_since: AtomicU64::new(1),
-            changed: Notify::new(),
         }
     }
 
@@ -129,7 +127,6 @@ impl Activity {
             && self.head_since.load(Ordering::Acquire) == 0
         {
             self.head_since.store(self.now() + 1, Ordering::Release);
-            self.changed.notify_one();
         }
     }
 
@@ -141,7 +138,6 @@ impl Activity {
     fn end(&self) {
         self.idle_since.store(self.now(), Ordering::Release);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.changed.notify_one();
     }
 
     /// When the connection is due to be closed, if nothing changes (ms since accept), and
@@ -150,7 +146,6 @@ impl Activity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match self.head_since.load(Ordering::Acquire) {
             0 => Some((
                 self.idle_since
@@ -164,6 +159,11 @@ impl Activity {
             )),
         }
     }
+}
+
+/// `d` in whole milliseconds (saturating).
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Ends a request's in-flight mark even when the connection drops the request half-way.
@@ -357,17 +357,15 @@ async fn serve_connection(
     if stopping {
         conn.as_mut().graceful_shutdown();
     }
+    // The watcher is not told of each request (that would wake this task and re-arm a timer
+    // twice per request): it looks at the connection's activity at most `check_every` apart
+    // and at each deadline it computes. A request head that starts between two looks is due
+    // `header_timeout` after its first byte, which is never before the next look, so every
+    // deadline is kept exactly.
+    let check_every = limits.header_timeout.min(limits.idle_timeout);
+    let sleep = tokio::time::sleep(check_every);
+    tokio::pin!(sleep);
     loop {
-        let deadline = activity.deadline(&limits);
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => {
-                    let now = activity.now();
-                    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now))).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -375,14 +373,18 @@ async fn serve_connection(
                 }
                 return;
             }
-            _ = activity.changed.notified() => {}
-            _ = sleep => {
-                if let Some((at, why)) = activity.deadline(&limits)
-                    && activity.now() >= at
-                {
-                    tracing::debug!(%peer, reason = why, "closing connection");
-                    return;
-                }
+            () = sleep.as_mut() => {
+                let now = activity.now();
+                let next = match activity.deadline(&limits) {
+                    Some((at, why)) if now >= at => {
+                        tracing::debug!(%peer, reason = why, "closing connection");
+                        return;
+                    }
+                    Some((at, _)) => at.min(now.saturating_add(ms(check_every))),
+                    None => now.saturating_add(ms(check_every)),
+                };
+                let at = activity.start + Duration::from_millis(next);
+                sleep.as_mut().reset(tokio::time::Instant::from_std(at));
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;

@@ -66,7 +66,8 @@ pub fn app(state: AppState) -> Router {
     if let Some(cors) = cors_layer(&state.settings().cors_origins) {
         api = api.layer(cors);
     }
-    api.merge(metrics::router())
+    let app = api
+        .merge(metrics::router())
         .merge(console::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -77,16 +78,20 @@ pub fn app(state: AppState) -> Router {
         // One log line, one latency observation, one response count and the write check of
         // /health per request (route template, status, latency, credential kind and id; never
         // a secret).
-        .layer(observe::ObserveLayer::new(state.clone()))
-        // Logs method, path and status at debug level (`RUST_LOG=tollgate_server=debug`),
-        // never headers (they carry credentials) or bodies. At the default level the span is
-        // disabled and costs next to nothing on the hot path.
-        .layer(
+        .layer(observe::ObserveLayer::new(state.clone()));
+    // Logs method, path and status at debug level (`RUST_LOG=tollgate_server=debug`), never
+    // headers (they carry credentials) or bodies. Only when that level is on: even disabled,
+    // the layer wraps every response body and calls its hooks per request.
+    let app = if tracing::enabled!(tracing::Level::DEBUG) {
+        app.layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
             }),
         )
-        .with_state(state)
+    } else {
+        app
+    };
+    app.with_state(state)
 }
 
 /// CORS for `origins` (none: no CORS headers at all). `*` allows any origin; credentials

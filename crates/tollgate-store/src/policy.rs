@@ -213,6 +213,54 @@ pub struct JobReport {
 const BATCH: usize = 500;
 
 /// The candidate columns the jobs read, with both levels of policy beside each token.
+/// The applications whose effective policy may deactivate idle tokens (their own policy's
+/// period, or their organization's). Idle deactivation looks only at their tokens, through
+/// `api_tokens_application`, instead of reading every token each interval.
+const IDLE_POLICY_APPLICATIONS: &str = "SELECT application_id FROM application_token_policies \
+    WHERE idle_deactivation_ms IS NOT NULL \
+    UNION SELECT pa.id FROM applications pa JOIN org_token_policies po \
+    ON pa.owner_type = 'organization' AND po.org_id = pa.owner_id \
+    WHERE po.idle_deactivation_ms IS NOT NULL";
+
+fn idle_candidates_sql() -> String {
+    format!(
+        "{CANDIDATE_SQL} WHERE t.application_id IN ({IDLE_POLICY_APPLICATIONS}) \
+         AND t.status = 'active' AND t.retires_at IS NULL \
+         AND (t.expiration_date IS NULL OR t.expiration_date > $1) \
+         AND (ap.idle_deactivation_ms IS NOT NULL OR op.idle_deactivation_ms IS NOT NULL)"
+    )
+}
+
+fn expiring_candidates_sql() -> String {
+    format!(
+        "{CANDIDATE_SQL} WHERE t.retires_at IS NULL AND t.expiration_date > $1 \
+         AND t.expiration_date <= $2"
+    )
+}
+
+const EXPIRED_WHERE: &str =
+    "t.retires_at IS NULL AND t.expired_announced = 0 AND t.expiration_date <= $1";
+const RETIRED_WHERE: &str = "t.retired_announced = 0 AND t.retires_at <= $1";
+
+/// Each job's question for candidate tokens (name, SQL with `$n` parameters, their count):
+/// for the test that none of them reads every token.
+pub fn job_queries() -> Vec<(&'static str, String, usize)> {
+    vec![
+        ("idle deactivation", idle_candidates_sql(), 1),
+        ("expiry warnings", expiring_candidates_sql(), 2),
+        (
+            "expired",
+            format!("{CANDIDATE_SQL} WHERE {EXPIRED_WHERE}"),
+            1,
+        ),
+        (
+            "retired",
+            format!("{CANDIDATE_SQL} WHERE {RETIRED_WHERE}"),
+            1,
+        ),
+    ]
+}
+
 const CANDIDATE_SQL: &str = "SELECT t.id, t.application_id, t.name, t.status, t.expiration_date, \
     t.creation_date, t.last_used, t.activated_at, t.retires_at, t.expiry_warned_ms, \
     ap.max_lifetime_ms AS a_max_lifetime_ms, ap.expiry_required AS a_expiry_required, \
@@ -520,13 +568,7 @@ impl Store {
     /// order, each audited (`applicationApiToken.idleDeactivated`), every node told before
     /// this returns.
     pub async fn deactivate_idle(&self, now: i64) -> Result<Vec<Announced>> {
-        let sql = format!(
-            "{CANDIDATE_SQL} WHERE t.status = 'active' AND t.retires_at IS NULL \
-             AND (t.expiration_date IS NULL OR t.expiration_date > $1) \
-             AND (ap.idle_deactivation_ms IS NOT NULL OR op.idle_deactivation_ms IS NOT NULL) \
-             ORDER BY t.id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(idle_candidates_sql()))
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
@@ -539,6 +581,9 @@ impl Store {
                 due.push((c, now - idle));
             }
         }
+        // Locked in id order (sorted here: an ORDER BY would lead the planner to walk every
+        // token in id order instead of the few in question).
+        due.sort_unstable_by_key(|(c, _)| c.id);
         let mut done = Vec::new();
         for chunk in due.chunks(BATCH) {
             let mut tx = self.begin_write().await?;
@@ -624,11 +669,7 @@ impl Store {
                 }
             }
         }
-        let sql = format!(
-            "{CANDIDATE_SQL} WHERE t.retires_at IS NULL AND t.expiration_date > $1 \
-             AND t.expiration_date <= $2 ORDER BY t.id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(expiring_candidates_sql()))
             .bind(now)
             .bind(now.saturating_add(longest))
             .fetch_all(&self.pool)
@@ -648,6 +689,7 @@ impl Store {
                 due.push((c, expires, lead));
             }
         }
+        due.sort_unstable_by_key(|(c, _, _)| c.id);
         let mut done = Vec::new();
         for chunk in due.chunks(BATCH) {
             let mut tx = self.begin_write().await?;
@@ -692,7 +734,7 @@ impl Store {
     pub async fn announce_expired(&self, now: i64) -> Result<Vec<Announced>> {
         self.announce_once(
             now,
-            "t.retires_at IS NULL AND t.expired_announced = 0 AND t.expiration_date <= $1",
+            EXPIRED_WHERE,
             "expired_announced = 1 WHERE id = $1 AND expired_announced = 0 \
              AND retires_at IS NULL AND expiration_date <= $2",
             "applicationApiToken.expired",
@@ -712,7 +754,7 @@ impl Store {
     pub async fn announce_retired(&self, now: i64) -> Result<Vec<Announced>> {
         self.announce_once(
             now,
-            "t.retired_announced = 0 AND t.retires_at <= $1",
+            RETIRED_WHERE,
             "retired_announced = 1 WHERE id = $1 AND retired_announced = 0 AND retires_at <= $2",
             "applicationApiToken.retired",
             |r| {
@@ -736,16 +778,22 @@ impl Store {
         action: &'static str,
         body: impl Fn(&sqlx::any::AnyRow) -> Result<Value>,
     ) -> Result<Vec<Announced>> {
-        let sql = format!("{CANDIDATE_SQL} WHERE {select_where} ORDER BY t.id");
+        // No ORDER BY (see `deactivate_idle`): the partial indexes of migration 0015 find the
+        // rows, and they are sorted here.
+        let sql = format!("{CANDIDATE_SQL} WHERE {select_where}");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
+        let mut due = rows
+            .iter()
+            .map(|row| Ok((candidate(row)?, row)))
+            .collect::<Result<Vec<_>>>()?;
+        due.sort_unstable_by_key(|(c, _)| c.id);
         let mut done = Vec::new();
-        for chunk in rows.chunks(BATCH) {
+        for chunk in due.chunks(BATCH) {
             let mut tx = self.begin_write().await?;
-            for row in chunk {
-                let c = candidate(row)?;
+            for (c, row) in chunk {
                 let sql = format!("UPDATE api_tokens SET {mark}");
                 let marked = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(c.id.to_hex())
