@@ -29,7 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_lineage.sql")),
     (10, include_str!("../migrations/0010_policy.sql")),
     (11, include_str!("../migrations/0011_webhooks.sql")),
-    (15, include_str!("../migrations/0015_job_indexes.sql")),
+    (12, include_str!("../migrations/0012_job_indexes.sql")),
 ];
 
 /// The schema version this build brings a database to.

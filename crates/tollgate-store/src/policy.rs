@@ -778,7 +778,7 @@ impl Store {
         action: &'static str,
         body: impl Fn(&sqlx::any::AnyRow) -> Result<Value>,
     ) -> Result<Vec<Announced>> {
-        // No ORDER BY (see `deactivate_idle`): the partial indexes of migration 0015 find the
+        // No ORDER BY (see `deactivate_idle`): the partial indexes of migration 0012 find the
         // rows, and they are sorted here.
         let sql = format!("{CANDIDATE_SQL} WHERE {select_where}");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
