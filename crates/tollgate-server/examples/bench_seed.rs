@@ -235,6 +235,10 @@ async fn main() -> anyhow::Result<()> {
     ] {
         std::fs::write(out.join(name), value)?;
     }
+    // Leave the data in the database file, not in a write-ahead log of hundreds of MB that
+    // every fresh copy of the seed would read on its first open (start-up measured 1.8 s
+    // instead of ~0.1 s).
+    store.checkpoint().await?;
     eprintln!("seeded {tokens} tokens in {:?}", started.elapsed());
     Ok(())
 }
