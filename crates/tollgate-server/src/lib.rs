@@ -53,7 +53,7 @@ pub const MAX_BODY: usize = 1 << 20;
 pub fn app(state: AppState) -> Router {
     // What browsers on other origins may call (CORS): the REST API, its OpenAPI document and
     // the health check, never the console or /metrics.
-    let mut api = routes::api_router(&state)
+    let mut api = routes::api_router()
         .merge(health::router())
         .merge(openapi::router());
     if let Some(cors) = cors_layer(&state.settings().cors_origins) {

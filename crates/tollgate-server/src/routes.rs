@@ -4,10 +4,14 @@
 //! guard for that action. `handler` is the only table from actions to handler functions: an
 //! exhaustive `match`, so a registry entry without a handler does not compile.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use axum::Router;
+use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::middleware;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use tollgate_core::{Action, Method, REGISTRY};
 
@@ -28,71 +32,111 @@ fn handler(action: Action) -> MethodRouter<AppState> {
         Method::Delete => MethodFilter::DELETE,
     };
     match action {
-        AuthAuthenticateUser => on(m, login::authenticate_user),
-        AuthLogout => on(m, login::logout),
-        TokensRevoke => on(m, lifecycle::revoke),
-        MeGet => on(m, me::get),
-        MePatch => on(m, me::patch),
-        MeChangePassword => on(m, me::change_password),
-        MeGenerateTwoFactorAuth => on(m, me::generate_two_factor),
-        MeEnableTwoFactorAuth => on(m, me::enable_two_factor),
-        MeDisableTwoFactorAuth => on(m, me::disable_two_factor),
-        MeInvites => on(m, me::invites),
-        MeRespondToInvite => on(m, me::respond_to_invite),
-        OrgsGet => on(m, orgs::list),
-        OrgsPost => on(m, orgs::create),
-        OrgGet => on(m, orgs::get),
-        OrgPatch => on(m, orgs::patch),
-        OrgDelete => on(m, orgs::delete),
-        OrgInviteMember => on(m, orgs::invite_member),
-        OrgPendingInvites => on(m, orgs::pending_invites),
-        OrgRevokeInvite => on(m, orgs::revoke_invite),
-        OrgModifyMember => on(m, orgs::modify_member),
-        OrgRemoveMember => on(m, orgs::remove_member),
-        AuditLogsGet => on(m, audit::org_list),
-        AuditLogGet => on(m, audit::org_get),
-        OrgTokenPolicyGet => on(m, policy::org_get),
-        OrgTokenPolicyPatch => on(m, policy::org_patch),
-        ApplicationsGet => on(m, applications::list),
-        ApplicationsPost => on(m, applications::create),
-        ApplicationGet => on(m, applications::get),
-        ApplicationPatch => on(m, applications::patch),
-        ApplicationDelete => on(m, applications::delete),
-        ApplicationApiTokensGet => on(m, tokens::list),
-        ApplicationApiTokensPost => on(m, tokens::create),
-        ApplicationApiTokenGet => on(m, tokens::get),
-        ApplicationApiTokenPatch => on(m, tokens::patch),
-        ApplicationApiTokenDelete => on(m, tokens::delete),
-        ApplicationApiTokenUsage => on(m, token_usage::get),
-        ApplicationAuditLogsGet => on(m, audit::application_list),
-        ApplicationApiTokenRoll => on(m, lifecycle::roll),
-        ApplicationApiTokenDescendants => on(m, lineage::descendants),
-        ApplicationTokenPolicyGet => on(m, policy::application_get),
-        ApplicationTokenPolicyPatch => on(m, policy::application_patch),
-        ApplicationTokenWebhooksGet => on(m, webhooks::list),
-        ApplicationTokenWebhooksPost => on(m, webhooks::create),
-        ApplicationTokenWebhookGet => on(m, webhooks::get),
-        ApplicationTokenWebhookPatch => on(m, webhooks::patch),
-        ApplicationTokenWebhookDelete => on(m, webhooks::delete),
-        ApplicationTokenWebhookDeliveries => on(m, webhooks::deliveries),
-        ApplicationTokenWebhookRetryDelivery => on(m, webhooks::retry_delivery),
-        DevicesGet => on(m, devices::list),
-        DevicesPost => on(m, devices::create),
-        DeviceGet => on(m, devices::get),
-        DevicePatch => on(m, devices::patch),
-        DeviceDelete => on(m, devices::delete),
-        DeviceSendState => on(m, devices::send_state),
-        DeviceGetState => on(m, devices::get_state),
-        DeviceGetCompositeState => on(m, devices::get_composite_state),
-        DeviceSendCommand => on(m, devices::send_command),
-        DeviceGetCommand => on(m, devices::get_command),
-        DataTimeSeriesQuery => on(m, data::time_series_query),
-        DataLastValueQuery => on(m, data::last_value_query),
-        FlowsGet => on(m, flows::list),
-        FlowsPost => on(m, flows::create),
-        FlowGet => on(m, flows::get),
-        FlowPatch => on(m, flows::patch),
-        FlowDelete => on(m, flows::delete),
+        AuthAuthenticateUser => guarded(m, action, login::authenticate_user),
+        AuthLogout => guarded(m, action, login::logout),
+        TokensRevoke => guarded(m, action, lifecycle::revoke),
+        MeGet => guarded(m, action, me::get),
+        MePatch => guarded(m, action, me::patch),
+        MeChangePassword => guarded(m, action, me::change_password),
+        MeGenerateTwoFactorAuth => guarded(m, action, me::generate_two_factor),
+        MeEnableTwoFactorAuth => guarded(m, action, me::enable_two_factor),
+        MeDisableTwoFactorAuth => guarded(m, action, me::disable_two_factor),
+        MeInvites => guarded(m, action, me::invites),
+        MeRespondToInvite => guarded(m, action, me::respond_to_invite),
+        OrgsGet => guarded(m, action, orgs::list),
+        OrgsPost => guarded(m, action, orgs::create),
+        OrgGet => guarded(m, action, orgs::get),
+        OrgPatch => guarded(m, action, orgs::patch),
+        OrgDelete => guarded(m, action, orgs::delete),
+        OrgInviteMember => guarded(m, action, orgs::invite_member),
+        OrgPendingInvites => guarded(m, action, orgs::pending_invites),
+        OrgRevokeInvite => guarded(m, action, orgs::revoke_invite),
+        OrgModifyMember => guarded(m, action, orgs::modify_member),
+        OrgRemoveMember => guarded(m, action, orgs::remove_member),
+        AuditLogsGet => guarded(m, action, audit::org_list),
+        AuditLogGet => guarded(m, action, audit::org_get),
+        OrgTokenPolicyGet => guarded(m, action, policy::org_get),
+        OrgTokenPolicyPatch => guarded(m, action, policy::org_patch),
+        ApplicationsGet => guarded(m, action, applications::list),
+        ApplicationsPost => guarded(m, action, applications::create),
+        ApplicationGet => guarded(m, action, applications::get),
+        ApplicationPatch => guarded(m, action, applications::patch),
+        ApplicationDelete => guarded(m, action, applications::delete),
+        ApplicationApiTokensGet => guarded(m, action, tokens::list),
+        ApplicationApiTokensPost => guarded(m, action, tokens::create),
+        ApplicationApiTokenGet => guarded(m, action, tokens::get),
+        ApplicationApiTokenPatch => guarded(m, action, tokens::patch),
+        ApplicationApiTokenDelete => guarded(m, action, tokens::delete),
+        ApplicationApiTokenUsage => guarded(m, action, token_usage::get),
+        ApplicationAuditLogsGet => guarded(m, action, audit::application_list),
+        ApplicationApiTokenRoll => guarded(m, action, lifecycle::roll),
+        ApplicationApiTokenDescendants => guarded(m, action, lineage::descendants),
+        ApplicationTokenPolicyGet => guarded(m, action, policy::application_get),
+        ApplicationTokenPolicyPatch => guarded(m, action, policy::application_patch),
+        ApplicationTokenWebhooksGet => guarded(m, action, webhooks::list),
+        ApplicationTokenWebhooksPost => guarded(m, action, webhooks::create),
+        ApplicationTokenWebhookGet => guarded(m, action, webhooks::get),
+        ApplicationTokenWebhookPatch => guarded(m, action, webhooks::patch),
+        ApplicationTokenWebhookDelete => guarded(m, action, webhooks::delete),
+        ApplicationTokenWebhookDeliveries => guarded(m, action, webhooks::deliveries),
+        ApplicationTokenWebhookRetryDelivery => guarded(m, action, webhooks::retry_delivery),
+        DevicesGet => guarded(m, action, devices::list),
+        DevicesPost => guarded(m, action, devices::create),
+        DeviceGet => guarded(m, action, devices::get),
+        DevicePatch => guarded(m, action, devices::patch),
+        DeviceDelete => guarded(m, action, devices::delete),
+        DeviceSendState => guarded(m, action, devices::send_state),
+        DeviceGetState => guarded(m, action, devices::get_state),
+        DeviceGetCompositeState => guarded(m, action, devices::get_composite_state),
+        DeviceSendCommand => guarded(m, action, devices::send_command),
+        DeviceGetCommand => guarded(m, action, devices::get_command),
+        DataTimeSeriesQuery => guarded(m, action, data::time_series_query),
+        DataLastValueQuery => guarded(m, action, data::last_value_query),
+        FlowsGet => guarded(m, action, flows::list),
+        FlowsPost => guarded(m, action, flows::create),
+        FlowGet => guarded(m, action, flows::get),
+        FlowPatch => guarded(m, action, flows::patch),
+        FlowDelete => guarded(m, action, flows::delete),
+    }
+}
+
+/// A handler behind the authorization guard for its action.
+///
+/// A `Handler` wrapper rather than a `from_fn` layer on each route: the layer cost, per
+/// request, a boxed clone of the route, a boxed `Next` and one more boxed future and `Route`
+/// level around the handler's own (BENCHMARKS.md, "Fewer boxed layers"). This costs one boxed
+/// future.
+#[derive(Clone)]
+struct Guarded<H> {
+    action: Action,
+    handler: H,
+}
+
+/// `handler` at `method`, behind the guard for `action`.
+fn guarded<H, T>(method: MethodFilter, action: Action, handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    on(method, Guarded { action, handler })
+}
+
+impl<H, T> Handler<T, AppState> for Guarded<H>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    fn call(self, req: Request, state: AppState) -> Self::Future {
+        let Guarded { action, handler } = self;
+        Box::pin(async move {
+            let for_handler = state.clone();
+            auth::guard(state, action, req, move |req| {
+                handler.call(req, for_handler)
+            })
+            .await
+        })
     }
 }
 
@@ -109,14 +153,10 @@ fn not_implemented(name: &str) -> axum::response::Response {
 }
 
 /// Every registry action at its route, each behind the authorization guard.
-pub fn api_router(state: &AppState) -> Router<AppState> {
+pub fn api_router() -> Router<AppState> {
     let mut router = Router::new();
     for def in REGISTRY {
-        let guarded = handler(def.action).layer(middleware::from_fn_with_state(
-            (state.clone(), def.action),
-            auth::guard,
-        ));
-        router = router.route(def.path, guarded);
+        router = router.route(def.path, handler(def.action));
     }
     // The reference's other actions, at their real routes (merged with a registry route of the
     // same path where there is one).

@@ -21,10 +21,9 @@ pub mod usage;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tollgate_core::permissions::{role_actions, role_token_bound};
 use tollgate_core::secret::Digest;
@@ -46,12 +45,13 @@ pub enum Target {
     Application(Id),
 }
 
-/// The middleware in front of every REST route.
-pub async fn guard(
-    State((state, action)): State<(AppState, Action)>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// What runs in front of every REST route's handler (`handler`, called only when `action` is
+/// allowed; `routes::Guarded` wraps each handler in it).
+pub async fn guard<F, Fut>(state: AppState, action: Action, req: Request, handler: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let (mut parts, body) = req.into_parts();
     let mut credential = Credential::None;
     // For per-token usage (cheap clones of two header values, only when it is recorded).
@@ -59,7 +59,7 @@ pub async fn guard(
     let mut expires = None;
     let (mut res, admitted) =
         match authorize_request(&state, action, &mut parts, &mut credential, &mut expires).await {
-            Ok(()) => (next.run(Request::from_parts(parts, body)).await, true),
+            Ok(()) => (handler(Request::from_parts(parts, body)).await, true),
             Err(e) => (e.into_response(), false),
         };
     // A token close to its expiry says so on every response to it (from the cached entry).
