@@ -260,9 +260,16 @@ fn password_checks_are_bounded_and_failures_are_logged() {
         Some(&json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD })),
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let log = server.log();
+    // The log is written by a background writer: wait for every refusal's line.
+    let log = tollgate_testkit::eventually_blocking(
+        "a \"login failed\" line for every refused login",
+        std::time::Duration::from_secs(20),
+        || {
+            let log = server.log();
+            (log.lines().filter(|l| l.contains("login failed")).count() >= denied).then_some(log)
+        },
+    );
     let failed: Vec<&str> = log.lines().filter(|l| l.contains("login failed")).collect();
-    assert!(failed.len() >= denied, "{log}");
     assert!(
         failed
             .iter()
