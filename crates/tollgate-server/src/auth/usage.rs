@@ -5,14 +5,18 @@
 //! identify: admitted (`outcome` 0) or refused (401 for an inactive or expired token, 403 for
 //! an action outside its scope, 404 for another application). A record is one lock of one of
 //! [`SHARDS`] small maps (chosen by the token id, so requests of different tokens rarely meet)
-//! and an increment, plus a push onto the shard's list of recent requests. The background
+//! and an increment, plus a push onto the shard's list of recent requests. Nothing is
+//! allocated for it in the common case: the recent request holds the action, the address and
+//! the status as plain values and shares the shard's last user agent (clients send the same
+//! one on every request); the text the database stores is made at flush. The background
 //! flush ([`Usage::flush`], every `--last-used-flush-secs`, and at a clean stop) swaps the
 //! maps out and *adds* them to the database (`Store::add_token_usage`), so every node's counts
 //! sum and none is lost when a node stops cleanly. What a failed flush held is merged back
 //! for the next one.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use tollgate_core::Action;
 use tollgate_store::usage::{DAY_MS, RECENT_PER_TOKEN, RecentRequest, UsageCount};
@@ -29,12 +33,54 @@ const MAX_RECENT_PER_SHARD: usize = 4096;
 /// Longest user agent kept (the rest is cut).
 const MAX_USER_AGENT: usize = 256;
 
+/// The counters' key: token, action, day, outcome.
+type CountKey = (Id, Action, i64, u16);
+
+/// A recent request as held in memory until the flush turns it into a [`RecentRequest`].
+struct Recent {
+    token: Id,
+    at: i64,
+    action: Action,
+    status: u16,
+    client: Option<IpAddr>,
+    user_agent: Option<Arc<str>>,
+}
+
+impl Recent {
+    fn to_stored(&self) -> RecentRequest {
+        RecentRequest {
+            token: self.token,
+            at: self.at,
+            action: self.action.name().to_owned(),
+            status: self.status,
+            client_address: self.client.map(|c| c.to_string()),
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    counts: HashMap<(Id, Action, i64, u16), u64>,
+    counts: HashMap<CountKey, u64, foldhash::fast::RandomState>,
     /// Recent requests since the last flush (at most [`RECENT_PER_TOKEN`] per token are
     /// written; older ones are dropped at flush).
-    recent: std::collections::VecDeque<RecentRequest>,
+    recent: VecDeque<Recent>,
+    /// The user agent last recorded in this shard, as received and as kept.
+    last_user_agent: Option<(Box<str>, Arc<str>)>,
+}
+
+impl Shard {
+    /// What is kept of `ua`: the shard's last one again when it is the same text.
+    fn user_agent(&mut self, ua: &str) -> Arc<str> {
+        if let Some((received, kept)) = &self.last_user_agent
+            && **received == *ua
+        {
+            return kept.clone();
+        }
+        let kept: Arc<str> = kept_user_agent(ua).into();
+        self.last_user_agent = Some((ua.into(), kept.clone()));
+        kept
+    }
 }
 
 /// What is kept of a user agent: at most [`MAX_USER_AGENT`] bytes, and nothing of it if it
@@ -83,7 +129,7 @@ impl Usage {
         action: Action,
         outcome: u16,
         status: u16,
-        client: Option<std::net::IpAddr>,
+        client: Option<IpAddr>,
         user_agent: Option<&str>,
     ) {
         if !self.enabled {
@@ -91,30 +137,30 @@ impl Usage {
         }
         let now = tollgate_store::now_ms();
         let day = now.div_euclid(DAY_MS);
-        let request = RecentRequest {
-            token,
-            at: now,
-            action: action.name().to_owned(),
-            status,
-            client_address: client.map(|c| c.to_string()),
-            user_agent: user_agent.map(kept_user_agent),
-        };
         let mut shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
         *shard
             .counts
             .entry((token, action, day, outcome))
             .or_default() += 1;
+        let user_agent = user_agent.map(|ua| shard.user_agent(ua));
         if shard.recent.len() >= MAX_RECENT_PER_SHARD {
             shard.recent.pop_front();
         }
-        shard.recent.push_back(request);
+        shard.recent.push_back(Recent {
+            token,
+            at: now,
+            action,
+            status,
+            client,
+            user_agent,
+        });
     }
 
     /// Add everything counted since the last flush to the database. On failure it is kept
     /// for the next attempt.
     pub async fn flush(&self, store: &Store) -> Result<(), StoreError> {
-        let mut counts: HashMap<(Id, Action, i64, u16), u64> = HashMap::new();
-        let mut recent: Vec<RecentRequest> = Vec::new();
+        let mut counts: HashMap<CountKey, u64> = HashMap::new();
+        let mut recent: Vec<Recent> = Vec::new();
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (k, n) in s.counts.drain() {
@@ -143,7 +189,8 @@ impl Usage {
                 count,
             })
             .collect();
-        if let Err(e) = store.add_token_usage(&rows, &recent).await {
+        let stored: Vec<RecentRequest> = recent.iter().map(Recent::to_stored).collect();
+        if let Err(e) = store.add_token_usage(&rows, &stored).await {
             for ((token, action, day, outcome), n) in counts {
                 let mut s = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
                 *s.counts.entry((token, action, day, outcome)).or_default() += n;
@@ -170,6 +217,31 @@ mod tests {
         assert_eq!(kept_user_agent("curl/8.5"), "curl/8.5");
         assert_eq!(kept_user_agent("x tgat_abc"), "[redacted]");
         assert_eq!(kept_user_agent(&"é".repeat(200)).len(), 256);
+    }
+
+    #[test]
+    fn a_repeated_user_agent_is_shared_and_still_redacted() {
+        let usage = Usage::new(true);
+        let t = Id::generate();
+        usage.record(t, Action::DeviceGet, 0, 200, None, Some("gw/1"));
+        usage.record(t, Action::DeviceGet, 0, 200, None, Some("gw/1"));
+        usage.record(t, Action::DeviceGet, 0, 200, None, Some("gw/2 tgat_x"));
+        usage.record(t, Action::DeviceGet, 0, 200, None, Some("gw/2 tgat_x"));
+        usage.record(t, Action::DeviceGet, 0, 200, None, Some("gw/1"));
+        let shard = usage.shard(t).lock().unwrap();
+        let kept: Vec<&Arc<str>> = shard
+            .recent
+            .iter()
+            .map(|r| r.user_agent.as_ref().unwrap())
+            .collect();
+        let texts: Vec<&str> = kept.iter().map(|k| &***k).collect();
+        assert_eq!(texts, ["gw/1", "gw/1", "[redacted]", "[redacted]", "gw/1"]);
+        assert!(Arc::ptr_eq(kept[0], kept[1]));
+        assert!(Arc::ptr_eq(kept[2], kept[3]));
+        assert!(!Arc::ptr_eq(kept[1], kept[4]));
+        let stored = shard.recent[2].to_stored();
+        assert_eq!(stored.user_agent.as_deref(), Some("[redacted]"));
+        assert_eq!(stored.action, "device.get");
     }
 
     #[test]
