@@ -346,7 +346,6 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
-    /// The statement, with placeholders numbered from `$first`.
     /// The statement, its parameters numbered from `first` (`$N`), or anonymous (`?`) when
     /// `first` is `None`. SQLite gets anonymous ones: for every parameter sqlx asks SQLite
     /// its name, which SQLite finds by a walk through the statement's list of names, so a
