@@ -124,7 +124,7 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     let group = state.store().group_commit_stats();
     let _ = writeln!(
         out,
-        "# HELP tollgate_state_group_commits_total SQLite: transactions that committed device.sendState requests together, and the requests they held."
+        "# HELP tollgate_state_group_commits_total Transactions that committed device.sendState requests together, the requests they held, and those rolled back (their requests then written each alone)."
     );
     let _ = writeln!(out, "# TYPE tollgate_state_group_commits_total counter");
     let _ = writeln!(out, "tollgate_state_group_commits_total {}", group.batches);
@@ -136,6 +136,15 @@ async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         out,
         "tollgate_state_group_commit_requests_total {}",
         group.requests
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE tollgate_state_group_commit_failures_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "tollgate_state_group_commit_failures_total {}",
+        group.failed
     );
     let _ = writeln!(out, "# TYPE tollgate_cached_reads gauge");
     let _ = writeln!(out, "tollgate_cached_reads {}", state.reads().cached());

@@ -95,8 +95,8 @@ async fn seed() -> Seeded {
             })
             .collect();
         store
-            .insert_reports(&Actor::operator(), app.id, device.id, |_| {
-                Ok::<_, tollgate_store::StoreError>(reports)
+            .insert_reports(&Actor::operator(), app.id, device.id, move |_| {
+                Ok::<_, tollgate_store::StoreError>(reports.clone())
             })
             .await
             .unwrap();

@@ -13,7 +13,7 @@ use crate::audit::{self, Entry, Place, Target};
 use crate::ids::from_db;
 use crate::list::{Fields, ListSpec, Page, Sort, glob_to_like};
 use crate::notify::{Change, Part};
-use crate::{Id, Result, Store, StoreError, WriteTx};
+use crate::{Backend, Id, Result, Store, StoreError, WriteTx};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tag {
@@ -707,8 +707,8 @@ async fn lock_devices(
     Ok(found)
 }
 
-/// What a group commit of state reports reads before it checks its requests (SQLite, in
-/// its transaction, which holds the turn to write): the devices named, by id, and the API
+/// What a group commit of state reports reads, in its transaction, before it checks its
+/// requests: the devices named, by id, and the API
 /// tokens acting, by id, each with its application, status and expiration date (a token
 /// whose application is gone is left out, as if deleted).
 pub(crate) struct BatchReads {
@@ -716,15 +716,19 @@ pub(crate) struct BatchReads {
     pub tokens: std::collections::HashMap<Id, (Id, String, Option<i64>)>,
 }
 
-/// [`BatchReads`] in one round trip to SQLite's connection thread: two statements of fixed
-/// text (the ids go as one JSON array each, so the statements stay prepared whatever a
-/// batch holds), run together by sqlx's SQLite driver. Rows of the second are told apart
-/// by their `token_id` column.
+/// [`BatchReads`]. On SQLite, whose batch holds the turn to write, in one round trip to
+/// SQLite's connection thread: two statements of fixed text (the ids go as one JSON array
+/// each, so the statements stay prepared whatever a batch holds), run together by sqlx's
+/// SQLite driver; rows of the second are told apart by their `token_id` column. On
+/// PostgreSQL, [`batch_reads_locked`].
 pub(crate) async fn batch_reads(
     tx: &mut WriteTx,
     devices: &[Id],
     tokens: &[Id],
 ) -> Result<BatchReads> {
+    if tx.backend == Backend::Postgres {
+        return batch_reads_locked(tx, devices, tokens).await;
+    }
     let hex = |ids: &[Id]| {
         serde_json::Value::Array(
             ids.iter()
@@ -762,6 +766,49 @@ pub(crate) async fn batch_reads(
             let d = device_from_row(&row)?;
             out.devices.insert(d.id, d);
         }
+    }
+    Ok(out)
+}
+
+/// [`BatchReads`] on PostgreSQL, where no turn to write orders the batch against other
+/// writes: every row read is locked `FOR KEY SHARE` until the batch commits, in the lock
+/// order of [`crate::actor::check`] (the tokens' applications, then the tokens, then the
+/// devices, each by id), so a revocation or a device change waits for the batch or is seen by
+/// it. Two statements of fixed text: the ids go as one comma-separated string each.
+async fn batch_reads_locked(tx: &mut WriteTx, devices: &[Id], tokens: &[Id]) -> Result<BatchReads> {
+    let joined = |ids: &[Id]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>().join(",");
+    let mut out = BatchReads {
+        devices: std::collections::HashMap::with_capacity(devices.len()),
+        tokens: std::collections::HashMap::with_capacity(tokens.len()),
+    };
+    if !tokens.is_empty() {
+        let rows: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
+            "WITH app AS MATERIALIZED (SELECT id FROM applications WHERE id IN \
+             (SELECT application_id FROM api_tokens WHERE id = ANY(string_to_array($1, ','))) \
+             ORDER BY id FOR KEY SHARE) \
+             SELECT t.id, t.application_id, t.status, t.expiration_date FROM api_tokens t \
+             JOIN app ON app.id = t.application_id \
+             WHERE t.id = ANY(string_to_array($1, ',')) ORDER BY t.id FOR KEY SHARE OF t",
+        )
+        .bind(joined(tokens))
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, application, status, expires) in rows {
+            out.tokens
+                .insert(from_db(&id)?, (from_db(&application)?, status, expires));
+        }
+    }
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY(string_to_array($1, ',')) \
+         ORDER BY id FOR KEY SHARE"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(joined(devices))
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        let d = device_from_row(&row)?;
+        out.devices.insert(d.id, d);
     }
     Ok(out)
 }

@@ -1,31 +1,36 @@
-//! Group commit of state reports on SQLite.
+//! Group commit of state reports.
 //!
-//! SQLite has one writer at a time. One transaction per `device.sendState` request means every
-//! report pays for taking the turn to write, `BEGIN`, its inserts and `COMMIT`, one after the
-//! other, each a round trip to the connection's thread: a few thousand reports a second
-//! however many gateways send them. Here concurrent requests are committed together: one task
-//! takes the requests waiting (up to [`MAX_JOBS`]), and in one transaction checks each exactly
-//! as a transaction of its own would (its credential, its application, its device as this
-//! transaction sees it, its own `check` of the reports), writes every accepted report with a
-//! handful of multi-row statements sent as one query, and commits once. Only then is each
-//! request answered: a report is acknowledged only once it is committed, as before
-//! (`synchronous = NORMAL` in WAL mode: a committed report survives the process being
-//! killed). A batch is four round trips to SQLite's thread: `BEGIN`, its reads
-//! ([`batch_reads`]), its writes, `COMMIT`.
+//! One transaction per `device.sendState` request means every report pays for `BEGIN`, the
+//! checks of its credential and device, its inserts and `COMMIT`, each a round trip (to
+//! SQLite's thread, or to PostgreSQL), and on SQLite the one turn to write as well: a few
+//! thousand reports a second however many gateways send them. Here concurrent requests are
+//! committed together: one task per store takes the requests waiting (up to [`MAX_JOBS`]),
+//! and in one transaction checks each exactly as a transaction of its own would (its
+//! credential, its application, its device as this transaction sees it, its own `check` of
+//! the reports), writes every accepted report with a handful of multi-row statements, and
+//! commits once. Only then is each request answered: a report is acknowledged only once it is
+//! committed, as before. A batch is a handful of round trips: `BEGIN`, its reads
+//! ([`batch_reads`]), its writes, (PostgreSQL) its change notices, `COMMIT`.
 //!
 //! Each request gets the answer it would have had alone:
 //! * a refused request (revoked credential, unknown device, a report its `check` refuses)
 //!   writes nothing and is answered at once; the others are unaffected;
-//! * if the shared write or commit fails (a full disk, say), the transaction is rolled back
-//!   and each accepted request is written again alone, still in the same turn to write (so
-//!   nothing else changed in between and its checks still hold), and answered with its own
-//!   result;
+//! * if the shared write or commit fails (a full disk, a value the database refuses), the
+//!   transaction is rolled back and each accepted request is written again alone and answered
+//!   with its own result: on SQLite still in the same turn to write (nothing else changed in
+//!   between, so its checks still hold), on PostgreSQL in a transaction of its own that checks
+//!   it again ([`Store::insert_reports_alone`]);
 //! * a request whose caller has gone (its deadline passed) is dropped before it is checked:
 //!   nothing is written for an answer nobody waits for.
 //!
-//! Ordering against other writes is unchanged: the batch holds the turn to write from its
-//! checks to its commit, so a revocation or a device change commits wholly before the batch
-//! (and the batch sees it) or after it.
+//! Ordering against other writes is unchanged. On SQLite the batch holds the turn to write
+//! from its checks to its commit, so a revocation or a device change commits wholly before
+//! the batch (and the batch sees it) or after it. On PostgreSQL the batch locks what its
+//! checks read, `FOR KEY SHARE`, in the lock order of [`crate::actor`] (the applications,
+//! then the tokens, then the devices, each by id, one statement each): a revocation or a
+//! device PATCH waits for the batch to commit, or the batch sees it committed. Only requests
+//! made with a token of the application they write to join there: a user session's check
+//! reads rows (memberships) that the batch does not lock, so those commit alone.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -37,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::{Actor, Credential, Lock, token_holds};
 use crate::devices::{Device, batch_reads, device_for_write};
 use crate::states::{Report, write_reports};
-use crate::{Change, Id, Store, StoreError, WriteTurn, check_in_application};
+use crate::{Backend, Change, Id, Store, StoreError, WriteTurn, check_in_application, notify};
 
 /// Most requests committed together.
 pub(crate) const MAX_JOBS: usize = 128;
@@ -49,6 +54,21 @@ pub const ALONE_FROM: usize = 16;
 /// Requests that may wait for the committer; more wait to be queued.
 const QUEUE: usize = 1024;
 
+/// Whether a request of `count` reports by `actor` in `application` joins the group commit
+/// (see the module's documentation).
+pub(crate) fn joins(backend: Backend, actor: &Actor, application: Id, count: usize) -> bool {
+    if !enabled() || count >= ALONE_FROM {
+        return false;
+    }
+    match backend {
+        Backend::Sqlite => true,
+        Backend::Postgres => matches!(
+            actor.credential(),
+            Credential::ApiToken { application: a, .. } if *a == application
+        ),
+    }
+}
+
 /// Group commit is on unless the environment says `TOLLGATE_GROUP_COMMIT=off` (for
 /// benchmarks that compare the two in one binary; read once).
 pub(crate) fn enabled() -> bool {
@@ -58,11 +78,17 @@ pub(crate) fn enabled() -> bool {
 
 /// A refusal of the caller's own error type, carried back to it.
 type Refused = Box<dyn Any + Send>;
-type Check = Box<dyn FnOnce(&Device) -> std::result::Result<Vec<Report>, Refused> + Send>;
+type Check = Box<dyn Fn(&Device) -> std::result::Result<Vec<Report>, Refused> + Send>;
 
 enum Failure {
     Store(StoreError),
     Refused(Refused),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Store(e)
+    }
 }
 
 type Answer = std::result::Result<usize, Failure>;
@@ -82,6 +108,8 @@ pub(crate) struct GroupCommit {
     /// Transactions committed with at least one request, and the requests they held.
     batches: AtomicU64,
     requests: AtomicU64,
+    /// Transactions rolled back, whose requests were then written each alone.
+    failed: AtomicU64,
 }
 
 /// What the committer has done so far ([`Store::group_commit_stats`]).
@@ -91,6 +119,9 @@ pub struct GroupCommitStats {
     pub batches: u64,
     /// Requests those transactions committed.
     pub requests: u64,
+    /// Transactions that failed (a full disk, a value the database refuses) and were rolled
+    /// back, their requests then written each alone.
+    pub failed: u64,
 }
 
 impl GroupCommit {
@@ -98,6 +129,7 @@ impl GroupCommit {
         GroupCommitStats {
             batches: self.batches.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -109,7 +141,7 @@ pub(crate) async fn insert_reports<E: From<StoreError> + Send + 'static>(
     actor: &Actor,
     application: Id,
     device: Id,
-    check: impl FnOnce(&Device) -> std::result::Result<Vec<Report>, E> + Send + 'static,
+    check: impl Fn(&Device) -> std::result::Result<Vec<Report>, E> + Send + 'static,
 ) -> std::result::Result<usize, E> {
     let queue = store.group.queue.get_or_init(|| {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -127,7 +159,7 @@ pub(crate) async fn insert_reports<E: From<StoreError> + Send + 'static>(
     if let Err(mpsc::error::SendError(job)) = queue.send(job).await {
         // The committer is gone (its runtime ended while this store lives on): write alone.
         let mut pending = VecDeque::from([job]);
-        let turn = store.write_turn().await;
+        let turn = turn_to_write(store).await;
         commit_batch(store, &mut pending, turn).await;
     }
     match answer.await {
@@ -159,7 +191,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let turn = store.write_turn().await;
+        let turn = turn_to_write(&store).await;
         // Requests that arrived while waiting for the turn join this batch too.
         while pending.len() < MAX_JOBS {
             match rx.try_recv() {
@@ -171,17 +203,25 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// SQLite: this process's turn to write, which a batch holds from its checks to its commit.
+/// PostgreSQL: none (the batch's row locks order it against other writes).
+async fn turn_to_write(store: &Store) -> Option<WriteTurn> {
+    match store.backend() {
+        Backend::Sqlite => Some(store.write_turn().await),
+        Backend::Postgres => None,
+    }
+}
+
 /// A request checked and accepted into the batch, waiting for the commit.
 struct Accepted {
-    device: Id,
+    job: Job,
     reports: Vec<Report>,
-    reply: oneshot::Sender<Answer>,
 }
 
 /// Commit requests from the front of `pending` in one transaction (at most [`MAX_JOBS`], and
-/// none more once [`MAX_REPORTS`] are held), in `turn`; answer each.
-async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTurn) {
-    let mut tx = match store.begin_write_in(Some(turn)).await {
+/// none more once [`MAX_REPORTS`] are held), in `turn` (SQLite); answer each.
+async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: Option<WriteTurn>) {
+    let mut tx = match store.begin_write_in(turn).await {
         Ok(tx) => tx,
         Err(e) => {
             // Answer the first with the error; the rest are tried again in the next round.
@@ -209,7 +249,20 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
         .collect();
     tokens.sort_unstable();
     tokens.dedup();
-    let read = batch_reads(&mut tx, &wanted, &tokens).await.ok();
+    let read = match batch_reads(&mut tx, &wanted, &tokens).await {
+        Ok(read) => Some(read),
+        // An error aborts a PostgreSQL transaction: nothing more can run in it. Each request
+        // of the window is written alone, and checked there.
+        Err(e) if store.backend() == Backend::Postgres => {
+            tracing::debug!(error = %e, requests = window, "a state report batch could not read; writing each alone");
+            let _ = tx.rollback_keeping_turn().await;
+            store.group.failed.fetch_add(1, Ordering::Relaxed);
+            each_alone(store, pending.drain(..window).collect());
+            return;
+        }
+        // SQLite: each request reads its own below (and meets the error).
+        Err(_) => None,
+    };
     let now = crate::now_ms();
     let mut passed: Vec<(Credential, Id)> = Vec::new();
     let mut accepted: Vec<Accepted> = Vec::new();
@@ -266,11 +319,7 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
         match (job.check)(&device) {
             Ok(reports) => {
                 held += reports.len();
-                accepted.push(Accepted {
-                    device: job.device,
-                    reports,
-                    reply: job.reply,
-                });
+                accepted.push(Accepted { job, reports });
             }
             Err(refused) => {
                 let _ = job.reply.send(Err(Failure::Refused(refused)));
@@ -279,9 +328,20 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
     }
     let items: Vec<(Id, &[Report])> = accepted
         .iter()
-        .map(|a| (a.device, a.reports.as_slice()))
+        .map(|a| (a.job.device, a.reports.as_slice()))
         .collect();
-    let written = write_reports(&mut tx, &items).await;
+    // Cached state answers of these devices go once the batch commits (once per device: a
+    // batch often holds many reports of one); other nodes learn it from the notices sent
+    // inside the transaction (PostgreSQL).
+    let mut devices: Vec<Id> = items.iter().map(|(d, _)| *d).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let changed: Vec<Change> = devices.into_iter().map(Change::State).collect();
+    let written = match write_reports(&mut tx, &items).await {
+        Ok(()) => notify::send_all(store.backend(), &mut tx, &changed).await,
+        Err(e) => Err(e),
+    };
+    drop(items);
     let (result, turn) = match written {
         Ok(()) => tx.commit_keeping_turn().await,
         Err(e) => (Err(e), tx.rollback_keeping_turn().await),
@@ -295,21 +355,49 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: WriteTur
                     .requests
                     .fetch_add(accepted.len() as u64, Ordering::Relaxed);
             }
-            // Cached state answers of these devices go before any request is answered (once
-            // per device: a batch often holds many reports of one).
-            let mut devices: Vec<Id> = accepted.iter().map(|a| a.device).collect();
-            devices.sort_unstable();
-            devices.dedup();
-            let changed: Vec<Change> = devices.into_iter().map(Change::State).collect();
+            // This node's cached state answers go before any request is answered.
             store.applied(&changed);
             for a in accepted {
-                let _ = a.reply.send(Ok(a.reports.len()));
+                let _ = a.job.reply.send(Ok(a.reports.len()));
             }
         }
         Err(e) => {
             tracing::debug!(error = %e, requests = accepted.len(), "a state report batch failed; writing each alone");
-            alone(store, accepted, turn).await;
+            store.group.failed.fetch_add(1, Ordering::Relaxed);
+            match store.backend() {
+                Backend::Sqlite => alone(store, accepted, turn).await,
+                Backend::Postgres => {
+                    each_alone(store, accepted.into_iter().map(|a| a.job).collect())
+                }
+            }
         }
+    }
+}
+
+/// PostgreSQL, after a batch failed: each request in a transaction of its own, which checks
+/// it again (the batch's locks are gone with its rollback), each answered with its own
+/// result. They run beside the committer, which goes on with the next batch.
+fn each_alone(store: &Store, jobs: Vec<Job>) {
+    for job in jobs {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let Job {
+                actor,
+                application,
+                device,
+                check,
+                reply,
+            } = job;
+            if reply.is_closed() {
+                return;
+            }
+            let answer = store
+                .insert_reports_alone(&actor, application, device, move |d: &Device| {
+                    check(d).map_err(Failure::Refused)
+                })
+                .await;
+            let _ = reply.send(answer);
+        });
     }
 }
 
@@ -321,9 +409,10 @@ async fn alone(store: &Store, accepted: Vec<Accepted>, turn: Option<WriteTurn>) 
         None => store.write_turn().await,
     };
     for a in accepted {
+        let device = a.job.device;
         let result = match store.begin_keeping_turn(turn).await {
             Ok(mut tx) => {
-                let written = write_reports(&mut tx, &[(a.device, a.reports.as_slice())]).await;
+                let written = write_reports(&mut tx, &[(device, a.reports.as_slice())]).await;
                 let (r, t) = match written {
                     Ok(()) => tx.commit_keeping_turn().await,
                     Err(e) => (Err(e), tx.rollback_keeping_turn().await),
@@ -340,9 +429,10 @@ async fn alone(store: &Store, accepted: Vec<Accepted>, turn: Option<WriteTurn>) 
             }
         };
         if result.is_ok() {
-            store.applied(&[Change::State(a.device)]);
+            store.applied(&[Change::State(device)]);
         }
         let _ = a
+            .job
             .reply
             .send(result.map(|()| a.reports.len()).map_err(Failure::Store));
     }

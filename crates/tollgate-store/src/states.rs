@@ -69,15 +69,16 @@ impl Store {
     /// them): stored points always belong to declared attributes, whatever a cache held.
     /// Reports (or values) at the same time merge; within one call the later one wins.
     ///
-    /// On SQLite, concurrent calls are committed together ([`crate::group_commit`]): each is
-    /// checked in turn inside one transaction and all are acknowledged after its one commit,
-    /// with the answers (and the durability) they would have had one by one.
+    /// Concurrent calls are committed together ([`crate::group_commit`]; on PostgreSQL those
+    /// made with a token of `application`): each is checked in turn inside one transaction
+    /// and all are acknowledged after its one commit, with the answers (and the durability)
+    /// they would have had one by one.
     pub async fn insert_reports<E: From<StoreError> + Send + 'static>(
         &self,
         actor: &Actor,
         application: Id,
         device: Id,
-        check: impl FnOnce(&Device) -> Result<Vec<Report>, E> + Send + 'static,
+        check: impl Fn(&Device) -> Result<Vec<Report>, E> + Send + 'static,
     ) -> Result<usize, E> {
         self.insert_reports_of(actor, application, device, 1, check)
             .await
@@ -88,21 +89,33 @@ impl Store {
     /// transaction of its own instead of joining the group (measured with 100 reports per
     /// request: joining halved the reports stored per second, each batch's commit waiting on
     /// thousands of rows).
+    ///
+    /// `check` is `Fn`, not `FnOnce`: on PostgreSQL a request whose group's transaction failed
+    /// is checked again, in a transaction of its own, against the device as that one sees it.
     pub async fn insert_reports_of<E: From<StoreError> + Send + 'static>(
         &self,
         actor: &Actor,
         application: Id,
         device: Id,
         count: usize,
-        check: impl FnOnce(&Device) -> Result<Vec<Report>, E> + Send + 'static,
+        check: impl Fn(&Device) -> Result<Vec<Report>, E> + Send + 'static,
     ) -> Result<usize, E> {
-        if self.backend() == crate::Backend::Sqlite
-            && crate::group_commit::enabled()
-            && count < crate::group_commit::ALONE_FROM
-        {
+        if crate::group_commit::joins(self.backend(), actor, application, count) {
             return crate::group_commit::insert_reports(self, actor, application, device, check)
                 .await;
         }
+        self.insert_reports_alone(actor, application, device, check)
+            .await
+    }
+
+    /// [`Store::insert_reports`] in a transaction of its own.
+    pub(crate) async fn insert_reports_alone<E: From<StoreError>>(
+        &self,
+        actor: &Actor,
+        application: Id,
+        device: Id,
+        check: impl FnOnce(&Device) -> Result<Vec<Report>, E> + Send,
+    ) -> Result<usize, E> {
         let mut tx = self
             .begin_in_application(actor, application, Lock::KeyShare)
             .await?;

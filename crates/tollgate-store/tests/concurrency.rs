@@ -175,7 +175,7 @@ async fn device(s: &Store, actor: &Actor, app: Id, attrs: &[&str]) -> Device {
 fn declared(
     values: &[(&str, f64)],
     now: i64,
-) -> impl FnOnce(&Device) -> Result<Vec<Report>, StoreError> {
+) -> impl Fn(&Device) -> Result<Vec<Report>, StoreError> + Send + 'static {
     let values: Vec<(String, Stored)> = values
         .iter()
         .map(|(n, v)| ((*n).to_owned(), Stored::Num(*v)))
@@ -187,7 +187,7 @@ fn declared(
         Ok(vec![Report {
             time: now,
             meta: None,
-            values,
+            values: values.clone(),
         }])
     }
 }

@@ -1,7 +1,6 @@
-//! State reports committed together (SQLite's group commit, `src/group_commit.rs`), and the
-//! same answers on PostgreSQL, where each request has a transaction of its own: many
-//! concurrent requests each get exactly the answer they would have had alone, and every
-//! acknowledged report is stored.
+//! State reports committed together (the group commit, `src/group_commit.rs`, on SQLite and
+//! on PostgreSQL): many concurrent requests each get exactly the answer they would have had
+//! alone, and every acknowledged report is stored.
 
 use std::sync::Arc;
 
@@ -24,6 +23,10 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             refused_requests_write_nothing_and_do_not_disturb_the_others,
+            multi_thread = 4
+        ),
+        case!(
+            a_value_the_database_refuses_fails_only_its_own_request,
             multi_thread = 4
         ),
         case!(
@@ -96,7 +99,7 @@ fn reports(
     t0: i64,
     count: usize,
     value: Stored,
-) -> impl FnOnce(&Device) -> Result<Vec<Report>, StoreError> + Send + 'static {
+) -> impl Fn(&Device) -> Result<Vec<Report>, StoreError> + Send + 'static {
     move |d: &Device| {
         if d.attribute_type("v").is_none() {
             return Err(StoreError::Corrupt("v is not an attribute".into()));
@@ -128,8 +131,8 @@ async fn stored(s: &Store, device: Id) -> usize {
 }
 
 /// 48 gateways each send 10 single-report requests, all released together: every request is
-/// answered `Ok(1)`, every report is stored, and on SQLite fewer transactions than requests
-/// committed them.
+/// answered `Ok(1)`, every report is stored, and fewer transactions than requests committed
+/// them.
 async fn concurrent_reports_are_each_stored_and_committed_together() {
     let f = fresh().await;
     let s = f.store.clone();
@@ -179,15 +182,11 @@ async fn concurrent_reports_are_each_stored_and_committed_together() {
         after.requests - before.requests,
     );
     eprintln!("group commit: {requests} requests in {batches} transactions");
-    if s.backend() == Backend::Sqlite {
-        assert_eq!(requests, (gateways * each) as u64);
-        assert!(
-            batches < requests,
-            "{requests} requests took {batches} transactions: nothing was committed together"
-        );
-    } else {
-        assert_eq!((batches, requests), (0, 0), "PostgreSQL commits each alone");
-    }
+    assert_eq!(requests, (gateways * each) as u64);
+    assert!(
+        batches < requests,
+        "{requests} requests took {batches} transactions: nothing was committed together"
+    );
 }
 
 /// Requests released together, a quarter valid, the others refused for their own reason (a
@@ -341,4 +340,85 @@ async fn a_full_disk_answers_each_request_for_itself() {
     }
     eprintln!("full disk: {ok} requests stored, {full} refused for a full disk");
     assert!(ok > 0 && full > 0, "stored {ok}, refused {full}");
+    assert!(
+        s.group_commit_stats().failed > 0,
+        "no shared commit failed: writing each alone was not tried"
+    );
+}
+
+/// Text with a NUL character released together with valid reports, many rounds. PostgreSQL
+/// refuses NUL in text, which fails (and aborts) the shared transaction: each request of the
+/// batch is then written alone and answered for itself, so the valid ones are stored and
+/// answered `Ok`, and the refused one stores nothing. SQLite stores NUL like any character:
+/// every request is stored there.
+async fn a_value_the_database_refuses_fails_only_its_own_request() {
+    let f = fresh().await;
+    let s = f.store.clone();
+    let (app, _) = app_and_actor(&s).await;
+    let actor = token_actor(&s, app, TokenStatus::Active).await;
+    let t0 = now_ms() - 60_000;
+    let valid_each = 7;
+    let mut devices = Vec::new();
+    for _ in 0..=valid_each {
+        devices.push(device(&s, app, "string").await.id);
+    }
+    let before = s.group_commit_stats();
+    for round in 0..20i64 {
+        let barrier = Arc::new(Barrier::new(devices.len()));
+        let tasks: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                let (s, actor, barrier) = (s.clone(), actor.clone(), barrier.clone());
+                let text = if i == 0 { "nul\0here" } else { "fine" };
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let check = reports(t0 + round, 1, Stored::Txt(text.to_owned()));
+                    (d, s.insert_reports(&actor, app, d, check).await)
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (d, r) = t.await.unwrap();
+            let at = s
+                .states(
+                    d,
+                    &["v"],
+                    &HistoryQuery {
+                        start: t0 + round,
+                        end: t0 + round,
+                        limit: 10,
+                        descending: false,
+                    },
+                )
+                .await
+                .unwrap()
+                .len();
+            match (i, s.backend()) {
+                (0, Backend::Postgres) => {
+                    assert!(
+                        matches!(r, Err(StoreError::Database(_))),
+                        "round {round}: NUL in text: {r:?}"
+                    );
+                    assert_eq!(at, 0, "round {round}: a refused request left a report");
+                }
+                _ => {
+                    assert_eq!(r.unwrap(), 1, "round {round}, request {i}");
+                    assert_eq!(
+                        at, 1,
+                        "round {round}, request {i}: an acknowledged report is lost"
+                    );
+                }
+            }
+        }
+    }
+    let after = s.group_commit_stats();
+    if s.backend() == Backend::Postgres {
+        assert!(
+            after.failed > before.failed,
+            "no batch held the refused value: writing each alone was not tried"
+        );
+    } else {
+        assert_eq!(after.failed, before.failed, "SQLite stores NUL in text");
+    }
 }
