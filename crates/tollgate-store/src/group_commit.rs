@@ -42,7 +42,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::{Actor, Credential, Lock, token_holds};
 use crate::devices::{Device, batch_reads, device_for_write};
 use crate::states::{Report, write_reports};
-use crate::{Backend, Change, Id, Store, StoreError, WriteTurn, check_in_application, notify};
+use crate::{
+    Backend, Change, Id, Store, StoreError, WriteTurn, WriteTx, check_in_application, notify,
+};
 
 /// Most requests committed together.
 pub(crate) const MAX_JOBS: usize = 128;
@@ -212,6 +214,24 @@ async fn turn_to_write(store: &Store) -> Option<WriteTurn> {
     }
 }
 
+/// The batch's transaction. On PostgreSQL its statements use generic plans: their id lists
+/// are parameters, so a custom plan is made for each execution, and planning was the largest
+/// part of the database's CPU per batch (BENCHMARKS.md); the generic plans are the same index
+/// scans. Set with `BEGIN`, in the same round trip.
+async fn begin_batch(store: &Store, turn: Option<WriteTurn>) -> crate::Result<WriteTx> {
+    match store.backend() {
+        Backend::Sqlite => store.begin_write_in(turn).await,
+        Backend::Postgres => Ok(WriteTx {
+            tx: store
+                .pool
+                .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+                .await?,
+            backend: Backend::Postgres,
+            turn: None,
+        }),
+    }
+}
+
 /// A request checked and accepted into the batch, waiting for the commit.
 struct Accepted {
     job: Job,
@@ -221,7 +241,7 @@ struct Accepted {
 /// Commit requests from the front of `pending` in one transaction (at most [`MAX_JOBS`], and
 /// none more once [`MAX_REPORTS`] are held), in `turn` (SQLite); answer each.
 async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: Option<WriteTurn>) {
-    let mut tx = match store.begin_write_in(turn).await {
+    let mut tx = match begin_batch(store, turn).await {
         Ok(tx) => tx,
         Err(e) => {
             // Answer the first with the error; the rest are tried again in the next round.
