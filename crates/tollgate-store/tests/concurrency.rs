@@ -886,11 +886,9 @@ async fn a_revocation_waits_for_the_writes_it_races() {
                     .await
             },
             async move {
-                let off = TokenChange {
-                    status: Some(TokenStatus::Inactive),
-                    ..Default::default()
-                };
-                s2.update_token(&o, app, t.id, &off, allow).await.unwrap();
+                s2.update_token(&o, app, t.id, &switched_off(), allow)
+                    .await
+                    .unwrap();
                 // What anyone reading right after the deactivation was acknowledged sees.
                 named(&s2, app, &n2).await
             },
@@ -915,6 +913,14 @@ async fn a_revocation_waits_for_the_writes_it_races() {
     eprintln!(
         "write vs revocation: {rounds} rounds, committed before the revocation {before}, refused after it {refused}"
     );
+}
+
+/// The change that switches a token off.
+fn switched_off() -> TokenChange {
+    TokenChange {
+        status: Some(TokenStatus::Inactive),
+        ..Default::default()
+    }
 }
 
 fn all() -> tollgate_store::list::ListSpec {
@@ -965,11 +971,9 @@ async fn a_revocation_waits_for_the_state_reports_it_races() {
                 .await
             },
             async move {
-                let off = TokenChange {
-                    status: Some(TokenStatus::Inactive),
-                    ..Default::default()
-                };
-                s2.update_token(&o, app, t.id, &off, allow).await.unwrap();
+                s2.update_token(&o, app, t.id, &switched_off(), allow)
+                    .await
+                    .unwrap();
                 s2.last_value(d, "temp", at, at + 1)
                     .await
                     .unwrap()
