@@ -774,44 +774,61 @@ pub(crate) async fn batch_reads(
 /// writes: every row read is locked `FOR KEY SHARE` until the batch commits, in the lock
 /// order of [`crate::actor::check`] (the tokens' applications, then the tokens, then the
 /// devices, each by id), so a revocation or a device change waits for the batch or is seen by
-/// it. Two statements of fixed text: the ids go as one comma-separated string each.
+/// it. One statement of fixed text ([`PG_BATCH_READS`]): the ids go as one comma-separated
+/// string each.
 async fn batch_reads_locked(tx: &mut WriteTx, devices: &[Id], tokens: &[Id]) -> Result<BatchReads> {
     let joined = |ids: &[Id]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>().join(",");
     let mut out = BatchReads {
         devices: std::collections::HashMap::with_capacity(devices.len()),
         tokens: std::collections::HashMap::with_capacity(tokens.len()),
     };
-    if !tokens.is_empty() {
-        let rows: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
-            "WITH app AS MATERIALIZED (SELECT id FROM applications WHERE id IN \
-             (SELECT application_id FROM api_tokens WHERE id = ANY(string_to_array($1, ','))) \
-             ORDER BY id FOR KEY SHARE) \
-             SELECT t.id, t.application_id, t.status, t.expiration_date FROM api_tokens t \
-             JOIN app ON app.id = t.application_id \
-             WHERE t.id = ANY(string_to_array($1, ',')) ORDER BY t.id FOR KEY SHARE OF t",
-        )
+    let rows = sqlx::query(PG_BATCH_READS)
         .bind(joined(tokens))
-        .fetch_all(&mut **tx)
-        .await?;
-        for (id, application, status, expires) in rows {
-            out.tokens
-                .insert(from_db(&id)?, (from_db(&application)?, status, expires));
-        }
-    }
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY(string_to_array($1, ',')) \
-         ORDER BY id FOR KEY SHARE"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(joined(devices))
         .fetch_all(&mut **tx)
         .await?;
     for row in rows {
-        let d = device_from_row(&row)?;
-        out.devices.insert(d.id, d);
+        match row.try_get::<Option<String>, _>("token_id")? {
+            Some(id) => {
+                out.tokens.insert(
+                    from_db(&id)?,
+                    (
+                        from_db(&row.try_get::<String, _>("token_application")?)?,
+                        row.try_get("status")?,
+                        row.try_get("expiration_date")?,
+                    ),
+                );
+            }
+            None => {
+                let d = device_from_row(&row)?;
+                out.devices.insert(d.id, d);
+            }
+        }
     }
     Ok(out)
 }
+
+/// The tokens acting in a PostgreSQL batch ($1) and its devices ($2), in one round trip:
+/// token rows first (their device columns NULL), then device rows (`token_id` NULL). The
+/// lock order holds within the one statement: `Append` runs its branches in order, and each
+/// `ORDER BY` reads all its input (locking the applications) before its `FOR KEY SHARE`
+/// locks the first of its own rows.
+const PG_BATCH_READS: &str = "WITH app AS MATERIALIZED (SELECT id FROM applications WHERE id IN \
+    (SELECT application_id FROM api_tokens WHERE id = ANY(string_to_array($1, ','))) \
+    ORDER BY id FOR KEY SHARE), \
+    tok AS MATERIALIZED (SELECT t.id, t.application_id, t.status, t.expiration_date \
+    FROM api_tokens t JOIN app ON app.id = t.application_id \
+    WHERE t.id = ANY(string_to_array($1, ',')) ORDER BY t.id FOR KEY SHARE OF t), \
+    dev AS MATERIALIZED (SELECT id, application_id, name, description, device_class, tags, \
+    attributes, extra, creation_date, last_updated FROM devices \
+    WHERE id = ANY(string_to_array($2, ',')) ORDER BY id FOR KEY SHARE) \
+    SELECT id AS token_id, application_id AS token_application, status, expiration_date, \
+    NULL::text AS id, NULL::text AS application_id, NULL::text AS name, \
+    NULL::text AS description, NULL::text AS device_class, NULL::text AS tags, \
+    NULL::text AS attributes, NULL::text AS extra, NULL::bigint AS creation_date, \
+    NULL::bigint AS last_updated FROM tok \
+    UNION ALL SELECT NULL, NULL, NULL, NULL, id, application_id, name, description, \
+    device_class, tags, attributes, extra, creation_date, last_updated FROM dev";
 
 /// A device of `application`, locked `FOR KEY SHARE` until the transaction ends: it cannot be
 /// deleted, and a PATCH (which locks it `FOR UPDATE`) waits, so what is checked against it

@@ -42,9 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::{Actor, Credential, Lock, token_holds};
 use crate::devices::{Device, batch_reads, device_for_write};
 use crate::states::{Report, write_reports};
-use crate::{
-    Backend, Change, Id, Store, StoreError, WriteTurn, WriteTx, check_in_application, notify,
-};
+use crate::{Backend, Change, Id, Store, StoreError, WriteTurn, WriteTx, check_in_application};
 
 /// Most requests committed together.
 pub(crate) const MAX_JOBS: usize = 128;
@@ -357,10 +355,7 @@ async fn commit_batch(store: &Store, pending: &mut VecDeque<Job>, turn: Option<W
     devices.sort_unstable();
     devices.dedup();
     let changed: Vec<Change> = devices.into_iter().map(Change::State).collect();
-    let written = match write_reports(&mut tx, &items).await {
-        Ok(()) => notify::send_all(store.backend(), &mut tx, &changed).await,
-        Err(e) => Err(e),
-    };
+    let written = write_reports(&mut tx, &items, &changed).await;
     drop(items);
     let (result, turn) = match written {
         Ok(()) => tx.commit_keeping_turn().await,
@@ -432,7 +427,7 @@ async fn alone(store: &Store, accepted: Vec<Accepted>, turn: Option<WriteTurn>) 
         let device = a.job.device;
         let result = match store.begin_keeping_turn(turn).await {
             Ok(mut tx) => {
-                let written = write_reports(&mut tx, &[(device, a.reports.as_slice())]).await;
+                let written = write_reports(&mut tx, &[(device, a.reports.as_slice())], &[]).await;
                 let (r, t) = match written {
                     Ok(()) => tx.commit_keeping_turn().await,
                     Err(e) => (Err(e), tx.rollback_keeping_turn().await),

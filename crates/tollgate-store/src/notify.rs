@@ -153,31 +153,6 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// [`send`] for each of `changes`, in one statement when there are several (a group commit
-/// of state reports sends one per device it wrote to, and every statement is a round trip).
-pub(crate) async fn send_all(
-    backend: Backend,
-    conn: &mut sqlx::AnyConnection,
-    changes: &[Change],
-) -> Result<()> {
-    if backend != Backend::Postgres || changes.is_empty() {
-        return Ok(());
-    }
-    let payloads: Vec<String> = changes.iter().map(Change::to_string).collect();
-    if payloads.len() == 1 || payloads.iter().any(|p| p.contains('\n')) {
-        for change in changes {
-            send(backend, conn, change).await?;
-        }
-        return Ok(());
-    }
-    sqlx::query("SELECT pg_notify($1, p) FROM unnest(string_to_array($2, E'\\n')) AS p")
-        .bind(CHANNEL)
-        .bind(payloads.join("\n"))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// The channel of one node (or `tollgate` command): its heartbeats and the acknowledgements
 /// of its barriers arrive there.
 pub fn node_channel(node: Id) -> String {

@@ -121,7 +121,7 @@ impl Store {
             .await?;
         let current = device_for_write(&mut tx, application, device).await?;
         let reports = check(&current)?;
-        write_reports(&mut tx, &[(device, &reports)]).await?;
+        write_reports(&mut tx, &[(device, &reports)], &[]).await?;
         // Cached state answers of the device go (on PostgreSQL, on every node when the
         // notice arrives).
         self.commit_with(tx, &[Change::State(device)]).await?;
@@ -428,18 +428,21 @@ impl Part<'_> {
     }
 }
 
-/// Write the reports of several devices in `tx` (not committed): a handful of multi-row
-/// statements whatever their number, and on SQLite all of them in one query. Reports (or
-/// values) of one device at the same time merge; the later one wins.
+/// Write the reports of several devices in `tx` (not committed), with (PostgreSQL) the
+/// change `notices` of the transaction: a handful of statements whatever their number.
+/// Reports (or values) of one device at the same time merge; the later one wins.
 ///
-/// On SQLite every statement is a round trip to the connection's thread (a message each way
-/// and two thread wake-ups), which made a group commit's length (BENCHMARKS.md): so the
-/// statements go as one query text, which sqlx's SQLite driver runs statement by statement
-/// on its thread, each binding its own `$N` from the query's one list of values. (A query of
-/// several statements cannot be prepared on PostgreSQL: there each is sent on its own.)
+/// Every statement is a round trip (on SQLite to the connection's thread: a message each
+/// way and two thread wake-ups; on PostgreSQL to the server, which also pays for each
+/// statement's start and end), and a group commit's round trips made its length and so every
+/// request's wait (BENCHMARKS.md). So on SQLite the multi-row statements go as one query
+/// text, which sqlx's SQLite driver runs statement by statement on its thread, each binding
+/// its own parameters from the query's one list of values; on PostgreSQL, where a query of
+/// several statements cannot be prepared, everything is one statement ([`PG_WRITE`]).
 pub(crate) async fn write_reports(
     tx: &mut crate::WriteTx,
     items: &[(Id, &[Report])],
+    notices: &[Change],
 ) -> Result<()> {
     // Merge first: one multi-row upsert must not touch the same key twice (PostgreSQL
     // refuses that).
@@ -461,9 +464,12 @@ pub(crate) async fn write_reports(
         .into_iter()
         .map(|((d, t), m)| Ok((d.to_owned(), t, m.map(json_text).transpose()?)))
         .collect::<Result<_>>()?;
+    if tx.backend == crate::Backend::Postgres {
+        return write_reports_pg(tx, &times, &points, notices).await;
+    }
     // Numbers and texts go in separate statements so that no value parameter is ever
-    // NULL: sqlx 0.9's Any driver sends a NULL `f64` to PostgreSQL as `float4`, and a
-    // statement prepared with that type then rejects the next call's real `f64` there.
+    // NULL: sqlx 0.9's Any driver sends a NULL `f64` as `float4`, and a statement prepared
+    // with that type then rejects the next call's real `f64`.
     let (nums, txts): (Vec<_>, Vec<_>) = points
         .into_iter()
         .partition(|(_, v)| matches!(v, Stored::Num(_)));
@@ -475,29 +481,113 @@ pub(crate) async fn write_reports(
             rows,
         }));
     }
-    if tx.backend == crate::Backend::Sqlite {
-        if parts.is_empty() {
-            return Ok(());
-        }
-        let mut sql = String::new();
-        for part in &parts {
-            if !sql.is_empty() {
-                sql.push_str(";\n");
-            }
-            sql.push_str(&part.sql(None));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for part in &parts {
-            q = part.bind(q);
-        }
-        q.execute(&mut **tx).await?;
+    if parts.is_empty() {
         return Ok(());
     }
+    let mut sql = String::new();
     for part in &parts {
-        part.bind(sqlx::query(sqlx::AssertSqlSafe(part.sql(Some(1)))))
-            .execute(&mut **tx)
-            .await?;
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&part.sql(None));
     }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for part in &parts {
+        q = part.bind(q);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The one statement of a PostgreSQL write: the reports, the points and the change notices,
+/// each list a JSON array in one parameter, so the text is the same whatever a write holds
+/// (prepared once per connection) and a batch costs one round trip. Writable CTEs run
+/// exactly once whether or not they are referenced; their foreign-key checks run at the end
+/// of the statement. A point has `n` (a number) or `s` (a text), the other NULL (which JSON
+/// can say, where a NULL parameter could not be typed).
+const PG_WRITE: &str = "WITH r AS (\
+    INSERT INTO device_reports (device_id, time, meta) \
+    SELECT d, t, m FROM json_to_recordset($1::json) AS x(d text, t bigint, m text) \
+    ON CONFLICT (device_id, time) DO UPDATE \
+    SET meta = COALESCE(excluded.meta, device_reports.meta)), \
+    p AS (\
+    INSERT INTO device_points (device_id, attribute, time, num, txt) \
+    SELECT d, a, t, n, s FROM json_to_recordset($2::json) \
+    AS x(d text, a text, t bigint, n double precision, s text) \
+    ON CONFLICT (device_id, attribute, time) DO UPDATE \
+    SET num = excluded.num, txt = excluded.txt) \
+    SELECT count(pg_notify($3, c)) FROM json_array_elements_text($4::json) AS c";
+
+/// A row of [`PG_WRITE`]'s points.
+#[derive(serde::Serialize)]
+struct PgPoint<'a> {
+    d: &'a str,
+    a: &'a str,
+    t: i64,
+    n: Option<PgNumber>,
+    s: Option<&'a str>,
+}
+
+/// A number as [`PG_WRITE`] reads it: JSON has no NaN or infinities (the attribute rules
+/// refuse them, but a value is never silently changed here), so those go as the text
+/// PostgreSQL's `double precision` reads.
+struct PgNumber(f64);
+
+impl serde::Serialize for PgNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            n if n.is_finite() => s.serialize_f64(n),
+            n if n.is_nan() => s.serialize_str("NaN"),
+            n if n > 0.0 => s.serialize_str("Infinity"),
+            _ => s.serialize_str("-Infinity"),
+        }
+    }
+}
+
+async fn write_reports_pg(
+    tx: &mut crate::WriteTx,
+    times: &[(String, i64, Option<String>)],
+    points: &BTreeMap<(&str, &str, i64), &Stored>,
+    notices: &[Change],
+) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct PgReport<'a> {
+        d: &'a str,
+        t: i64,
+        m: Option<&'a str>,
+    }
+    let reports: Vec<PgReport<'_>> = times
+        .iter()
+        .map(|(d, t, m)| PgReport {
+            d,
+            t: *t,
+            m: m.as_deref(),
+        })
+        .collect();
+    let points: Vec<PgPoint<'_>> = points
+        .iter()
+        .map(|((d, a, t), v)| PgPoint {
+            d,
+            a,
+            t: *t,
+            n: match v {
+                Stored::Num(n) => Some(PgNumber(*n)),
+                Stored::Txt(_) => None,
+            },
+            s: match v {
+                Stored::Num(_) => None,
+                Stored::Txt(s) => Some(s),
+            },
+        })
+        .collect();
+    let notices: Vec<String> = notices.iter().map(Change::to_string).collect();
+    sqlx::query(PG_WRITE)
+        .bind(json_text(&reports)?)
+        .bind(json_text(&points)?)
+        .bind(crate::notify::CHANNEL)
+        .bind(json_text(&notices)?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
