@@ -7,10 +7,12 @@
 //! committed together: one task per store takes the requests waiting (up to [`MAX_JOBS`]),
 //! and in one transaction checks each exactly as a transaction of its own would (its
 //! credential, its application, its device as this transaction sees it, its own `check` of
-//! the reports), writes every accepted report with a handful of multi-row statements, and
-//! commits once. Only then is each request answered: a report is acknowledged only once it is
-//! committed, as before. A batch is a handful of round trips: `BEGIN`, its reads
-//! ([`batch_reads`]), its writes, (PostgreSQL) its change notices, `COMMIT`.
+//! the reports), writes every accepted report with a handful of multi-row statements (on
+//! PostgreSQL one), and commits once. Only then is each request answered: a report is
+//! acknowledged only once it is committed, as before. A batch is a handful of round trips:
+//! `BEGIN`, its reads ([`batch_reads`]), its writes (on PostgreSQL with its change notices),
+//! `COMMIT`. One task, not several: on PostgreSQL two took smaller batches, which cost more
+//! CPU per request, and were slower (BENCHMARKS.md).
 //!
 //! Each request gets the answer it would have had alone:
 //! * a refused request (revoked credential, unknown device, a report its `check` refuses)
