@@ -782,7 +782,7 @@ async fn batch_reads_locked(tx: &mut WriteTx, devices: &[Id], tokens: &[Id]) -> 
         devices: std::collections::HashMap::with_capacity(devices.len()),
         tokens: std::collections::HashMap::with_capacity(tokens.len()),
     };
-    let rows = sqlx::query(PG_BATCH_READS)
+    let rows = sqlx::query(sqlx::AssertSqlSafe(PG_BATCH_READS.as_str()))
         .bind(joined(tokens))
         .bind(joined(devices))
         .fetch_all(&mut **tx)
@@ -813,22 +813,24 @@ async fn batch_reads_locked(tx: &mut WriteTx, devices: &[Id], tokens: &[Id]) -> 
 /// lock order holds within the one statement: `Append` runs its branches in order, and each
 /// `ORDER BY` reads all its input (locking the applications) before its `FOR KEY SHARE`
 /// locks the first of its own rows.
-const PG_BATCH_READS: &str = "WITH app AS MATERIALIZED (SELECT id FROM applications WHERE id IN \
-    (SELECT application_id FROM api_tokens WHERE id = ANY(string_to_array($1, ','))) \
-    ORDER BY id FOR KEY SHARE), \
-    tok AS MATERIALIZED (SELECT t.id, t.application_id, t.status, t.expiration_date \
-    FROM api_tokens t JOIN app ON app.id = t.application_id \
-    WHERE t.id = ANY(string_to_array($1, ',')) ORDER BY t.id FOR KEY SHARE OF t), \
-    dev AS MATERIALIZED (SELECT id, application_id, name, description, device_class, tags, \
-    attributes, extra, creation_date, last_updated FROM devices \
-    WHERE id = ANY(string_to_array($2, ',')) ORDER BY id FOR KEY SHARE) \
-    SELECT id AS token_id, application_id AS token_application, status, expiration_date, \
-    NULL::text AS id, NULL::text AS application_id, NULL::text AS name, \
-    NULL::text AS description, NULL::text AS device_class, NULL::text AS tags, \
-    NULL::text AS attributes, NULL::text AS extra, NULL::bigint AS creation_date, \
-    NULL::bigint AS last_updated FROM tok \
-    UNION ALL SELECT NULL, NULL, NULL, NULL, id, application_id, name, description, \
-    device_class, tags, attributes, extra, creation_date, last_updated FROM dev";
+static PG_BATCH_READS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH app AS MATERIALIZED (SELECT id FROM applications WHERE id IN \
+         (SELECT application_id FROM api_tokens WHERE id = ANY(string_to_array($1, ','))) \
+         ORDER BY id FOR KEY SHARE), \
+         tok AS MATERIALIZED (SELECT t.id, t.application_id, t.status, t.expiration_date \
+         FROM api_tokens t JOIN app ON app.id = t.application_id \
+         WHERE t.id = ANY(string_to_array($1, ',')) ORDER BY t.id FOR KEY SHARE OF t), \
+         dev AS MATERIALIZED (SELECT {DEVICE_COLUMNS} FROM devices \
+         WHERE id = ANY(string_to_array($2, ',')) ORDER BY id FOR KEY SHARE) \
+         SELECT id AS token_id, application_id AS token_application, status, expiration_date, \
+         NULL::text AS id, NULL::text AS application_id, NULL::text AS name, \
+         NULL::text AS description, NULL::text AS device_class, NULL::text AS tags, \
+         NULL::text AS attributes, NULL::text AS extra, NULL::bigint AS creation_date, \
+         NULL::bigint AS last_updated FROM tok \
+         UNION ALL SELECT NULL, NULL, NULL, NULL, {DEVICE_COLUMNS} FROM dev"
+    )
+});
 
 /// A device of `application`, locked `FOR KEY SHARE` until the transaction ends: it cannot be
 /// deleted, and a PATCH (which locks it `FOR UPDATE`) waits, so what is checked against it

@@ -443,7 +443,7 @@ async fn state_reports_never_outlive_their_attribute() {
     for round in 0..rounds {
         let d = device(&s, &actor, app, &["temp", "hum"]).await;
         // Every other report by an API token: on PostgreSQL only those join the group
-        // commit, whose batch locks the device in a statement of its own.
+        // commit, whose batch locks the device in its own read (not `device_for_write`).
         let a1 = if round % 2 == 0 {
             actor.clone()
         } else {
