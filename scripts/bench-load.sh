@@ -50,6 +50,11 @@
 #    copied to LIMIT_BUILD, default /tmp/tollgate-limit-bench, never into the repository) and
 #    drives its authorized GET:
 #      g  the limit server's authorized GET
+#    The limit server runs from the start, idle beside Tollgate: after every run of a case, g
+#    runs once (A B A B …), and a case's ratio to g is the median of its runs' ratios to the
+#    g run right after each, so a machine whose speed drifts during the benchmark (2 shared
+#    cores do) moves both sides of a ratio alike. PAIRED=0 measures g only once, at the end
+#    (half the time; the ratios then compare minutes apart);
 # 5. prints req/s, p50 and p99 of every case and its ratio to g; writes them to OUT. With
 #    PostgreSQL too: the same table for PostgreSQL, and per case PG ÷ SQLite (req/s, and the
 #    CPU per request of the server and, on a throwaway cluster, the database).
@@ -70,6 +75,7 @@ DEVICES=${DEVICES:-10000}
 PORT=${PORT:-18480}
 LIMIT_PORT=${LIMIT_PORT:-18481}
 QUIET_WAIT=${QUIET_WAIT:-120}
+PAIRED=${PAIRED:-1}
 CASES=${CASES:-}
 BACKENDS=${BACKENDS:-sqlite}
 PG_URL=${PG_URL:-}
@@ -149,6 +155,7 @@ stop_server() {
 PG_STARTED=; PG_POSTMASTER=; PG_BASE=
 cleanup() {
   stop_server
+  [ -n "${LIMIT_PID:-}" ] && kill "$LIMIT_PID" 2>/dev/null || true
   if [ -n "$PG_STARTED" ]; then
     scripts/pg-throwaway.sh stop "$PG_DIR"
   elif [ -n "$PG_BASE" ]; then
@@ -265,7 +272,7 @@ LUA
 db_checks() { curl -s "$BASE/metrics" | awk -F'[ }]' '/^tollgate_credential_checks_total.*result="database"/{print $NF}'; }
 lease_lapses() { curl -s "$BASE/health" | grep -o '"leaseLapses":[0-9]*' | cut -d: -f2; }
 
-declare -A RPS P50 P99 OTHER DBQ CPU STARTMS RSS0 RSS1 LAPSES
+declare -A RPS P50 P99 OTHER DBQ CPU STARTMS RSS0 RSS1 LAPSES RATIO GBESIDE
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 # run_case NAME PID wrk-args...: RUNS runs, medians into RPS/P50/P99 (ms) and CPU (the
 # server's CPU per request, µs; with the throwaway PostgreSQL's), under key $PREFIX$NAME.
@@ -273,7 +280,7 @@ run_case() {
   local name=$1 pid=$2; shift 2
   wanted "$name" || return 0
   local key=$PREFIX$name
-  local rps=() p50=() p99=() others=() cpu=() n
+  local rps=() p50=() p99=() others=() cpu=() ratio=() beside=() n
   for n in $(seq 1 "$RUNS"); do
     local f=$OUT/wrk-$key-$n.txt
     wait_quiet
@@ -295,13 +302,24 @@ run_case() {
     # always charged to it. Below zero means "nothing measurable".)
     local other=$(( 100 * $(nproc) * ((b1 - b0) - (s1 - s0) - wrk_ticks) / (t1 - t0 > 0 ? t1 - t0 : 1) ))
     others+=("$(( other < 0 ? 0 : other ))")
+    # B: the limit server's run right after, for this run's ratio.
+    if [ "$PAIRED" = 1 ] && [ "$name" != g_limit_authorized_get ]; then
+      local gf=$OUT/g-beside-$key-$n.txt
+      wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -H "$(H "$LVALID")" "$LURL" >"$gf" 2>&1
+      ratio+=("$(awk -v r="${rps[-1]}" '/^Requests\/sec/{printf "%.4f", r / $2}' "$gf")")
+      beside+=("$(awk '/^Requests\/sec/{print $2}' "$gf")")
+    fi
   done
+  if [ ${#ratio[@]} -gt 0 ]; then
+    RATIO[$key]=$(printf '%s\n' "${ratio[@]}" | median)
+    GBESIDE[$key]=$(printf '%s\n' "${beside[@]}" | median)
+  fi
   RPS[$key]=$(printf '%s\n' "${rps[@]}" | median)
   P50[$key]=$(printf '%s\n' "${p50[@]}" | to_ms | median)
   P99[$key]=$(printf '%s\n' "${p99[@]}" | to_ms | median)
   CPU[$key]=$(printf '%s\n' "${cpu[@]}" | median)
   OTHER[$key]=$(printf '%s ' "${others[@]}")
-  log "  $key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, server CPU ${CPU[$key]} µs/request (other processes used ${OTHER[$key]}% of a core)"
+  log "  $key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, server CPU ${CPU[$key]} µs/request (other processes used ${OTHER[$key]}% of a core)${RATIO[$key]:+; ${RATIO[$key]} × (g) beside it (g ${GBESIDE[$key]} req/s)}"
 }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
 H() { echo "Authorization: Bearer $1"; }
@@ -404,13 +422,7 @@ allf_used() {
   jq '[.periods[0].actions[] | select(.action == "device.get") | .authorized] | add // 0' <<<"$body"
 }
 
-for b in sqlite postgres; do
-  if has_backend "$b"; then measure_backend "$b"; fi
-done
-BACKEND=sqlite; PREFIX=
-
-# --- the measuring stick ----------------------------------------------------------------------
-log "== limit server (reference)"
+# --- the measuring stick, started before the cases (see step 4 above) --------------------------
 # Built outside this workspace (cargo would take it for a member) and never committed.
 LIMIT=${LIMIT_BUILD:-${TMPDIR:-/tmp}/tollgate-limit-bench}
 mkdir -p "$LIMIT"
@@ -419,29 +431,39 @@ mkdir -p "$LIMIT"
 if [ ! -f "$LIMIT/data/tokens.tsv" ]; then (cd "$LIMIT" && target/release/examples/gen_tokens data >&2); fi
 LDEV=$(grep -o 'DEV=[0-9a-f]*' "$LIMIT_SRC/run.sh" | head -1 | cut -d= -f2)
 LVALID=$(cat "$LIMIT/data/valid.token"); LAPP=$(cat "$LIMIT/data/valid.app")
-wait_quiet
 (cd "$LIMIT" && exec target/release/limit-server "$LIMIT_PORT" data/tokens.tsv) >"$OUT/limit-server.log" 2>&1 &
-SERVER_PID=$!
+LIMIT_PID=$!
 until curl -sf "http://127.0.0.1:$LIMIT_PORT/hello" >/dev/null 2>&1; do sleep 0.05; done
 LURL=http://127.0.0.1:$LIMIT_PORT/applications/$LAPP/devices/$LDEV
 [ "$(code -H "$(H "$LVALID")" "$LURL")" = 200 ] || { log "limit server sanity check failed"; exit 1; }
-LIMIT_RSS=$(rss_mb "$SERVER_PID")
-run_case g_limit_authorized_get "$SERVER_PID" -H "$(H "$LVALID")" "$LURL"
-stop_server
+LIMIT_RSS=$(rss_mb "$LIMIT_PID")
+
+for b in sqlite postgres; do
+  if has_backend "$b"; then measure_backend "$b"; fi
+done
+BACKEND=sqlite; PREFIX=
+
+# --- the measuring stick: g, the limit server's authorized GET --------------------------------
+log "== limit server (reference)"
+run_case g_limit_authorized_get "$LIMIT_PID" -H "$(H "$LVALID")" "$LURL"
+kill "$LIMIT_PID" 2>/dev/null || true; wait "$LIMIT_PID" 2>/dev/null || true; LIMIT_PID=
 
 # --- report ---------------------------------------------------------------------------------
 G=${RPS[g_limit_authorized_get]}; GP99=${P99[g_limit_authorized_get]}
 ALL_CASES="a_device_get a2_device_get_restricted o_device_get_all_features b_devices_get b2_devices_get_filtered h_application_get i_tokens_get j_token_get k_flows_get l_get_state m_get_composite_state n_last_value_query c_unknown d_malformed e_inactive f_send_state"
+# ratio KEY: the case's ratio to (g): the median of its runs' ratios to the g run beside each
+# (PAIRED=1), or its median against g's own median.
+ratio() { if [ -n "${RATIO[$1]:-}" ]; then echo "${RATIO[$1]}"; else awk -v r="${RPS[$1]}" -v g="$G" 'BEGIN{printf "%.4f", r/g}'; fi; }
 # table PREFIX: every case of one backend against (g).
 table() {
   local pre=$1 k r
-  echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| case | req/s | p50 ms | p99 ms | × (g) req/s | (g) req/s beside it | p99 ÷ (g) p99 | database lookups | others' CPU % per run |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for k in $ALL_CASES g_limit_authorized_get; do
     r=$pre$k; [ "$k" = g_limit_authorized_get ] && r=$k
     [ -n "${RPS[$r]:-}" ] || continue
-    awk -v k="$k" -v r="${RPS[$r]}" -v p="${P50[$r]}" -v q="${P99[$r]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$r]:-}" -v o="${OTHER[$r]}" \
-      'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %s | %s |\n", k, r, p, q, r/g, q/gq, d, o}'
+    awk -v k="$k" -v r="${RPS[$r]}" -v p="${P50[$r]}" -v q="${P99[$r]}" -v g="$G" -v gq="$GP99" -v d="${DBQ[$r]:-}" -v o="${OTHER[$r]}" -v x="$(ratio "$r")" -v gb="${GBESIDE[$r]:-$G}" \
+      'BEGIN{printf "| %s | %.0f | %.3f | %.3f | %.2f | %.0f | %.2f | %s | %s |\n", k, r, p, q, x, gb, q/gq, d, o}'
   done
 }
 {
@@ -465,8 +487,8 @@ table() {
     echo "|---|---|---|---|---|---|---|---|---|"
     for k in $ALL_CASES; do
       if [ -z "${RPS[$k]:-}" ] || [ -z "${RPS[pg-$k]:-}" ]; then continue; fi
-      awk -v k="$k" -v s="${RPS[$k]}" -v p="${RPS[pg-$k]}" -v g="$G" -v cs="${CPU[$k]}" -v cp="${CPU[pg-$k]}" \
-        'BEGIN{printf "| %s | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.1f | %.1f |\n", k, s, p, p/s, (p/s >= 0.9 ? "yes" : "no"), s/g, p/g, cs, cp}'
+      awk -v k="$k" -v s="${RPS[$k]}" -v p="${RPS[pg-$k]}" -v xs="$(ratio "$k")" -v xp="$(ratio "pg-$k")" -v cs="${CPU[$k]}" -v cp="${CPU[pg-$k]}" \
+        'BEGIN{printf "| %s | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.1f | %.1f |\n", k, s, p, p/s, (p/s >= 0.9 ? "yes" : "no"), xs, xp, cs, cp}'
     done
   fi
   echo "runs: $RUNS × $DUR, wrk -t$THREADS -c$CONNS; machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
