@@ -716,6 +716,36 @@ pub(crate) struct BatchReads {
     pub tokens: std::collections::HashMap<Id, (Id, String, Option<i64>)>,
 }
 
+impl BatchReads {
+    fn with_capacity(devices: usize, tokens: usize) -> BatchReads {
+        BatchReads {
+            devices: std::collections::HashMap::with_capacity(devices),
+            tokens: std::collections::HashMap::with_capacity(tokens),
+        }
+    }
+
+    /// One row of either backend's batch read: a token's (`token`, its id) or a device's.
+    fn add(&mut self, row: &AnyRow, token: Option<String>) -> Result<()> {
+        match token {
+            Some(id) => {
+                self.tokens.insert(
+                    from_db(&id)?,
+                    (
+                        from_db(&row.try_get::<String, _>("token_application")?)?,
+                        row.try_get("status")?,
+                        row.try_get("expiration_date")?,
+                    ),
+                );
+            }
+            None => {
+                let d = device_from_row(row)?;
+                self.devices.insert(d.id, d);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// [`BatchReads`]. On SQLite, whose batch holds the turn to write, in one round trip to
 /// SQLite's connection thread: two statements of fixed text (the ids go as one JSON array
 /// each, so the statements stay prepared whatever a batch holds), run together by sqlx's
@@ -748,24 +778,14 @@ pub(crate) async fn batch_reads(
         .bind(hex(tokens))
         .fetch_all(&mut **tx)
         .await?;
-    let mut out = BatchReads {
-        devices: std::collections::HashMap::with_capacity(devices.len()),
-        tokens: std::collections::HashMap::with_capacity(tokens.len()),
-    };
+    let mut out = BatchReads::with_capacity(devices.len(), tokens.len());
     for row in rows {
-        if row.try_column("token_id").is_ok() {
-            out.tokens.insert(
-                from_db(&row.try_get::<String, _>("token_id")?)?,
-                (
-                    from_db(&row.try_get::<String, _>("token_application")?)?,
-                    row.try_get("status")?,
-                    row.try_get("expiration_date")?,
-                ),
-            );
-        } else {
-            let d = device_from_row(&row)?;
-            out.devices.insert(d.id, d);
-        }
+        // The second statement's rows have a `token_id` column; the first's do not.
+        let token = match row.try_column("token_id") {
+            Ok(_) => Some(row.try_get::<String, _>("token_id")?),
+            Err(_) => None,
+        };
+        out.add(&row, token)?;
     }
     Ok(out)
 }
@@ -778,32 +798,16 @@ pub(crate) async fn batch_reads(
 /// string each.
 async fn batch_reads_locked(tx: &mut WriteTx, devices: &[Id], tokens: &[Id]) -> Result<BatchReads> {
     let joined = |ids: &[Id]| ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>().join(",");
-    let mut out = BatchReads {
-        devices: std::collections::HashMap::with_capacity(devices.len()),
-        tokens: std::collections::HashMap::with_capacity(tokens.len()),
-    };
+    let mut out = BatchReads::with_capacity(devices.len(), tokens.len());
     let rows = sqlx::query(sqlx::AssertSqlSafe(PG_BATCH_READS.as_str()))
         .bind(joined(tokens))
         .bind(joined(devices))
         .fetch_all(&mut **tx)
         .await?;
     for row in rows {
-        match row.try_get::<Option<String>, _>("token_id")? {
-            Some(id) => {
-                out.tokens.insert(
-                    from_db(&id)?,
-                    (
-                        from_db(&row.try_get::<String, _>("token_application")?)?,
-                        row.try_get("status")?,
-                        row.try_get("expiration_date")?,
-                    ),
-                );
-            }
-            None => {
-                let d = device_from_row(&row)?;
-                out.devices.insert(d.id, d);
-            }
-        }
+        // Token rows have a `token_id`; device rows have it NULL.
+        let token = row.try_get::<Option<String>, _>("token_id")?;
+        out.add(&row, token)?;
     }
     Ok(out)
 }
