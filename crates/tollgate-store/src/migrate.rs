@@ -17,23 +17,44 @@ use sqlx::Connection;
 
 use crate::{Backend, Result, Store, StoreError};
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/0001_init.sql")),
-    (2, include_str!("../migrations/0002_devices.sql")),
-    (3, include_str!("../migrations/0003_invites_console.sql")),
-    (4, include_str!("../migrations/0004_cluster.sql")),
-    (5, include_str!("../migrations/0005_accounts.sql")),
-    (6, include_str!("../migrations/0006_audit.sql")),
-    (7, include_str!("../migrations/0007_restrictions.sql")),
-    (8, include_str!("../migrations/0008_lifecycle.sql")),
-    (9, include_str!("../migrations/0009_lineage.sql")),
-    (10, include_str!("../migrations/0010_policy.sql")),
-    (11, include_str!("../migrations/0011_webhooks.sql")),
-    (12, include_str!("../migrations/0012_job_indexes.sql")),
+/// A migration: its version, its SQL, and the one backend it is for (`None`: both). A
+/// migration for one backend is still recorded on the other, so both reach the same version.
+struct Migration {
+    version: i64,
+    sql: &'static str,
+    only: Option<Backend>,
+}
+
+const fn both(version: i64, sql: &'static str) -> Migration {
+    Migration {
+        version,
+        sql,
+        only: None,
+    }
+}
+
+const MIGRATIONS: &[Migration] = &[
+    both(1, include_str!("../migrations/0001_init.sql")),
+    both(2, include_str!("../migrations/0002_devices.sql")),
+    both(3, include_str!("../migrations/0003_invites_console.sql")),
+    both(4, include_str!("../migrations/0004_cluster.sql")),
+    both(5, include_str!("../migrations/0005_accounts.sql")),
+    both(6, include_str!("../migrations/0006_audit.sql")),
+    both(7, include_str!("../migrations/0007_restrictions.sql")),
+    both(8, include_str!("../migrations/0008_lifecycle.sql")),
+    both(9, include_str!("../migrations/0009_lineage.sql")),
+    both(10, include_str!("../migrations/0010_policy.sql")),
+    both(11, include_str!("../migrations/0011_webhooks.sql")),
+    both(12, include_str!("../migrations/0012_job_indexes.sql")),
+    Migration {
+        version: 13,
+        sql: include_str!("../migrations/0013_sqlite_points_without_rowid.sql"),
+        only: Some(Backend::Sqlite),
+    },
 ];
 
 /// The schema version this build brings a database to.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 const LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
@@ -54,6 +75,18 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
             .await?;
     }
     let result = apply_pending(&mut conn, store.backend).await;
+    // A new SQLite database leaves its migrations with the pages of the tables migration 13
+    // replaced on the free list. A new file should be compact: free pages make a full disk
+    // look like room (/health's page check), and there is nothing to keep. (An existing
+    // database is not vacuumed: that could take minutes; its free pages are reused.)
+    let result = match result {
+        Ok(true) if store.backend == Backend::Sqlite => sqlx::raw_sql("VACUUM")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::Migration),
+        other => other.map(|_| ()),
+    };
     if store.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK_KEY)
@@ -73,8 +106,11 @@ pub(crate) async fn applied_version(store: &Store) -> Result<Option<i64>> {
     )
 }
 
-async fn apply_pending(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<()> {
-    for (version, sql) in MIGRATIONS {
+/// Applies every migration not yet recorded. True if the database had none recorded (it is
+/// new) and this call applied them all.
+async fn apply_pending(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<bool> {
+    let mut new = false;
+    for Migration { version, sql, only } in MIGRATIONS {
         let mut tx = match backend {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
@@ -100,10 +136,13 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection, backend: Backend) -> Resu
         if done.is_some() {
             continue;
         }
-        sqlx::raw_sql(*sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::Migration)?;
+        new |= *version == 1 && newest.is_none();
+        if only.is_none_or(|b| b == backend) {
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::Migration)?;
+        }
         sqlx::query("INSERT INTO tollgate_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
             .bind(crate::now_ms())
@@ -112,5 +151,5 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection, backend: Backend) -> Resu
         tx.commit().await?;
         tracing::info!(version, "applied database migration");
     }
-    Ok(())
+    Ok(new)
 }

@@ -27,6 +27,126 @@ async fn reopening_a_migrated_database_changes_nothing() {
     assert_eq!(again.count_users().await.unwrap(), 1);
 }
 
+/// A SQLite database from before migration 13 (reports and points in rowid tables, as
+/// migration 2 made them) keeps every report and point when it is opened, its two tables
+/// become WITHOUT ROWID, and deleting the device still takes its points (the foreign key
+/// came along).
+async fn points_move_to_tables_without_rowid_with_every_row() {
+    let f = fresh().await;
+    let owner = user(&f.store, "owner@example.com").await;
+    let app = app(&f.store, owner, "plant").await;
+    let device = f
+        .store
+        .create_device(
+            &Actor::operator(),
+            app,
+            &tollgate_store::devices::DeviceFields {
+                name: "pump".into(),
+                ..Default::default()
+            },
+            &[],
+        )
+        .await
+        .unwrap()
+        .id;
+    // Back to version 12: the tables as migration 2 defines them, with rows in them.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE device_points; DROP TABLE device_reports; {OLD_TABLES} \
+         DELETE FROM tollgate_migrations WHERE version = 13;"
+    )))
+    .execute(f.store.pool())
+    .await
+    .unwrap();
+    for t in 0..50_i64 {
+        sqlx::query("INSERT INTO device_reports (device_id, time, meta) VALUES ($1, $2, $3)")
+            .bind(device.to_hex())
+            .bind(t)
+            .bind((t == 7).then_some(r#"{"batch":7}"#))
+            .execute(f.store.pool())
+            .await
+            .unwrap();
+        for (attribute, num, txt) in [
+            ("temp", Some(t as f64 / 2.0), None),
+            ("label", None, Some(format!("at {t}"))),
+        ] {
+            sqlx::query("INSERT INTO device_points (device_id, attribute, time, num, txt) VALUES ($1, $2, $3, $4, $5)")
+                .bind(device.to_hex())
+                .bind(attribute)
+                .bind(t)
+                .bind(num)
+                .bind(txt)
+                .execute(f.store.pool())
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        !table_sql(&f.store, "device_points")
+            .await
+            .contains("WITHOUT ROWID")
+    );
+    f.store.close().await;
+
+    let again = Store::connect_with(&f.url, 2)
+        .await
+        .expect("reopen and migrate");
+    assert!(migration_versions(&again).await.contains(&13));
+    for table in ["device_reports", "device_points"] {
+        let sql = table_sql(&again, table).await;
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+    }
+    let one = |sql: &'static str| {
+        let pool = again.pool().clone();
+        async move { sqlx::query(sql).fetch_one(&pool).await.unwrap() }
+    };
+    let r = one("SELECT COUNT(*) AS n, SUM(time) AS t, MAX(meta) AS m FROM device_reports").await;
+    assert_eq!(
+        (
+            r.get::<i64, _>("n"),
+            r.get::<i64, _>("t"),
+            r.get::<String, _>("m")
+        ),
+        (50, 1225, r#"{"batch":7}"#.to_owned())
+    );
+    let p = one(
+        "SELECT COUNT(*) AS n, SUM(num) AS s, MAX(txt) AS x, COUNT(txt) AS c FROM device_points",
+    )
+    .await;
+    assert_eq!(
+        (
+            p.get::<i64, _>("n"),
+            p.get::<f64, _>("s"),
+            p.get::<String, _>("x"),
+            p.get::<i64, _>("c")
+        ),
+        (100, 612.5, "at 9".to_owned(), 50)
+    );
+    again
+        .delete_device(&Actor::operator(), app, device)
+        .await
+        .unwrap();
+    let left = one(
+        "SELECT (SELECT COUNT(*) FROM device_points) + (SELECT COUNT(*) FROM device_reports) AS n",
+    )
+    .await;
+    assert_eq!(left.get::<i64, _>("n"), 0);
+}
+
+/// The two tables as migration 2 created them (version 12 and before).
+const OLD_TABLES: &str = "CREATE TABLE device_reports (device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE, \
+     time BIGINT NOT NULL, meta TEXT, PRIMARY KEY (device_id, time)); \
+     CREATE TABLE device_points (device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE, \
+     attribute TEXT NOT NULL, time BIGINT NOT NULL, num DOUBLE PRECISION, txt TEXT, \
+     PRIMARY KEY (device_id, attribute, time));";
+
+async fn table_sql(store: &Store, table: &str) -> String {
+    sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+        .bind(table)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
 async fn migration_versions(store: &Store) -> Vec<i64> {
     sqlx::query("SELECT version FROM tollgate_migrations ORDER BY version")
         .fetch_all(store.pool())
@@ -333,6 +453,7 @@ async fn committed_changes_reach_listeners_and_nothing_else_does() {
 pub fn cases() -> Vec<Case> {
     vec![
         case!(reopening_a_migrated_database_changes_nothing),
+        case!(points_move_to_tables_without_rowid_with_every_row).once(),
         case!(tokens_are_found_by_digest_and_every_change_is_announced),
         case!(lists_sort_and_filter_the_same_on_both_backends),
         case!(last_used_times_never_move_backwards),
