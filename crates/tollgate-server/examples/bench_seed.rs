@@ -20,7 +20,10 @@
 //! [`ALL_FEATURES_EXPIRY_DAYS`] days, so inside the first warning lead time and every answer
 //! carries `Tollgate-Token-Expires`), `allfeatures.app` and `allfeatures.device` (its
 //! application, the second one, with a token policy setting every field, and a device of it),
-//! `allfeatures.expires` (its expiry, ms since the epoch: a seed is stale a day before).
+//! `allfeatures.expires` (its expiry, ms since the epoch: a seed is stale a day before), and
+//! `gateway.device`: a device of `app.id` with three attributes (`temperature`, `humidity`,
+//! `door`) that the batched-report case posts 100 reports a request to, so each report
+//! stores three points as in `ingest_load`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,6 +104,31 @@ async fn main() -> anyhow::Result<()> {
                 .id,
         );
     }
+    // The batched case's device: three attributes, so a report of three values stores three
+    // points (what issue 17's points/s target counts).
+    let gateway = store
+        .create_device(
+            &Actor::operator(),
+            app_ids[0],
+            &DeviceFields {
+                name: "gateway".into(),
+                description: String::new(),
+                device_class: "standalone".into(),
+                tags: Vec::new(),
+                attributes: [
+                    json!({ "name": "temperature", "dataType": "number" }),
+                    json!({ "name": "humidity", "dataType": "number" }),
+                    json!({ "name": "door", "dataType": "boolean" }),
+                ]
+                .into_iter()
+                .filter_map(|a| a.as_object().cloned())
+                .collect(),
+                extra: Map::new(),
+            },
+            &[],
+        )
+        .await?
+        .id;
     eprintln!(
         "{apps} applications, {devices} devices in {:?}",
         started.elapsed()
@@ -232,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
         ("allfeatures.app", all_app.to_string()),
         ("allfeatures.device", all_device.to_string()),
         ("allfeatures.expires", all_expires.to_string()),
+        ("gateway.device", gateway.to_string()),
     ] {
         std::fs::write(out.join(name), value)?;
     }
