@@ -35,20 +35,7 @@ async fn points_move_to_tables_without_rowid_with_every_row() {
     let f = fresh().await;
     let owner = user(&f.store, "owner@example.com").await;
     let app = app(&f.store, owner, "plant").await;
-    let device = f
-        .store
-        .create_device(
-            &Actor::operator(),
-            app,
-            &tollgate_store::devices::DeviceFields {
-                name: "pump".into(),
-                ..Default::default()
-            },
-            &[],
-        )
-        .await
-        .unwrap()
-        .id;
+    let device = crate::support::device(&f.store, app, "pump").await.id;
     // Back to version 12: the tables as migration 2 defines them, with rows in them.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP TABLE device_points; DROP TABLE device_reports; {OLD_TABLES} \
@@ -356,19 +343,7 @@ async fn deleting_an_application_takes_its_tokens_and_devices() {
     let keep = crate::support::app(&f.store, owner, "keep").await;
     let t = token(&f.store, app, "gateway", None).await;
     let kept = token(&f.store, keep, "gateway", None).await;
-    let device = f
-        .store
-        .create_device(
-            &Actor::operator(),
-            app,
-            &tollgate_store::devices::DeviceFields {
-                name: "pump".into(),
-                ..Default::default()
-            },
-            &[],
-        )
-        .await
-        .unwrap();
+    let device = crate::support::device(&f.store, app, "pump").await;
     f.store
         .on_change(Arc::new(move |c| sink.lock().unwrap().push(c.clone())));
     f.store

@@ -50,6 +50,22 @@ pub async fn app(store: &Store, owner: Id, name: &str) -> Id {
         .id
 }
 
+/// A device named `name` in `app`, with no attributes or tags.
+pub async fn device(store: &Store, app: Id, name: &str) -> tollgate_store::devices::Device {
+    store
+        .create_device(
+            &Actor::operator(),
+            app,
+            &tollgate_store::devices::DeviceFields {
+                name: name.into(),
+                ..Default::default()
+            },
+            &[],
+        )
+        .await
+        .unwrap()
+}
+
 pub async fn token(store: &Store, app: Id, name: &str, expires: Option<i64>) -> TokenRecord {
     let scope = vec!["all.Application".to_owned()];
     store
