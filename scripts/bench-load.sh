@@ -265,19 +265,23 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"data":{"temperature":21.5}}'
 LUA
-# f2: REPORTS reports a request, each at its own time (a counter per wrk thread, from a day
-# ago), so every report is stored rather than merged into an earlier one at the same time.
+# f2: REPORTS reports a request, every one at a time no other report of the benchmark has, so
+# each is stored, never merged into an earlier one. Each wrk invocation (the warm-up and every
+# run) starts its times below the last one's: a day before the script was written, minus
+# 1,000,000 ms for every second since then, counting down from there; threads interleave. So
+# invocations never overlap while the server stores fewer than 1,000,000 reports a second.
 REPORTS=100
 cat >"$OUT/batch.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local reports, counter, base = $REPORTS, 0, (os.time() - 86400) * 1000
-local threads = 0
-function setup(thread) thread:set("offset", threads * 1000000000); threads = threads + 1 end
+local written, threads, step = $(date +%s), 0, $THREADS
+local reports, counter = $REPORTS, 0
+local start = (written - 86400) * 1000 - (os.time() - written) * 1000000
+function setup(thread) thread:set("k", threads); threads = threads + 1 end
 function request()
   local parts = {}
   for i = 1, reports do
-    local t = base + (offset or 0) + counter
+    local t = start - counter * step - (k or 0)
     counter = counter + 1
     parts[i] = string.format('{"time":%d,"data":{"temperature":%d.5,"humidity":%d,"door":%s}}',
       t, 20 + counter % 10, counter % 60, counter % 2 == 0 and "true" or "false")
@@ -444,10 +448,25 @@ run_case f_send_state "$SERVER_PID" -s "$OUT/state.lua" -H "$(H "$VALID")" "$DEV
 run_case f2_send_state_batched "$SERVER_PID" -s "$OUT/batch.lua" -H "$(H "$VALID")" "$AURL/devices/$GATEWAY/state"
 if [ -n "${RPS[${PREFIX}f2_send_state_batched]:-}" ]; then
   log "    $(awk -v r="${RPS[${PREFIX}f2_send_state_batched]}" -v n=$REPORTS 'BEGIN{printf "%.0f reports/s, %.0f points/s", r * n, r * n * 3}')"
+  # Every report answered 200 is a row of its own (none merged into another at the same time).
+  local answered stored
+  answered=$(cat "$OUT/warmup-${PREFIX}f2_send_state_batched.txt" "$OUT/wrk-${PREFIX}f2_send_state_batched-"*.txt | awk -v n=$REPORTS '/requests in/{s+=$1} END{print s * n}')
+  stored=$(gateway_reports)
+  log "    reports stored for the gateway device: $stored, answered: $answered"
+  (( stored >= answered )) || { log "case f2 stored fewer reports than were answered (merged at equal times?)"; exit 1; }
 fi
 LAPSES[$BACKEND]=$(( $(lease_lapses) - lapses0 ))
 RSS1[$BACKEND]=$(rss_mb "$SERVER_PID")
 stop_server
+}
+# Stored reports of f2's device, counted in the measured server's database.
+gateway_reports() {
+  local q="SELECT COUNT(*) FROM device_reports WHERE device_id = '$GATEWAY'"
+  if [ "$BACKEND" = postgres ]; then pg "$PG_RUN_URL" -At -c "$q"
+  else
+    command -v sqlite3 >/dev/null || { log "installing sqlite3"; apt-get install -y -qq sqlite3 >/dev/null; }
+    sqlite3 "$OUT/data-default/tollgate.db" "$q"
+  fi
 }
 # Authorized device.get of the all-features token so far, from its own usage report (which
 # flushes the node's counts first). Needs jq; without it, nothing (and the check is skipped).
