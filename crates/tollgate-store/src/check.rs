@@ -2,7 +2,8 @@
 //!
 //! SQLite: `PRAGMA integrity_check` (every page, index and constraint of the file) and
 //! `PRAGMA foreign_key_check`. PostgreSQL keeps its own pages' integrity, so there the check
-//! is about Tollgate's schema: its version, every table present, constraints validated. Both:
+//! is about Tollgate's schema: its version, every table present, constraints validated, no
+//! state rows of a missing device (those two tables have no foreign key there). Both:
 //! the schema version against this build's, and each table's row count.
 
 use sqlx::Row;
@@ -134,6 +135,25 @@ impl Store {
                 report
                     .problems
                     .push(format!("the constraint {name} is not validated"));
+            }
+            // These two tables have no foreign key on PostgreSQL (migration 14): what it
+            // guaranteed is checked here, as SQLite's foreign_key_check does for its keys.
+            for table in ["device_reports", "device_points"] {
+                if !tables.iter().any(|t| t == table) {
+                    continue;
+                }
+                let stray: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM {table} x WHERE NOT EXISTS \
+                     (SELECT 1 FROM devices d WHERE d.id = x.device_id)"
+                )))
+                .fetch_one(&self.pool)
+                .await?;
+                if stray > 0 {
+                    let rows = if stray == 1 { "row" } else { "rows" };
+                    report.problems.push(format!(
+                        "{table}: {stray} {rows} of a device that does not exist"
+                    ));
+                }
             }
         }
         Ok(())

@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0013_sqlite_points_without_rowid.sql"),
         only: Some(Backend::Sqlite),
     },
+    Migration {
+        version: 14,
+        sql: include_str!("../migrations/0014_postgres_state_without_foreign_keys.sql"),
+        only: Some(Backend::Postgres),
+    },
 ];
 
 /// The schema version this build brings a database to.

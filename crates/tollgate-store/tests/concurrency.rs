@@ -44,6 +44,7 @@ pub fn cases() -> Vec<Case> {
             state_reports_never_outlive_their_attribute,
             multi_thread = 4
         ),
+        case!(state_reports_never_outlive_their_device, multi_thread = 4),
         case!(application_patches_both_survive, multi_thread = 4),
         case!(flow_patches_both_survive, multi_thread = 4),
         case!(organization_patches_both_survive, multi_thread = 4),
@@ -508,6 +509,65 @@ async fn state_reports_never_outlive_their_attribute() {
     assert_eq!(
         stray, 0,
         "{stray} of {rounds} rounds left points of a removed attribute"
+    );
+}
+
+/// A state report raced against the deletion of its device: either the report commits first
+/// and the deletion takes its rows, or the deletion commits first and the report is refused.
+/// No row of a deleted device is ever left (on PostgreSQL these tables have no foreign key
+/// since migration 14; the device's lock and the deletion's trigger are what hold this).
+async fn state_reports_never_outlive_their_device() {
+    let f = fresh().await;
+    let s = f.store.clone();
+    let (actor, app) = owner_and_app(&s).await;
+    let rounds = 200;
+    let (mut stray, mut stored_first, mut refused) = (0, 0, 0);
+    for round in 0..rounds {
+        let d = device(&s, &actor, app, &["temp"]).await;
+        // Every other report by an API token, which joins the group commit on PostgreSQL.
+        let a1 = if round % 2 == 0 {
+            actor.clone()
+        } else {
+            let t = token(&s, app, "all.Application", TokenStatus::Active, None).await;
+            Actor::api_token(t.id, app)
+        };
+        let (s1, s2, a2, id) = (s.clone(), s.clone(), actor.clone(), d.id);
+        let now = now_ms();
+        let (r1, r2) = race(
+            async move {
+                s1.insert_reports(&a1, app, id, declared(&[("temp", 1.0)], now))
+                    .await
+            },
+            async move { s2.delete_device(&a2, app, id).await },
+        )
+        .await;
+        r2.unwrap();
+        match r1 {
+            Ok(n) => {
+                assert_eq!(n, 1);
+                stored_first += 1;
+            }
+            Err(StoreError::NotFound) => refused += 1,
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM device_points WHERE device_id = $1) \
+             + (SELECT COUNT(*) FROM device_reports WHERE device_id = $1)",
+        )
+        .bind(id.to_hex())
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+        if rows > 0 {
+            stray += 1;
+        }
+    }
+    eprintln!(
+        "state report vs device deletion: {rounds} rounds, stored before the deletion {stored_first}, refused after it {refused}"
+    );
+    assert_eq!(
+        stray, 0,
+        "{stray} of {rounds} rounds left rows of a deleted device"
     );
 }
 
