@@ -175,6 +175,18 @@ async fn device(s: &Store, actor: &Actor, app: Id, attrs: &[&str]) -> Device {
     .unwrap()
 }
 
+/// Who sends round `round`'s state report: the session `actor` in even rounds, a new API
+/// token of `app` in odd ones. On PostgreSQL only token requests join the group commit, whose
+/// batch locks the device in its own read (not `device_for_write`), so both paths are raced.
+async fn reporter(s: &Store, actor: &Actor, app: Id, round: usize) -> Actor {
+    if round.is_multiple_of(2) {
+        actor.clone()
+    } else {
+        let t = token(s, app, "all.Application", TokenStatus::Active, None).await;
+        Actor::api_token(t.id, app)
+    }
+}
+
 /// A state-report check as the server makes one: every value must belong to a declared
 /// attribute of the device as the store's transaction sees it.
 fn declared(
@@ -443,14 +455,7 @@ async fn state_reports_never_outlive_their_attribute() {
     let (mut stray, mut stored_first, mut refused) = (0, 0, 0);
     for round in 0..rounds {
         let d = device(&s, &actor, app, &["temp", "hum"]).await;
-        // Every other report by an API token: on PostgreSQL only those join the group
-        // commit, whose batch locks the device in its own read (not `device_for_write`).
-        let a1 = if round % 2 == 0 {
-            actor.clone()
-        } else {
-            let t = token(&s, app, "all.Application", TokenStatus::Active, None).await;
-            Actor::api_token(t.id, app)
-        };
+        let a1 = reporter(&s, &actor, app, round).await;
         let (s1, s2, a2, id) = (s.clone(), s.clone(), actor.clone(), d.id);
         let now = now_ms();
         let (r1, r2) = race(
@@ -524,13 +529,7 @@ async fn state_reports_never_outlive_their_device() {
     let (mut stray, mut stored_first, mut refused) = (0, 0, 0);
     for round in 0..rounds {
         let d = device(&s, &actor, app, &["temp"]).await;
-        // Every other report by an API token, which joins the group commit on PostgreSQL.
-        let a1 = if round % 2 == 0 {
-            actor.clone()
-        } else {
-            let t = token(&s, app, "all.Application", TokenStatus::Active, None).await;
-            Actor::api_token(t.id, app)
-        };
+        let a1 = reporter(&s, &actor, app, round).await;
         let (s1, s2, a2, id) = (s.clone(), s.clone(), actor.clone(), d.id);
         let now = now_ms();
         let (r1, r2) = race(
