@@ -451,6 +451,12 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // sqlx pings every connection it hands out by default. A PostgreSQL connection
+            // can die with its server, and the ping finds that before a query does; a SQLite
+            // connection is a thread of this process over an open file, which has nothing
+            // to find, and its ping was one more round trip to that thread inside every
+            // write's turn (BENCHMARKS.md, *No ping before a SQLite connection is used*).
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
