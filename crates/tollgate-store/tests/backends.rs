@@ -376,21 +376,10 @@ async fn deleting_an_application_takes_its_tokens_and_devices() {
     );
 }
 
-/// Rows of `table` (`device_reports` or `device_points`) that belong to `device`.
-async fn state_rows(store: &Store, table: &str, device: tollgate_store::Id) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {table} WHERE device_id = $1"
-    )))
-    .bind(device.to_hex())
-    .fetch_one(store.pool())
-    .await
-    .unwrap()
-}
-
 /// A device's reports and points go with it, whether the device is deleted or its
-/// application is. On PostgreSQL the two tables have no foreign key (migration 14, a check a
-/// row was a fifth of batched ingest's time): a trigger on `devices` does the cascade, and
-/// `db check` finds a row of a missing device.
+/// application is. On PostgreSQL the two tables have no foreign key (migration 14: checking
+/// each row's key took a fifth of batched ingest's time): a trigger on `devices` does the
+/// cascade, and `db check` finds a row of a missing device.
 async fn device_state_goes_with_its_device_and_its_application() {
     use tollgate_core::attribute::Stored;
     use tollgate_store::states::Report;
@@ -420,15 +409,7 @@ async fn device_state_goes_with_its_device_and_its_application() {
             .unwrap();
         assert_eq!(n, 5);
     }
-    let rows = |d| {
-        let s = f.store.clone();
-        async move {
-            (
-                state_rows(&s, "device_reports", d).await,
-                state_rows(&s, "device_points", d).await,
-            )
-        }
-    };
+    let rows = |d| crate::support::state_rows(&f.store, d);
     assert_eq!((rows(pump).await, rows(valve).await), ((5, 10), (5, 10)));
     f.store
         .delete_device(&Actor::operator(), app, pump)

@@ -549,15 +549,7 @@ async fn state_reports_never_outlive_their_device() {
             Err(StoreError::NotFound) => refused += 1,
             Err(e) => panic!("unexpected: {e:?}"),
         }
-        let rows: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM device_points WHERE device_id = $1) \
-             + (SELECT COUNT(*) FROM device_reports WHERE device_id = $1)",
-        )
-        .bind(id.to_hex())
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
-        if rows > 0 {
+        if crate::support::state_rows(&s, id).await != (0, 0) {
             stray += 1;
         }
     }

@@ -66,6 +66,22 @@ pub async fn device(store: &Store, app: Id, name: &str) -> tollgate_store::devic
         .unwrap()
 }
 
+/// The rows `device` has in `device_reports` and in `device_points`, counted in the tables
+/// themselves (not through a read that first looks the device up).
+pub async fn state_rows(store: &Store, device: Id) -> (i64, i64) {
+    let mut counts = [0; 2];
+    for (n, table) in counts.iter_mut().zip(["device_reports", "device_points"]) {
+        *n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE device_id = $1"
+        )))
+        .bind(device.to_hex())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    }
+    (counts[0], counts[1])
+}
+
 pub async fn token(store: &Store, app: Id, name: &str, expires: Option<i64>) -> TokenRecord {
     let scope = vec!["all.Application".to_owned()];
     store
